@@ -1,0 +1,95 @@
+#include "bindings/tensor_view.h"
+
+#include <sstream>
+
+namespace py = pybind11;
+
+namespace fastgates::bindings {
+
+int64_t TensorView::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+uintptr_t TensorView::end() const {
+  if (numel() == 0) return data;
+  int64_t last = 0;
+  for (size_t i = 0; i < shape.size(); ++i) last += (shape[i] - 1) * strides[i];
+  return data + static_cast<uintptr_t>((last + 1) * element_size);
+}
+
+std::string shape_string(const std::vector<int64_t>& shape) {
+  std::ostringstream s;
+  s << "(";
+  for (size_t i = 0; i < shape.size(); ++i) s << (i ? ", " : "") << shape[i];
+  if (shape.size() == 1) s << ",";
+  s << ")";
+  return s.str();
+}
+
+TensorView view_tensor(py::handle object, const char* name) {
+  if (!py::hasattr(object, "data_ptr") || !py::hasattr(object, "stride") || !py::hasattr(object, "dtype")) {
+    throw py::type_error(std::string("argument '") + name + "' must be a torch.Tensor, got " +
+                         std::string(py::str(py::type::handle_of(object).attr("__name__"))));
+  }
+  TensorView t;
+  t.name = name;
+  t.data = object.attr("data_ptr")().cast<uintptr_t>();
+  for (py::handle d : object.attr("shape")) t.shape.push_back(d.cast<int64_t>());
+  for (py::handle d : object.attr("stride")()) t.strides.push_back(d.cast<int64_t>());
+  std::string dtype = py::str(object.attr("dtype"));
+  t.dtype = dtype.rfind("torch.", 0) == 0 ? dtype.substr(6) : dtype;
+  t.device = py::str(object.attr("device").attr("type"));
+  t.element_size = object.attr("element_size")().cast<int64_t>();
+  if (t.shape.size() != t.strides.size()) {
+    throw py::value_error(std::string("argument '") + name + "' has inconsistent shape and strides");
+  }
+  return t;
+}
+
+void expect_tensor(const TensorView& t, const char* op, const std::string& dtype,
+                   const std::vector<int64_t>& shape) {
+  const std::string where = std::string(op) + ": argument '" + t.name + "'";
+  if (t.device != "cpu") {
+    throw py::value_error(where + " is on device '" + t.device + "'; these kernels take CPU tensors");
+  }
+  if (t.dtype != dtype) {
+    throw py::value_error(where + " has dtype " + t.dtype + ", expected " + dtype);
+  }
+  if (t.shape != shape) {
+    throw py::value_error(where + " has shape " + shape_string(t.shape) + ", expected " + shape_string(shape));
+  }
+  int64_t expected_stride = 1;
+  for (size_t i = shape.size(); i-- > 0;) {
+    if (shape[i] != 1 && t.strides[i] != expected_stride) {
+      throw py::value_error(where + " with shape " + shape_string(t.shape) + " is not contiguous (strides " +
+                            shape_string(t.strides) + ")");
+    }
+    expected_stride *= shape[i];
+  }
+  if (t.numel() > 0 && t.data == 0) throw py::value_error(where + " has no data");
+}
+
+void expect_no_overlap(const char* op, const std::vector<const TensorView*>& outputs,
+                       const std::vector<const TensorView*>& others) {
+  auto overlap = [](const TensorView& a, const TensorView& b) {
+    return a.numel() > 0 && b.numel() > 0 && a.data < b.end() && b.data < a.end();
+  };
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    for (size_t j = 0; j < outputs.size(); ++j) {
+      if (i != j && overlap(*outputs[i], *outputs[j])) {
+        throw py::value_error(std::string(op) + ": outputs '" + outputs[i]->name + "' and '" + outputs[j]->name +
+                              "' share memory");
+      }
+    }
+    for (const TensorView* other : others) {
+      if (overlap(*outputs[i], *other)) {
+        throw py::value_error(std::string(op) + ": output '" + outputs[i]->name + "' shares memory with '" +
+                              other->name + "'");
+      }
+    }
+  }
+}
+
+}  // namespace fastgates::bindings

@@ -1,0 +1,113 @@
+// Picks the instruction-set build of the CPU kernels (see kernels_impl.h) once per process:
+// the widest one this processor supports, unless set_cpu_isa chose another.
+#include <atomic>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "cpu/kernels.h"
+
+#define FG_DECLARE_ISA(isa)                                                         \
+  namespace fastgates::cpu::isa {                                                   \
+  const char* isa_name();                                                           \
+  size_t workspace_bytes(Kernel, DType, SequenceShape, int);                        \
+  template <typename T> void lstm_forward(const LstmForward<T>&);                   \
+  template <typename T> void lstm_backward(const LstmBackward<T>&);                 \
+  template <typename T> void gru_forward(const GruForward<T>&);                     \
+  template <typename T> void gru_backward(const GruBackward<T>&);                   \
+  extern template void lstm_forward<float>(const LstmForward<float>&);              \
+  extern template void lstm_forward<double>(const LstmForward<double>&);            \
+  extern template void lstm_backward<float>(const LstmBackward<float>&);            \
+  extern template void lstm_backward<double>(const LstmBackward<double>&);          \
+  extern template void gru_forward<float>(const GruForward<float>&);                \
+  extern template void gru_forward<double>(const GruForward<double>&);              \
+  extern template void gru_backward<float>(const GruBackward<float>&);              \
+  extern template void gru_backward<double>(const GruBackward<double>&);            \
+  }
+
+FG_DECLARE_ISA(generic)
+FG_DECLARE_ISA(avx2)
+FG_DECLARE_ISA(avx512)
+
+namespace fastgates::cpu {
+namespace {
+
+enum class Isa { generic, avx2, avx512 };
+
+bool supported(Isa isa) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  switch (isa) {
+    case Isa::generic: return true;
+    case Isa::avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Isa::avx512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+             __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+             __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }
+#endif
+  return isa == Isa::generic;
+}
+
+Isa best_isa() {
+  if (supported(Isa::avx512)) return Isa::avx512;
+  if (supported(Isa::avx2)) return Isa::avx2;
+  return Isa::generic;
+}
+
+std::atomic<Isa>& current() {
+  static std::atomic<Isa> isa{best_isa()};
+  return isa;
+}
+
+template <class Generic, class Avx2, class Avx512>
+auto call(Generic generic, Avx2 avx2, Avx512 avx512) {
+  switch (current().load(std::memory_order_relaxed)) {
+    case Isa::avx512: return avx512();
+    case Isa::avx2: return avx2();
+    default: return generic();
+  }
+}
+
+}  // namespace
+
+#define FG_DISPATCH(fn, ...) \
+  call([&] { return generic::fn(__VA_ARGS__); }, [&] { return avx2::fn(__VA_ARGS__); }, [&] { return avx512::fn(__VA_ARGS__); })
+
+size_t workspace_bytes(Kernel kernel, DType dtype, SequenceShape shape, int num_threads) {
+  return FG_DISPATCH(workspace_bytes, kernel, dtype, shape, num_threads);
+}
+template <typename T> void lstm_forward(const LstmForward<T>& a) { FG_DISPATCH(lstm_forward<T>, a); }
+template <typename T> void lstm_backward(const LstmBackward<T>& a) { FG_DISPATCH(lstm_backward<T>, a); }
+template <typename T> void gru_forward(const GruForward<T>& a) { FG_DISPATCH(gru_forward<T>, a); }
+template <typename T> void gru_backward(const GruBackward<T>& a) { FG_DISPATCH(gru_backward<T>, a); }
+
+template void lstm_forward<float>(const LstmForward<float>&);
+template void lstm_forward<double>(const LstmForward<double>&);
+template void lstm_backward<float>(const LstmBackward<float>&);
+template void lstm_backward<double>(const LstmBackward<double>&);
+template void gru_forward<float>(const GruForward<float>&);
+template void gru_forward<double>(const GruForward<double>&);
+template void gru_backward<float>(const GruBackward<float>&);
+template void gru_backward<double>(const GruBackward<double>&);
+
+const char* cpu_isa() { return FG_DISPATCH(isa_name); }
+
+void set_cpu_isa(const std::string& name) {
+  Isa isa;
+  if (name == "generic") isa = Isa::generic;
+  else if (name == "avx2") isa = Isa::avx2;
+  else if (name == "avx512") isa = Isa::avx512;
+  else throw std::invalid_argument("unknown instruction set '" + name + "'; expected generic, avx2 or avx512");
+  if (!supported(isa)) throw std::invalid_argument("this processor does not support " + name);
+  current().store(isa);
+}
+
+std::string supported_cpu_isas() {
+  std::string names = "generic";
+  if (supported(Isa::avx2)) names += ",avx2";
+  if (supported(Isa::avx512)) names += ",avx512";
+  return names;
+}
+
+}  // namespace fastgates::cpu

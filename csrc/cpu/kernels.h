@@ -1,0 +1,117 @@
+// The CPU recurrent kernels: one call runs a whole sequence of one layer and one direction.
+//
+// What the kernels do and what they leave to the caller
+//   The time-parallel work (input projection x W_ihᵀ of all steps, weight gradients, input
+//   gradient, bias gradients) is done by the caller as large GEMMs. These kernels do the
+//   sequential part: per step, the recurrent product h_{t-1} W_hhᵀ fused with the cell's gate
+//   math (forward), or the cell's backward fused with dgates W_hh (backward). Threads split
+//   the hidden units; each thread keeps its share of W_hh packed in the workspace for the
+//   whole call, and the threads meet at one spin barrier per step.
+//
+// Conventions for every parameter below
+//   T = steps, B = batch, H = hidden_size; G = gates per unit (LSTM 4: i, f, g, o; GRU 3: r, z, n).
+//   Every array is dense, row-major (C-contiguous) with exactly the shape given, of element
+//   type T (float or double), and outputs alias neither inputs nor each other. "[T, B, G·H]"
+//   means gate g of unit j at step t, batch row b lives at ((t·B + b)·G + g)·H + j, i.e. the
+//   torch.nn stacking of gates. Arrays marked "or null" may be nullptr.
+//   workspace: workspace_bytes(...) bytes, any alignment, contents undefined on entry and exit.
+//   num_threads >= 1; results are bit-identical run after run for a given num_threads.
+//   All sizes are >= 1; index arithmetic is 64-bit.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace fastgates::cpu {
+
+enum class Kernel { lstm_forward, lstm_backward, gru_forward, gru_backward };
+enum class DType { float32, float64 };
+
+struct SequenceShape {
+  int64_t steps;        // T
+  int64_t batch;        // B
+  int64_t hidden_size;  // H
+};
+
+// Bytes of workspace a kernel needs for this shape, element type and thread count.
+size_t workspace_bytes(Kernel kernel, DType dtype, SequenceShape shape, int num_threads);
+
+template <typename T>
+struct LstmForward {
+  SequenceShape shape;
+  const T* gates_x;  // [T, B, 4H]  x_t W_ihᵀ + b_ih + b_hh (pre-activations without the recurrent part)
+  const T* w_hh;     // [4H, H]     torch.nn weight_hh_l0
+  const T* h0;       // [B, H]
+  const T* c0;       // [B, H]
+  T* y;              // [T, B, H]   out: h_t of every step
+  T* h_n;            // [B, H]      out: h at the last step
+  T* c_n;            // [B, H]      out: c at the last step
+  T* saved_gates;    // [T, B, 4H]  out or null: σ(i), σ(f), tanh(g), σ(o) of every step, for backward
+  T* saved_c;        // [T, B, H]   out or null: c_t of every step, for backward
+  void* workspace;
+  int num_threads;
+};
+
+template <typename T>
+struct LstmBackward {
+  SequenceShape shape;
+  const T* w_hh;         // [4H, H]
+  const T* saved_gates;  // [T, B, 4H]  from LstmForward
+  const T* saved_c;      // [T, B, H]   from LstmForward
+  const T* c0;           // [B, H]
+  const T* dy;           // [T, B, H]   gradient of the loss w.r.t. y
+  const T* dh_n;         // [B, H]      gradient w.r.t. h_n
+  const T* dc_n;         // [B, H]      gradient w.r.t. c_n
+  T* dgates;             // [T, B, 4H]  out: gradient w.r.t. the gate pre-activations (= d gates_x)
+  T* dh0;                // [B, H]      out
+  T* dc0;                // [B, H]      out
+  void* workspace;
+  int num_threads;
+};
+
+template <typename T>
+struct GruForward {
+  SequenceShape shape;
+  const T* gates_x;  // [T, B, 3H]  x_t W_ihᵀ + b_ih
+  const T* w_hh;     // [3H, H]     torch.nn weight_hh_l0
+  const T* b_hh;     // [3H]        torch.nn bias_hh_l0 (zeros without bias)
+  const T* h0;       // [B, H]
+  T* y;              // [T, B, H]   out: h_t of every step
+  T* h_n;            // [B, H]      out
+  T* saved;          // [T, B, 4H]  out or null: r, z, n, W_hn h_{t-1} + b_hn of every step, for backward
+  void* workspace;
+  int num_threads;
+};
+
+template <typename T>
+struct GruBackward {
+  SequenceShape shape;
+  const T* w_hh;   // [3H, H]
+  const T* saved;  // [T, B, 4H]  from GruForward
+  const T* h0;     // [B, H]
+  const T* y;      // [T, B, H]   from GruForward (h_{t-1} of step t is y[t-1])
+  const T* dy;     // [T, B, H]
+  const T* dh_n;   // [B, H]
+  T* dgates_x;     // [T, B, 3H]  out: gradient w.r.t. gates_x (= d b_ih summed, d(x W_ihᵀ))
+  T* dgates_h;     // [T, B, 3H]  out: gradient w.r.t. h_{t-1} W_hhᵀ + b_hh
+  T* dh0;          // [B, H]      out
+  void* workspace;
+  int num_threads;
+};
+
+// Run a kernel; picks the widest instruction set this processor supports.
+template <typename T> void lstm_forward(const LstmForward<T>& args);
+template <typename T> void lstm_backward(const LstmBackward<T>& args);
+template <typename T> void gru_forward(const GruForward<T>& args);
+template <typename T> void gru_backward(const GruBackward<T>& args);
+
+// Name of the instruction set the dispatcher picked ("avx512", "avx2" or "generic").
+const char* cpu_isa();
+// Use another instruction-set build (for tests); throws std::invalid_argument if unknown or
+// unsupported here. Not to be called while a kernel runs.
+void set_cpu_isa(const std::string& name);
+// Comma-separated names of the builds this processor can run.
+std::string supported_cpu_isas();
+
+}  // namespace fastgates::cpu

@@ -1,0 +1,50 @@
+// The vector type of one instruction-set build of the CPU kernels (GCC/Clang vector
+// extensions: the same source becomes SSE, AVX2 or AVX-512 code), and the register-tile sizes
+// that fit that instruction set's register file. Included only by the per-ISA translation
+// units, inside namespace fastgates::cpu::FG_CPU_ISA.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#ifndef FG_CPU_ISA
+#error "simd.h belongs to the per-instruction-set kernel builds (define FG_CPU_ISA)"
+#endif
+
+#define FG_ALWAYS_INLINE inline __attribute__((always_inline))
+#define FG_STRINGIFY2(x) #x
+#define FG_STRINGIFY(x) FG_STRINGIFY2(x)
+#define FG_UNROLL _Pragma("GCC unroll 16")
+
+namespace fastgates::cpu::FG_CPU_ISA {
+
+#if defined(__AVX512F__)
+constexpr int kVectorBytes = 64;
+constexpr int kAccumulators = 16;  // of 32 vector registers
+#elif defined(__AVX2__)
+constexpr int kVectorBytes = 32;
+constexpr int kAccumulators = 8;  // of 16 vector registers
+#else
+constexpr int kVectorBytes = 16;
+constexpr int kAccumulators = 8;
+#endif
+
+template <typename T>
+struct VectorOf {
+  typedef T type __attribute__((vector_size(kVectorBytes)));
+};
+template <typename T>
+using Vec = typename VectorOf<T>::type;
+
+// Hidden units per vector: the kernels split the hidden units into blocks of this many.
+template <typename T>
+constexpr int kLanes = kVectorBytes / static_cast<int>(sizeof(T));
+
+template <typename T>
+FG_ALWAYS_INLINE Vec<T> load(const T* p) {
+  Vec<T> v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+}  // namespace fastgates::cpu::FG_CPU_ISA
