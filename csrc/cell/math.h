@@ -8,12 +8,13 @@
 #include <stdint.h>
 #include <string.h>
 
+// Always inlined: the CPU kernels' lane loops only vectorise when the whole cell is inlined
+// into them.
 #if defined(__CUDACC__)
-#define FG_HOST_DEVICE __host__ __device__
+#define FG_CELL_FN __host__ __device__ static __forceinline__
 #else
-#define FG_HOST_DEVICE
+#define FG_CELL_FN static inline __attribute__((always_inline))
 #endif
-#define FG_CELL_FN FG_HOST_DEVICE static inline
 
 namespace fastgates::cell {
 

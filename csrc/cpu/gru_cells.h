@@ -35,31 +35,31 @@ struct GruForwardCell {
   }
 
   template <int R, bool kSave>
-  FG_ALWAYS_INLINE void step_rows(int64_t t, int64_t row0, int64_t j0, int units, const T (&rec)[R][kGates][L]) {
+  FG_GATE_MATH void step_rows(int64_t t, int64_t row0, int64_t j0, int units, const T (&rec)[R][kGates][L]) {
     const int64_t H = hidden_size;
-    const T* b = a.b_hh + j0;
     const T* h_prev_all = hidden_before(t);
+    T bias[3][L] = {};
+    for (int g = 0; g < 3; ++g) copy_lanes(bias[g], a.b_hh + g * H + j0, units);
     for (int r = 0; r < R; ++r) {
       const int64_t row = row0 + r;
       const int64_t bt = t * batch + row;
-      const T* gx = a.gates_x + bt * 3 * H + j0;
-      const T* h_prev = h_prev_all + row * H + j0;
-      T* h_out = a.y + bt * H + j0;
-      T* saved = kSave ? a.saved + bt * 4 * H + j0 : nullptr;
-      for (int l = 0; l < units; ++l) {
-        cell::GruGates<T> x{gx[l], gx[H + l], gx[2 * H + l]};
-        cell::GruGates<T> h{rec[r][0][l] + b[l], rec[r][1][l] + b[H + l], rec[r][2][l] + b[2 * H + l]};
-        T h_new;
-        cell::GruSaved<T> s = cell::gru_forward(x, h, h_prev[l], &h_new);
-        h_out[l] = h_new;
-        if constexpr (kSave) {
-          saved[l] = s.r;
-          saved[H + l] = s.z;
-          saved[2 * H + l] = s.n;
-          saved[3 * H + l] = s.h_n;
-        }
+      T gx[3][L] = {}, h_prev[L] = {}, h[L], saved[4][L];
+      for (int g = 0; g < 3; ++g) copy_lanes(gx[g], a.gates_x + bt * 3 * H + g * H + j0, units);
+      copy_lanes(h_prev, h_prev_all + row * H + j0, units);
+      for (int l = 0; l < L; ++l) {
+        cell::GruGates<T> x{gx[0][l], gx[1][l], gx[2][l]};
+        cell::GruGates<T> hh{rec[r][0][l] + bias[0][l], rec[r][1][l] + bias[1][l], rec[r][2][l] + bias[2][l]};
+        cell::GruSaved<T> s = cell::gru_forward(x, hh, h_prev[l], &h[l]);
+        saved[0][l] = s.r;
+        saved[1][l] = s.z;
+        saved[2][l] = s.n;
+        saved[3][l] = s.h_n;
       }
-      if (t + 1 == steps) std::memcpy(a.h_n + row * H + j0, h_out, units * sizeof(T));
+      copy_lanes(a.y + bt * H + j0, h, units);
+      if constexpr (kSave) {
+        for (int g = 0; g < 4; ++g) copy_lanes(a.saved + bt * 4 * H + g * H + j0, saved[g], units);
+      }
+      if (t + 1 == steps) copy_lanes(a.h_n + row * H + j0, h, units);
     }
   }
 };
@@ -84,31 +84,39 @@ struct GruBackwardCell {
   const T* recurrent_gradient(int64_t t) const { return a.dgates_h + t * batch * 3 * hidden_size; }
 
   template <int R>
-  FG_ALWAYS_INLINE void step(int64_t t, int64_t row0, int64_t j0, int units, const T (*rec)[L]) {
+  FG_GATE_MATH void step(int64_t t, int64_t row0, int64_t j0, int units, const T (*rec)[L]) {
     const int64_t H = hidden_size;
     const bool last = t + 1 == steps;
     for (int r = 0; r < R; ++r) {
       const int64_t row = row0 + r;
       const int64_t bt = t * batch + row;
-      const T* saved = a.saved + bt * 4 * H + j0;
-      const T* h_prev = (t == 0 ? a.h0 + row * H : a.y + (bt - batch) * H) + j0;
-      const T* dy = a.dy + bt * H + j0;
-      const T* dh_n = a.dh_n + row * H + j0;
-      T* direct = dh_direct + row * H + j0;
-      T* dgx = a.dgates_x + bt * 3 * H + j0;
-      T* dgh = a.dgates_h + bt * 3 * H + j0;
-      for (int l = 0; l < units; ++l) {
-        const T dh = dy[l] + (last ? dh_n[l] : direct[l] + rec[r][l]);
-        cell::GruSaved<T> s{saved[l], saved[H + l], saved[2 * H + l], saved[3 * H + l]};
-        cell::GruGates<T> dx, dhp;
-        direct[l] = cell::gru_backward(s, h_prev[l], dh, &dx, &dhp);
-        dgx[l] = dx.r;
-        dgx[H + l] = dx.z;
-        dgx[2 * H + l] = dx.n;
-        dgh[l] = dhp.r;
-        dgh[H + l] = dhp.z;
-        dgh[2 * H + l] = dhp.n;
+      T saved[4][L] = {}, h_prev[L] = {}, dh[L] = {}, direct[L] = {}, dgx[3][L], dgh[3][L];
+      for (int g = 0; g < 4; ++g) copy_lanes(saved[g], a.saved + bt * 4 * H + g * H + j0, units);
+      copy_lanes(h_prev, (t == 0 ? a.h0 + row * H : a.y + (bt - batch) * H) + j0, units);
+      copy_lanes(dh, a.dy + bt * H + j0, units);
+      if (last) {
+        const T* dh_n = a.dh_n + row * H + j0;
+        for (int l = 0; l < units; ++l) dh[l] += dh_n[l];
+      } else {
+        const T* d = dh_direct + row * H + j0;
+        for (int l = 0; l < units; ++l) dh[l] += d[l] + rec[r][l];
       }
+      for (int l = 0; l < L; ++l) {
+        cell::GruSaved<T> s{saved[0][l], saved[1][l], saved[2][l], saved[3][l]};
+        cell::GruGates<T> dx, dhp;
+        direct[l] = cell::gru_backward(s, h_prev[l], dh[l], &dx, &dhp);
+        dgx[0][l] = dx.r;
+        dgx[1][l] = dx.z;
+        dgx[2][l] = dx.n;
+        dgh[0][l] = dhp.r;
+        dgh[1][l] = dhp.z;
+        dgh[2][l] = dhp.n;
+      }
+      for (int g = 0; g < 3; ++g) {
+        copy_lanes(a.dgates_x + bt * 3 * H + g * H + j0, dgx[g], units);
+        copy_lanes(a.dgates_h + bt * 3 * H + g * H + j0, dgh[g], units);
+      }
+      copy_lanes(dh_direct + row * H + j0, direct, units);
     }
   }
 

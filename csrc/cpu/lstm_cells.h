@@ -36,36 +36,34 @@ struct LstmForwardCell {
   }
 
   template <int R, bool kSave>
-  FG_ALWAYS_INLINE void step_rows(int64_t t, int64_t row0, int64_t j0, int units, const T (&rec)[R][kGates][L]) {
+  FG_GATE_MATH void step_rows(int64_t t, int64_t row0, int64_t j0, int units, const T (&rec)[R][kGates][L]) {
     const int64_t H = hidden_size;
     const bool last = t + 1 == steps;
     for (int r = 0; r < R; ++r) {
       const int64_t row = row0 + r;
       const int64_t bt = t * batch + row;  // row of the [T, B, ...] arrays
       const T* gx = a.gates_x + bt * 4 * H + j0;
-      const T* c_prev = (t == 0 ? a.c0 : c_state) + row * H + j0;
-      T* c_out = c_state + row * H + j0;
-      T* h_out = a.y + bt * H + j0;
-      T* saved_g = kSave ? a.saved_gates + bt * 4 * H + j0 : nullptr;
-      T* saved_c = kSave ? a.saved_c + bt * H + j0 : nullptr;
-      for (int l = 0; l < units; ++l) {
-        cell::LstmGates<T> pre{gx[l] + rec[r][0][l], gx[H + l] + rec[r][1][l], gx[2 * H + l] + rec[r][2][l],
-                               gx[3 * H + l] + rec[r][3][l]};
-        T c, h;
-        cell::LstmGates<T> act = cell::lstm_forward(pre, c_prev[l], &c, &h);
-        c_out[l] = c;
-        h_out[l] = h;
-        if constexpr (kSave) {
-          saved_g[l] = act.i;
-          saved_g[H + l] = act.f;
-          saved_g[2 * H + l] = act.g;
-          saved_g[3 * H + l] = act.o;
-          saved_c[l] = c;
-        }
+      T pre[4][L] = {}, c_prev[L] = {}, c[L], h[L], act[4][L];
+      for (int g = 0; g < 4; ++g) copy_lanes(pre[g], gx + g * H, units);
+      copy_lanes(c_prev, (t == 0 ? a.c0 : c_state) + row * H + j0, units);
+      for (int l = 0; l < L; ++l) {
+        cell::LstmGates<T> in{pre[0][l] + rec[r][0][l], pre[1][l] + rec[r][1][l], pre[2][l] + rec[r][2][l],
+                              pre[3][l] + rec[r][3][l]};
+        cell::LstmGates<T> out = cell::lstm_forward(in, c_prev[l], &c[l], &h[l]);
+        act[0][l] = out.i;
+        act[1][l] = out.f;
+        act[2][l] = out.g;
+        act[3][l] = out.o;
+      }
+      copy_lanes(c_state + row * H + j0, c, units);
+      copy_lanes(a.y + bt * H + j0, h, units);
+      if constexpr (kSave) {
+        for (int g = 0; g < 4; ++g) copy_lanes(a.saved_gates + bt * 4 * H + g * H + j0, act[g], units);
+        copy_lanes(a.saved_c + bt * H + j0, c, units);
       }
       if (last) {
-        std::memcpy(a.h_n + row * H + j0, h_out, units * sizeof(T));
-        std::memcpy(a.c_n + row * H + j0, c_out, units * sizeof(T));
+        copy_lanes(a.h_n + row * H + j0, h, units);
+        copy_lanes(a.c_n + row * H + j0, c, units);
       }
     }
   }
@@ -91,30 +89,30 @@ struct LstmBackwardCell {
   const T* recurrent_gradient(int64_t t) const { return a.dgates + t * batch * 4 * hidden_size; }
 
   template <int R>
-  FG_ALWAYS_INLINE void step(int64_t t, int64_t row0, int64_t j0, int units, const T (*rec)[L]) {
+  FG_GATE_MATH void step(int64_t t, int64_t row0, int64_t j0, int units, const T (*rec)[L]) {
     const int64_t H = hidden_size;
     const bool last = t + 1 == steps;
     for (int r = 0; r < R; ++r) {
       const int64_t row = row0 + r;
       const int64_t bt = t * batch + row;
-      const T* act = a.saved_gates + bt * 4 * H + j0;
-      const T* c = a.saved_c + bt * H + j0;
-      const T* c_prev = t == 0 ? a.c0 + row * H + j0 : a.saved_c + (bt - batch) * H + j0;
+      T act[4][L] = {}, c[L] = {}, c_prev[L] = {}, dh[L] = {}, dc[L] = {}, dg[4][L], dc_prev[L];
+      for (int g = 0; g < 4; ++g) copy_lanes(act[g], a.saved_gates + bt * 4 * H + g * H + j0, units);
+      copy_lanes(c, a.saved_c + bt * H + j0, units);
+      copy_lanes(c_prev, t == 0 ? a.c0 + row * H + j0 : a.saved_c + (bt - batch) * H + j0, units);
+      copy_lanes(dh, last ? a.dh_n + row * H + j0 : rec[r], units);
+      copy_lanes(dc, (last ? a.dc_n : dc_state) + row * H + j0, units);
       const T* dy = a.dy + bt * H + j0;
-      const T* dh_later = last ? a.dh_n + row * H + j0 : rec[r];
-      const T* dc_later = last ? a.dc_n + row * H + j0 : dc_state + row * H + j0;
-      T* dc_out = dc_state + row * H + j0;
-      T* dg = a.dgates + bt * 4 * H + j0;
-      for (int l = 0; l < units; ++l) {
-        cell::LstmGates<T> s{act[l], act[H + l], act[2 * H + l], act[3 * H + l]};
-        T dc_prev;
-        cell::LstmGates<T> d = cell::lstm_backward(s, c[l], c_prev[l], dy[l] + dh_later[l], dc_later[l], &dc_prev);
-        dg[l] = d.i;
-        dg[H + l] = d.f;
-        dg[2 * H + l] = d.g;
-        dg[3 * H + l] = d.o;
-        dc_out[l] = dc_prev;
+      for (int l = 0; l < units; ++l) dh[l] += dy[l];
+      for (int l = 0; l < L; ++l) {
+        cell::LstmGates<T> s{act[0][l], act[1][l], act[2][l], act[3][l]};
+        cell::LstmGates<T> d = cell::lstm_backward(s, c[l], c_prev[l], dh[l], dc[l], &dc_prev[l]);
+        dg[0][l] = d.i;
+        dg[1][l] = d.f;
+        dg[2][l] = d.g;
+        dg[3][l] = d.o;
       }
+      for (int g = 0; g < 4; ++g) copy_lanes(a.dgates + bt * 4 * H + g * H + j0, dg[g], units);
+      copy_lanes(dc_state + row * H + j0, dc_prev, units);
     }
   }
 

@@ -12,6 +12,9 @@
 #endif
 
 #define FG_ALWAYS_INLINE inline __attribute__((always_inline))
+// The gate math of a tile stays a function of its own: inlined into the micro-kernel's loop
+// nest, GCC no longer vectorises its lane loops.
+#define FG_GATE_MATH __attribute__((noinline))
 #define FG_STRINGIFY2(x) #x
 #define FG_STRINGIFY(x) FG_STRINGIFY2(x)
 #define FG_UNROLL _Pragma("GCC unroll 16")
@@ -45,6 +48,18 @@ FG_ALWAYS_INLINE Vec<T> load(const T* p) {
   Vec<T> v;
   std::memcpy(&v, p, sizeof v);
   return v;
+}
+
+// Copies the first `count` of kLanes elements (count <= kLanes). The gate math works on
+// full-width local arrays, so its lane loop vectorises with no aliasing or tail to worry
+// about; only these copies see a partial block at the end of the hidden units.
+template <typename T>
+FG_ALWAYS_INLINE void copy_lanes(T* dst, const T* src, int count) {
+  if (count == kLanes<T>) {
+    std::memcpy(dst, src, sizeof(T) * kLanes<T>);
+  } else {
+    for (int l = 0; l < count; ++l) dst[l] = src[l];
+  }
 }
 
 }  // namespace fastgates::cpu::FG_CPU_ISA
