@@ -18,29 +18,40 @@
 
 namespace fastgates::cell {
 
-// exp for float without branches or library calls, so that loops over lanes vectorise on the
-// CPU. Range reduction x = n·ln2 + r with |r| ≤ ln2/2, a degree-6 polynomial for e^r (Cephes'
-// minimax coefficients), and 2^n built in the exponent bits. Relative error ≈ 2e-7; the input is
-// clamped to the range where the result is a normal float.
-FG_CELL_FN float exp_fast(float x) {
+// exp for float without branches or library calls: range reduction x = n·ln2 + r with
+// |r| ≤ ln2/2, a degree-6 polynomial for e^r (Cephes' minimax coefficients), and 2^n built in
+// the exponent bits. Relative error ≈ 2e-7; the input is clamped to the range where the result
+// is a normal float (NaN stays NaN). A template so that the CPU kernels can run it on a whole
+// vector of lanes: F is float or a lane type that provides clamp_exp_argument and
+// times_power_of_two for itself (found by argument-dependent lookup).
+FG_CELL_FN float clamp_exp_argument(float x) {
   x = x < -87.0f ? -87.0f : x;
-  x = x > 88.0f ? 88.0f : x;
+  return x > 88.0f ? 88.0f : x;
+}
+
+// y · 2^n for an integral-valued n in [-126, 127].
+FG_CELL_FN float times_power_of_two(float y, float n) {
+  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  memcpy(&scale, &bits, sizeof scale);
+  return y * scale;
+}
+
+template <typename F>
+FG_CELL_FN F exp_fast(F x) {
+  x = clamp_exp_argument(x);
   // Round-to-nearest of x·log2(e) by adding and subtracting 1.5·2^23 (no floor() call).
-  const float shifter = 12582912.0f;
-  float n = (x * 1.44269504088896341f + shifter) - shifter;
-  float r = x - n * 0.693359375f;
+  const F shifter = 12582912.0f;
+  F n = (x * 1.44269504088896341f + shifter) - shifter;
+  F r = x - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
+  F p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
-  float er = p * r * r + r + 1.0f;
-  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  memcpy(&scale, &bits, sizeof scale);
-  return er * scale;
+  return times_power_of_two(p * r * r + r + 1.0f, n);
 }
 
 FG_CELL_FN float exponential(float x) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "cell/gru.h"
+#include "cpu/lanes.h"
 #include "cpu/recurrence.h"
 
 namespace fastgates::cpu::FG_CPU_ISA {
@@ -46,15 +47,17 @@ struct GruForwardCell {
       T gx[3][L] = {}, h_prev[L] = {}, h[L], saved[4][L];
       for (int g = 0; g < 3; ++g) copy_lanes(gx[g], a.gates_x + bt * 3 * H + g * H + j0, units);
       copy_lanes(h_prev, h_prev_all + row * H + j0, units);
-      for (int l = 0; l < L; ++l) {
-        cell::GruGates<T> x{gx[0][l], gx[1][l], gx[2][l]};
-        cell::GruGates<T> hh{rec[r][0][l] + bias[0][l], rec[r][1][l] + bias[1][l], rec[r][2][l] + bias[2][l]};
-        cell::GruSaved<T> s = cell::gru_forward(x, hh, h_prev[l], &h[l]);
-        saved[0][l] = s.r;
-        saved[1][l] = s.z;
-        saved[2][l] = s.n;
-        saved[3][l] = s.h_n;
-      }
+      using V = Lanes<T>;
+      cell::GruGates<V> x{V::load(gx[0]), V::load(gx[1]), V::load(gx[2])};
+      cell::GruGates<V> hh{V::load(rec[r][0]) + V::load(bias[0]), V::load(rec[r][1]) + V::load(bias[1]),
+                           V::load(rec[r][2]) + V::load(bias[2])};
+      V h_new;
+      cell::GruSaved<V> s = cell::gru_forward(x, hh, V::load(h_prev), &h_new);
+      h_new.store(h);
+      s.r.store(saved[0]);
+      s.z.store(saved[1]);
+      s.n.store(saved[2]);
+      s.h_n.store(saved[3]);
       copy_lanes(a.y + bt * H + j0, h, units);
       if constexpr (kSave) {
         for (int g = 0; g < 4; ++g) copy_lanes(a.saved + bt * 4 * H + g * H + j0, saved[g], units);
@@ -101,17 +104,17 @@ struct GruBackwardCell {
         const T* d = dh_direct + row * H + j0;
         for (int l = 0; l < units; ++l) dh[l] += d[l] + rec[r][l];
       }
-      for (int l = 0; l < L; ++l) {
-        cell::GruSaved<T> s{saved[0][l], saved[1][l], saved[2][l], saved[3][l]};
-        cell::GruGates<T> dx, dhp;
-        direct[l] = cell::gru_backward(s, h_prev[l], dh[l], &dx, &dhp);
-        dgx[0][l] = dx.r;
-        dgx[1][l] = dx.z;
-        dgx[2][l] = dx.n;
-        dgh[0][l] = dhp.r;
-        dgh[1][l] = dhp.z;
-        dgh[2][l] = dhp.n;
-      }
+      using V = Lanes<T>;
+      cell::GruSaved<V> s{V::load(saved[0]), V::load(saved[1]), V::load(saved[2]), V::load(saved[3])};
+      cell::GruGates<V> dx, dhp;
+      V direct_v = cell::gru_backward(s, V::load(h_prev), V::load(dh), &dx, &dhp);
+      direct_v.store(direct);
+      dx.r.store(dgx[0]);
+      dx.z.store(dgx[1]);
+      dx.n.store(dgx[2]);
+      dhp.r.store(dgh[0]);
+      dhp.z.store(dgh[1]);
+      dhp.n.store(dgh[2]);
       for (int g = 0; g < 3; ++g) {
         copy_lanes(a.dgates_x + bt * 3 * H + g * H + j0, dgx[g], units);
         copy_lanes(a.dgates_h + bt * 3 * H + g * H + j0, dgh[g], units);

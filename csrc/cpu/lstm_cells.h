@@ -3,6 +3,7 @@
 #pragma once
 
 #include "cell/lstm.h"
+#include "cpu/lanes.h"
 #include "cpu/recurrence.h"
 
 namespace fastgates::cpu::FG_CPU_ISA {
@@ -46,15 +47,17 @@ struct LstmForwardCell {
       T pre[4][L] = {}, c_prev[L] = {}, c[L], h[L], act[4][L];
       for (int g = 0; g < 4; ++g) copy_lanes(pre[g], gx + g * H, units);
       copy_lanes(c_prev, (t == 0 ? a.c0 : c_state) + row * H + j0, units);
-      for (int l = 0; l < L; ++l) {
-        cell::LstmGates<T> in{pre[0][l] + rec[r][0][l], pre[1][l] + rec[r][1][l], pre[2][l] + rec[r][2][l],
-                              pre[3][l] + rec[r][3][l]};
-        cell::LstmGates<T> out = cell::lstm_forward(in, c_prev[l], &c[l], &h[l]);
-        act[0][l] = out.i;
-        act[1][l] = out.f;
-        act[2][l] = out.g;
-        act[3][l] = out.o;
-      }
+      using V = Lanes<T>;
+      cell::LstmGates<V> in{V::load(pre[0]) + V::load(rec[r][0]), V::load(pre[1]) + V::load(rec[r][1]),
+                            V::load(pre[2]) + V::load(rec[r][2]), V::load(pre[3]) + V::load(rec[r][3])};
+      V c_new, h_new;
+      cell::LstmGates<V> out = cell::lstm_forward(in, V::load(c_prev), &c_new, &h_new);
+      c_new.store(c);
+      h_new.store(h);
+      out.i.store(act[0]);
+      out.f.store(act[1]);
+      out.g.store(act[2]);
+      out.o.store(act[3]);
       copy_lanes(c_state + row * H + j0, c, units);
       copy_lanes(a.y + bt * H + j0, h, units);
       if constexpr (kSave) {
@@ -103,14 +106,15 @@ struct LstmBackwardCell {
       copy_lanes(dc, (last ? a.dc_n : dc_state) + row * H + j0, units);
       const T* dy = a.dy + bt * H + j0;
       for (int l = 0; l < units; ++l) dh[l] += dy[l];
-      for (int l = 0; l < L; ++l) {
-        cell::LstmGates<T> s{act[0][l], act[1][l], act[2][l], act[3][l]};
-        cell::LstmGates<T> d = cell::lstm_backward(s, c[l], c_prev[l], dh[l], dc[l], &dc_prev[l]);
-        dg[0][l] = d.i;
-        dg[1][l] = d.f;
-        dg[2][l] = d.g;
-        dg[3][l] = d.o;
-      }
+      using V = Lanes<T>;
+      cell::LstmGates<V> s{V::load(act[0]), V::load(act[1]), V::load(act[2]), V::load(act[3])};
+      V dc_prev_v;
+      cell::LstmGates<V> d = cell::lstm_backward(s, V::load(c), V::load(c_prev), V::load(dh), V::load(dc), &dc_prev_v);
+      dc_prev_v.store(dc_prev);
+      d.i.store(dg[0]);
+      d.f.store(dg[1]);
+      d.g.store(dg[2]);
+      d.o.store(dg[3]);
       for (int g = 0; g < 4; ++g) copy_lanes(a.dgates + bt * 4 * H + g * H + j0, dg[g], units);
       copy_lanes(dc_state + row * H + j0, dc_prev, units);
     }

@@ -1,0 +1,37 @@
+"""fastgates: fused LSTM and GRU kernels for PyTorch.
+
+``fastgates.LSTM`` and ``fastgates.GRU`` are drop-in replacements for ``torch.nn.LSTM`` and
+``torch.nn.GRU``; ``fastgates.ops`` has their functional forms and the ``torch.ops.fastgates``
+custom ops; ``fastgates.reference`` is a NumPy float64 reference implementation.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib import metadata as _metadata
+
+from . import ops
+from .nn import GRU, LSTM
+
+try:
+    __version__ = _metadata.version("fastgates")
+except _metadata.PackageNotFoundError:  # a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["LSTM", "GRU", "ops", "reference", "cpu_isa", "__version__"]
+
+
+def cpu_isa() -> str:
+    """The instruction set the compiled kernels run with: "avx512", "avx2" or "generic"."""
+    from ._backend import C
+
+    return C().cpu_isa()
+
+
+def __getattr__(name: str):
+    # The NumPy reference is imported on first use, to keep `import fastgates` light.
+    if name == "reference":
+        module = importlib.import_module(".reference", __name__)
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,46 @@
+"""Access to the compiled kernels (``fastgates._C``) and the per-call resources they need.
+
+The compiled module is imported on first use, not when ``fastgates`` is imported, so that
+``import fastgates`` stays light and a missing or broken build fails with a clear message at
+the first kernel call instead of at import.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+import torch
+
+_module: ModuleType | None = None
+
+# The dtypes the compiled kernels implement, with the names ``_C.workspace_bytes`` expects.
+KERNEL_DTYPES: dict[torch.dtype, str] = {torch.float32: "float32", torch.float64: "float64"}
+
+
+def C() -> ModuleType:
+    """The compiled module ``fastgates._C``, imported once."""
+    global _module
+    if _module is None:
+        try:
+            _module = importlib.import_module("fastgates._C")
+        except ImportError as e:
+            raise ImportError(
+                "fastgates: the compiled kernels (fastgates._C) could not be imported; "
+                "fastgates must be installed from a build (pip install .), not used from a "
+                f"source tree alone. Cause: {e}"
+            ) from e
+    return _module
+
+
+def num_threads() -> int:
+    """Threads a kernel call may use: torch's intra-op thread count."""
+    return max(1, torch.get_num_threads())
+
+
+def workspace(kernel: str, dtype: torch.dtype, steps: int, batch: int, hidden_size: int,
+              threads: int) -> torch.Tensor:
+    """A scratch buffer of the size ``kernel`` needs for this call, allocated by torch."""
+    nbytes = C().workspace_bytes(kernel, KERNEL_DTYPES[dtype], steps, batch, hidden_size, threads)
+    # Never a 0-byte buffer: its data pointer may be null.
+    return torch.empty(max(int(nbytes), 1), dtype=torch.uint8)

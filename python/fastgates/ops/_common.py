@@ -1,0 +1,79 @@
+"""Pieces shared by the LSTM and GRU custom ops."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+EMPTY = (0,)  # shape of an output that was not asked for
+
+
+def input_gates(x: Tensor, w_ih: Tensor, *biases: Tensor | None) -> Tensor:
+    """x W_ihᵀ + Σ biases for all steps at once: one GEMM, result [T, B, G·H] contiguous."""
+    steps, batch, input_size = x.shape
+    bias = None
+    for b in biases:
+        if b is not None:
+            bias = b if bias is None else bias + b
+    x2d = x.reshape(steps * batch, input_size)
+    if bias is None:
+        gates = torch.mm(x2d, w_ih.t())
+    else:
+        gates = torch.addmm(bias, x2d, w_ih.t())
+    return gates.view(steps, batch, w_ih.shape[0])
+
+
+def recurrent_weight_grad(dgates: Tensor, h0: Tensor, y: Tensor) -> Tensor:
+    """dW_hh = Σ_t dgates_tᵀ h_{t-1} with h_{-1} = h0, without concatenating h0 and y[:-1]."""
+    steps, batch, gate_width = dgates.shape
+    hidden = h0.shape[1]
+    dw = torch.mm(dgates[0].t(), h0) if steps > 0 else h0.new_zeros((gate_width, hidden))
+    if steps > 1:
+        dw = torch.addmm(dw, dgates[1:].reshape(-1, gate_width).t(), y[:-1].reshape(-1, hidden))
+    return dw
+
+
+def is_empty(*sizes: int) -> bool:
+    """True when a kernel must not run: the kernels need every size >= 1."""
+    return any(s == 0 for s in sizes)
+
+
+def grad_or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
+    """Autograd passes None for outputs that did not reach the loss; the kernels need tensors."""
+    return torch.zeros_like(like, memory_format=torch.contiguous_format) if grad is None else grad
+
+
+def check_grad_mask(grad_mask: Sequence[bool], n: int, op: str) -> None:
+    if len(grad_mask) != n:
+        raise ValueError(f"{op}: grad_mask must have {n} entries, got {len(grad_mask)}")
+
+
+def forbid_double_backward(op, name: str) -> None:
+    """Register an autograd formula for a backward op that says it cannot be differentiated.
+
+    Every forward input (x, weights, biases, initial states) is also an input of the matching
+    backward op, so any attempt at a second derivative reaches this formula and fails loudly
+    instead of silently treating the first gradient as a constant.
+    """
+
+    def setup_context(ctx, inputs, output):
+        pass
+
+    def backward(ctx, *grads):
+        raise RuntimeError(
+            f"fastgates does not support double backward: {name} (the gradient of the "
+            "fastgates forward op) is not differentiable. Higher-order gradients of fastgates "
+            "layers are not implemented; use torch.nn.LSTM / torch.nn.GRU for those."
+        )
+
+    op.register_autograd(backward, setup_context=setup_context)
+
+
+def no_saved_tensors_error(name: str) -> RuntimeError:
+    return RuntimeError(
+        f"{name} was called with save_for_backward=False, so it kept nothing for the backward "
+        "pass and cannot be differentiated. Call it with save_for_backward=True "
+        "(fastgates.ops.lstm/gru and the fastgates layers do so whenever a gradient is needed)."
+    )

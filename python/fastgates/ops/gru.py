@@ -1,0 +1,174 @@
+"""The GRU custom ops ``fastgates::gru_forward`` and ``fastgates::gru_backward``.
+
+Shapes: x [T, B, I], w_ih [3H, I], w_hh [3H, H], b_ih / b_hh [3H] or None, h0 [B, H]
+(torch.nn layout; gate order r, z, n; n = tanh(x W_inᵀ + b_in + r ⊙ (h W_hnᵀ + b_hn))).
+The input projection and every weight / input gradient are large torch GEMMs; the kernels in
+``fastgates._C`` run the sequential part.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .. import _backend
+from ._common import (
+    EMPTY,
+    check_grad_mask,
+    forbid_double_backward,
+    grad_or_zeros,
+    input_gates,
+    is_empty,
+    no_saved_tensors_error,
+    recurrent_weight_grad,
+)
+
+GATES = 3
+SAVED_PER_UNIT = 4  # r, z, n, W_hn h_{t-1} + b_hn
+
+
+@torch.library.custom_op("fastgates::gru_forward", mutates_args=(), device_types="cpu")
+def gru_forward(
+    x: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    h0: Tensor,
+    save_for_backward: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Returns (y [T,B,H], h_n [B,H], saved [T,B,4H]); saved is 0-sized unless asked for."""
+    steps, batch, _ = x.shape
+    hidden = w_hh.shape[1]
+    gates_x = input_gates(x, w_ih, b_ih)
+    y = x.new_empty((steps, batch, hidden))
+    h_n = x.new_empty((batch, hidden))
+    saved = x.new_empty((steps, batch, SAVED_PER_UNIT * hidden) if save_for_backward else EMPTY)
+    if is_empty(steps, batch, hidden):
+        h_n.copy_(h0)
+        return y, h_n, saved
+    threads = _backend.num_threads()
+    _backend.C().gru_forward(
+        gates_x,
+        w_hh.contiguous(),
+        x.new_zeros((GATES * hidden,)) if b_hh is None else b_hh.contiguous(),
+        h0.contiguous(),
+        y,
+        h_n,
+        saved if save_for_backward else None,
+        _backend.workspace("gru_forward", x.dtype, steps, batch, hidden, threads),
+        threads,
+    )
+    return y, h_n, saved
+
+
+@gru_forward.register_fake
+def _(x, w_ih, w_hh, b_ih, b_hh, h0, save_for_backward):
+    steps, batch, _ = x.shape
+    hidden = w_hh.shape[1]
+    return (
+        x.new_empty((steps, batch, hidden)),
+        x.new_empty((batch, hidden)),
+        x.new_empty((steps, batch, SAVED_PER_UNIT * hidden) if save_for_backward else EMPTY),
+    )
+
+
+@torch.library.custom_op("fastgates::gru_backward", mutates_args=(), device_types="cpu")
+def gru_backward(
+    x: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    h0: Tensor,
+    y: Tensor,
+    saved: Tensor,
+    dy: Tensor,
+    dh_n: Tensor,
+    grad_mask: list[bool],
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Returns (dx, dw_ih, dw_hh, db_ih, db_hh, dh0).
+
+    ``grad_mask`` = [x, w_ih, w_hh, b_ih, b_hh]: the gradients to compute; the others are 0-sized.
+    """
+    check_grad_mask(grad_mask, 5, "fastgates::gru_backward")
+    need_x, need_w_ih, need_w_hh, need_b_ih, need_b_hh = grad_mask
+    steps, batch, input_size = x.shape
+    hidden = w_hh.shape[1]
+    dgates_x = x.new_empty((steps, batch, GATES * hidden))
+    dgates_h = x.new_empty((steps, batch, GATES * hidden))
+    dh0 = x.new_empty((batch, hidden))
+    if is_empty(steps, batch, hidden):
+        dgates_x.zero_()
+        dgates_h.zero_()
+        dh0.copy_(dh_n)
+    else:
+        threads = _backend.num_threads()
+        _backend.C().gru_backward(
+            w_hh.contiguous(),
+            saved.contiguous(),
+            h0.contiguous(),
+            y.contiguous(),
+            dy.contiguous(),
+            dh_n.contiguous(),
+            dgates_x,
+            dgates_h,
+            dh0,
+            _backend.workspace("gru_backward", x.dtype, steps, batch, hidden, threads),
+            threads,
+        )
+    dgx2d = dgates_x.view(steps * batch, GATES * hidden)
+    dx = torch.mm(dgx2d, w_ih).view(steps, batch, input_size) if need_x else x.new_empty(EMPTY)
+    dw_ih = torch.mm(dgx2d.t(), x.reshape(steps * batch, input_size)) if need_w_ih else x.new_empty(EMPTY)
+    dw_hh = recurrent_weight_grad(dgates_h, h0, y) if need_w_hh else x.new_empty(EMPTY)
+    db_ih = dgx2d.sum(0) if need_b_ih else x.new_empty(EMPTY)
+    db_hh = dgates_h.view(steps * batch, GATES * hidden).sum(0) if need_b_hh else x.new_empty(EMPTY)
+    return dx, dw_ih, dw_hh, db_ih, db_hh, dh0
+
+
+@gru_backward.register_fake
+def _(x, w_ih, w_hh, h0, y, saved, dy, dh_n, grad_mask):
+    check_grad_mask(grad_mask, 5, "fastgates::gru_backward")
+    need_x, need_w_ih, need_w_hh, need_b_ih, need_b_hh = grad_mask
+    steps, batch, input_size = x.shape
+    hidden = w_hh.shape[1]
+    return (
+        x.new_empty((steps, batch, input_size) if need_x else EMPTY),
+        x.new_empty((GATES * hidden, input_size) if need_w_ih else EMPTY),
+        x.new_empty((GATES * hidden, hidden) if need_w_hh else EMPTY),
+        x.new_empty((GATES * hidden,) if need_b_ih else EMPTY),
+        x.new_empty((GATES * hidden,) if need_b_hh else EMPTY),
+        x.new_empty((batch, hidden)),
+    )
+
+
+def _setup_context(ctx, inputs, output):
+    x, w_ih, w_hh, b_ih, b_hh, h0, save_for_backward = inputs
+    y, _h_n, saved = output
+    ctx.mark_non_differentiable(saved)
+    ctx.has_saved = save_for_backward
+    ctx.save_for_backward(x, w_ih, w_hh, h0, y, saved)
+
+
+def _backward(ctx, dy, dh_n, _dsaved):
+    if not ctx.has_saved:
+        raise no_saved_tensors_error("fastgates::gru_forward")
+    x, w_ih, w_hh, h0, y, saved = ctx.saved_tensors
+    need_x, need_w_ih, need_w_hh, need_b_ih, need_b_hh, need_h0, _ = ctx.needs_input_grad
+    dx, dw_ih, dw_hh, db_ih, db_hh, dh0 = gru_backward(
+        x, w_ih, w_hh, h0, y, saved,
+        grad_or_zeros(dy, y),
+        grad_or_zeros(dh_n, h0),
+        [need_x, need_w_ih, need_w_hh, need_b_ih, need_b_hh],
+    )
+    return (
+        dx if need_x else None,
+        dw_ih if need_w_ih else None,
+        dw_hh if need_w_hh else None,
+        db_ih if need_b_ih else None,
+        db_hh if need_b_hh else None,
+        dh0 if need_h0 else None,
+        None,
+    )
+
+
+gru_forward.register_autograd(_backward, setup_context=_setup_context)
+forbid_double_backward(gru_backward, "fastgates::gru_backward")

@@ -1,0 +1,281 @@
+"""The compiled kernels (fastgates._C) called directly, against the NumPy reference.
+
+Every instruction-set build this processor can run is tested (the dispatcher normally picks
+only the widest), at 1 and 2 threads, in float64 (tight) and float32. Also: bit-identical
+results across runs and thread counts, and the binding's own argument checks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fastgates import _C
+from fastgates import reference as ref
+
+ISAS = _C.supported_cpu_isas().split(",")
+SHAPES = [(1, 1, 1, 1), (5, 3, 17, 31), (7, 9, 8, 40), (3, 1, 5, 16), (4, 33, 6, 17)]
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    before = _C.cpu_isa()
+    _C.set_cpu_isa(request.param)
+    yield request.param
+    _C.set_cpu_isa(before)
+
+
+def _randn(gen, *shape, dtype, scale=1.0):
+    return torch.randn(*shape, dtype=dtype, generator=gen) * scale
+
+
+def _np(t):
+    return t.detach().double().numpy()
+
+
+def _workspace(kernel, dtype, steps, batch, hidden, threads):
+    name = {torch.float32: "float32", torch.float64: "float64"}[dtype]
+    return torch.empty(_C.workspace_bytes(kernel, name, steps, batch, hidden, threads), dtype=torch.uint8)
+
+
+def _lstm_problem(T, B, I, H, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    p = dict(
+        x=_randn(g, T, B, I, dtype=dtype),
+        w_ih=_randn(g, 4 * H, I, dtype=dtype, scale=H**-0.5),
+        w_hh=_randn(g, 4 * H, H, dtype=dtype, scale=H**-0.5),
+        b_ih=_randn(g, 4 * H, dtype=dtype),
+        b_hh=_randn(g, 4 * H, dtype=dtype),
+        h0=_randn(g, B, H, dtype=dtype),
+        c0=_randn(g, B, H, dtype=dtype),
+        dy=_randn(g, T, B, H, dtype=dtype),
+        dh_n=_randn(g, B, H, dtype=dtype),
+        dc_n=_randn(g, B, H, dtype=dtype),
+    )
+    p["gates_x"] = (p["x"].reshape(T * B, I) @ p["w_ih"].T + p["b_ih"] + p["b_hh"]).reshape(T, B, 4 * H)
+    return p
+
+
+def _run_lstm(p, threads):
+    T, B, _ = p["x"].shape
+    H = p["w_hh"].shape[1]
+    dt = p["x"].dtype
+    out = dict(
+        y=torch.empty(T, B, H, dtype=dt),
+        h_n=torch.empty(B, H, dtype=dt),
+        c_n=torch.empty(B, H, dtype=dt),
+        saved_gates=torch.empty(T, B, 4 * H, dtype=dt),
+        saved_c=torch.empty(T, B, H, dtype=dt),
+        dgates=torch.empty(T, B, 4 * H, dtype=dt),
+        dh0=torch.empty(B, H, dtype=dt),
+        dc0=torch.empty(B, H, dtype=dt),
+    )
+    _C.lstm_forward(p["gates_x"], p["w_hh"], p["h0"], p["c0"], out["y"], out["h_n"], out["c_n"],
+                    out["saved_gates"], out["saved_c"], _workspace("lstm_forward", dt, T, B, H, threads), threads)
+    _C.lstm_backward(p["w_hh"], out["saved_gates"], out["saved_c"], p["c0"], p["dy"], p["dh_n"], p["dc_n"],
+                     out["dgates"], out["dh0"], out["dc0"], _workspace("lstm_backward", dt, T, B, H, threads), threads)
+    return out
+
+
+def _gru_problem(T, B, I, H, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    p = dict(
+        x=_randn(g, T, B, I, dtype=dtype),
+        w_ih=_randn(g, 3 * H, I, dtype=dtype, scale=H**-0.5),
+        w_hh=_randn(g, 3 * H, H, dtype=dtype, scale=H**-0.5),
+        b_ih=_randn(g, 3 * H, dtype=dtype),
+        b_hh=_randn(g, 3 * H, dtype=dtype),
+        h0=_randn(g, B, H, dtype=dtype),
+        dy=_randn(g, T, B, H, dtype=dtype),
+        dh_n=_randn(g, B, H, dtype=dtype),
+    )
+    p["gates_x"] = (p["x"].reshape(T * B, I) @ p["w_ih"].T + p["b_ih"]).reshape(T, B, 3 * H)
+    return p
+
+
+def _run_gru(p, threads):
+    T, B, _ = p["x"].shape
+    H = p["w_hh"].shape[1]
+    dt = p["x"].dtype
+    out = dict(
+        y=torch.empty(T, B, H, dtype=dt),
+        h_n=torch.empty(B, H, dtype=dt),
+        saved=torch.empty(T, B, 4 * H, dtype=dt),
+        dgates_x=torch.empty(T, B, 3 * H, dtype=dt),
+        dgates_h=torch.empty(T, B, 3 * H, dtype=dt),
+        dh0=torch.empty(B, H, dtype=dt),
+    )
+    _C.gru_forward(p["gates_x"], p["w_hh"], p["b_hh"], p["h0"], out["y"], out["h_n"], out["saved"],
+                   _workspace("gru_forward", dt, T, B, H, threads), threads)
+    _C.gru_backward(p["w_hh"], out["saved"], p["h0"], out["y"], p["dy"], p["dh_n"], out["dgates_x"],
+                    out["dgates_h"], out["dh0"], _workspace("gru_backward", dt, T, B, H, threads), threads)
+    return out
+
+
+def _tolerance(dtype):
+    return dict(rtol=1e-10, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_lstm_kernels_match_reference(isa, dtype, threads, shape):
+    T, B, I, H = shape
+    p = _lstm_problem(T, B, I, H, dtype)
+    out = _run_lstm(p, threads)
+    args = [_np(p[k]) for k in ("x", "w_ih", "w_hh", "b_ih", "b_hh", "h0", "c0")]
+    y, (h_n, c_n) = ref.lstm(*args)
+    grads = ref.lstm_grad(*args, _np(p["dy"]), _np(p["dh_n"]), _np(p["dc_n"]))
+    tol = _tolerance(dtype)
+    np.testing.assert_allclose(_np(out["y"]), y, **tol)
+    np.testing.assert_allclose(_np(out["h_n"]), h_n, **tol)
+    np.testing.assert_allclose(_np(out["c_n"]), c_n, **tol)
+    dgates = _np(out["dgates"]).reshape(T * B, 4 * H)
+    np.testing.assert_allclose(dgates.sum(0), grads["b_ih"], **tol)
+    np.testing.assert_allclose((dgates @ _np(p["w_ih"])).reshape(T, B, I), grads["x"], **tol)
+    np.testing.assert_allclose(_np(out["dh0"]), grads["h0"], **tol)
+    np.testing.assert_allclose(_np(out["dc0"]), grads["c0"], **tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_gru_kernels_match_reference(isa, dtype, threads, shape):
+    T, B, I, H = shape
+    p = _gru_problem(T, B, I, H, dtype)
+    out = _run_gru(p, threads)
+    args = [_np(p[k]) for k in ("x", "w_ih", "w_hh", "b_ih", "b_hh", "h0")]
+    y, h_n = ref.gru(*args)
+    grads = ref.gru_grad(*args, _np(p["dy"]), _np(p["dh_n"]))
+    tol = _tolerance(dtype)
+    np.testing.assert_allclose(_np(out["y"]), y, **tol)
+    np.testing.assert_allclose(_np(out["h_n"]), h_n, **tol)
+    dgx = _np(out["dgates_x"]).reshape(T * B, 3 * H)
+    dgh = _np(out["dgates_h"]).reshape(T * B, 3 * H)
+    h_prev = np.concatenate([_np(p["h0"])[None], _np(out["y"])[:-1]]).reshape(T * B, H)
+    np.testing.assert_allclose(dgx.sum(0), grads["b_ih"], **tol)
+    np.testing.assert_allclose(dgh.sum(0), grads["b_hh"], **tol)
+    np.testing.assert_allclose((dgx @ _np(p["w_ih"])).reshape(T, B, I), grads["x"], **tol)
+    np.testing.assert_allclose(dgh.T @ h_prev, grads["w_hh"], **tol)
+    np.testing.assert_allclose(_np(out["dh0"]), grads["h0"], **tol)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_inference_forward_matches_training_forward(cell):
+    """Without saved tensors (inference) the forward gives the same outputs."""
+    T, B, I, H = 6, 5, 7, 37
+    if cell == "lstm":
+        p = _lstm_problem(T, B, I, H, torch.float32)
+        full = _run_lstm(p, 2)
+        y, h_n, c_n = torch.empty(T, B, H), torch.empty(B, H), torch.empty(B, H)
+        _C.lstm_forward(p["gates_x"], p["w_hh"], p["h0"], p["c0"], y, h_n, c_n, None, None,
+                        _workspace("lstm_forward", torch.float32, T, B, H, 2), 2)
+        assert torch.equal(c_n, full["c_n"])
+    else:
+        p = _gru_problem(T, B, I, H, torch.float32)
+        full = _run_gru(p, 2)
+        y, h_n = torch.empty(T, B, H), torch.empty(B, H)
+        _C.gru_forward(p["gates_x"], p["w_hh"], p["b_hh"], p["h0"], y, h_n, None,
+                       _workspace("gru_forward", torch.float32, T, B, H, 2), 2)
+    assert torch.equal(y, full["y"])
+    assert torch.equal(h_n, full["h_n"])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_results_are_bit_identical_across_runs_and_thread_counts(cell):
+    T, B, I, H = 20, 11, 9, 70
+    problem, run = (_lstm_problem, _run_lstm) if cell == "lstm" else (_gru_problem, _run_gru)
+    p = problem(T, B, I, H, torch.float32)
+    first = run(p, 2)
+    for threads in (2, 1, 2):
+        again = run(p, threads)
+        for name, value in first.items():
+            assert torch.equal(value, again[name]), (name, threads)
+
+
+def test_long_sequence_stays_accurate():
+    T, B, I, H = 1000, 2, 3, 8
+    p = _lstm_problem(T, B, I, H, torch.float64)
+    out = _run_lstm(p, 2)
+    args = [_np(p[k]) for k in ("x", "w_ih", "w_hh", "b_ih", "b_hh", "h0", "c0")]
+    y, _ = ref.lstm(*args)
+    np.testing.assert_allclose(_np(out["y"]), y, rtol=1e-9, atol=1e-11)
+
+
+def test_extreme_pre_activations_saturate_without_nan():
+    T, B, I, H = 3, 2, 4, 9
+    for dtype in (torch.float32, torch.float64):
+        p = _lstm_problem(T, B, I, H, dtype)
+        p["gates_x"] = p["gates_x"] * 1e4
+        out = _run_lstm(p, 1)
+        assert torch.isfinite(out["y"]).all() and torch.isfinite(out["dgates"]).all()
+        assert out["y"].abs().max() <= 1.0
+
+
+def test_nan_input_propagates():
+    p = _lstm_problem(2, 1, 3, 4, torch.float32)
+    p["gates_x"][0, 0, 0] = float("nan")
+    out = _run_lstm(p, 1)
+    assert torch.isnan(out["y"][0, 0, 0])
+
+
+# ---- the binding's own checks --------------------------------------------------------------
+
+def _lstm_forward_args(T=3, B=2, H=5, dtype=torch.float32):
+    return dict(
+        gates_x=torch.zeros(T, B, 4 * H, dtype=dtype), w_hh=torch.zeros(4 * H, H, dtype=dtype),
+        h0=torch.zeros(B, H, dtype=dtype), c0=torch.zeros(B, H, dtype=dtype),
+        y=torch.empty(T, B, H, dtype=dtype), h_n=torch.empty(B, H, dtype=dtype), c_n=torch.empty(B, H, dtype=dtype),
+        saved_gates=None, saved_c=None, workspace=_workspace("lstm_forward", dtype, T, B, H, 1), num_threads=1,
+    )
+
+
+def test_binding_accepts_valid_arguments():
+    _C.lstm_forward(**_lstm_forward_args())
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(h0=torch.zeros(3, 5)), "argument 'h0' has shape (3, 5), expected (2, 5)"),
+        (dict(w_hh=torch.zeros(20, 4)), "argument 'gates_x' has shape (3, 2, 20), expected (3, 2, 16)"),
+        (dict(c0=torch.zeros(2, 5, dtype=torch.float64)), "argument 'c0' has dtype float64, expected float32"),
+        (dict(y=torch.empty(2, 3, 5).transpose(0, 1)), "argument 'y' with shape (3, 2, 5) is not contiguous"),
+        (dict(gates_x=torch.zeros(3, 2, 20, dtype=torch.float16)), "dtype float16 is not supported"),
+        (dict(gates_x=torch.zeros(3, 2)), "argument 'gates_x' must have 3 dimensions"),
+        (dict(gates_x=torch.zeros(0, 2, 20)), "every size must be at least 1"),
+        (dict(workspace=torch.empty(8, dtype=torch.uint8)), "workspace has 8 bytes"),
+        (dict(num_threads=0), "num_threads must be at least 1"),
+        (dict(saved_gates=torch.empty(3, 2, 20)), "must be given together"),
+    ],
+)
+def test_binding_rejects_bad_arguments(change, message):
+    args = _lstm_forward_args()
+    args.update(change)
+    with pytest.raises(ValueError) as info:
+        _C.lstm_forward(**args)
+    assert message in str(info.value)
+
+
+def test_binding_rejects_outputs_that_alias_inputs():
+    args = _lstm_forward_args()
+    args["h_n"] = args["h0"]
+    with pytest.raises(ValueError, match="output 'h_n' shares memory with 'h0'"):
+        _C.lstm_forward(**args)
+    args = _lstm_forward_args()
+    args["c_n"] = args["y"][0]
+    with pytest.raises(ValueError, match="outputs 'y' and 'c_n' share memory|outputs 'c_n' and 'y' share memory"):
+        _C.lstm_forward(**args)
+
+
+def test_binding_rejects_non_tensors():
+    args = _lstm_forward_args()
+    args["h0"] = np.zeros((2, 5), dtype=np.float32)
+    with pytest.raises(TypeError, match="argument 'h0' must be a torch.Tensor"):
+        _C.lstm_forward(**args)
+
+
+def test_set_cpu_isa_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown instruction set"):
+        _C.set_cpu_isa("sse9")

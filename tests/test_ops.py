@@ -1,0 +1,244 @@
+"""The torch.ops.fastgates custom ops: opcheck, gradcheck, double backward, torch.compile."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import fastgates
+from fastgates import ops
+from rnn_helpers import MODES, assert_close, make_input, make_pair, outputs_flat
+
+GATES = {"LSTM": 4, "GRU": 3}
+
+# opcheck's internals use torch.jit APIs that torch itself deprecates.
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated")
+
+
+def _args(mode, steps=3, batch=2, input_size=3, hidden=4, *, dtype=torch.float64, bias=True,
+          requires_grad=True, seed=0):
+    """(x, w_ih, w_hh, b_ih, b_hh, h0[, c0]) for ops.lstm / ops.gru, small random values."""
+    g = torch.Generator().manual_seed(seed)
+    G = GATES[mode]
+
+    def r(*shape, scale=1.0):
+        t = (torch.randn(shape, generator=g, dtype=torch.float64) * scale).to(dtype)
+        return t.requires_grad_(requires_grad)
+
+    scale = hidden ** -0.5
+    args = [r(steps, batch, input_size), r(G * hidden, input_size, scale=scale),
+            r(G * hidden, hidden, scale=scale),
+            r(G * hidden, scale=scale) if bias else None,
+            r(G * hidden, scale=scale) if bias else None,
+            r(batch, hidden)]
+    if mode == "LSTM":
+        args.append(r(batch, hidden))
+    return args
+
+
+def _flat_fn(mode):
+    if mode == "LSTM":
+        return lambda *a: (lambda y, s: (y, *s))(*ops.lstm(*a))
+    return lambda *a: ops.gru(*a)
+
+
+def _forward_op(mode):
+    return ops.lstm_forward if mode == "LSTM" else ops.gru_forward
+
+
+def _detached(args):
+    return [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
+
+
+# ---------------------------------------------------------------------------------------------
+# opcheck
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("mode", MODES)
+def test_opcheck_forward(mode, dtype, bias):
+    args = _args(mode, dtype=dtype, bias=bias)
+    op = _forward_op(mode)
+    # With gradients: the registered autograd formula (and so the backward op) is exercised.
+    torch.library.opcheck(op, (*args, True))
+    # Without saving for backward: 0-sized saved outputs, consistent with the fake.
+    torch.library.opcheck(op, (*_detached(args), False))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("mode", MODES)
+def test_opcheck_backward(mode, dtype):
+    args = _detached(_args(mode, dtype=dtype))
+    with torch.no_grad():
+        if mode == "LSTM":
+            x, w_ih, w_hh, b_ih, b_hh, h0, c0 = args
+            y, h_n, c_n, saved_gates, saved_c = ops.lstm_forward(*args, True)
+            upstream = [torch.randn_like(y), torch.randn_like(h_n), torch.randn_like(c_n)]
+            bargs = [x, w_ih, w_hh, h0, c0, y, saved_gates, saved_c, *upstream]
+            masks = [[True] * 4, [False, True, False, True], [True, False, True, False]]
+            op = ops.lstm_backward
+        else:
+            x, w_ih, w_hh, b_ih, b_hh, h0 = args
+            y, h_n, saved = ops.gru_forward(*args, True)
+            bargs = [x, w_ih, w_hh, h0, y, saved, torch.randn_like(y), torch.randn_like(h_n)]
+            masks = [[True] * 5, [False, True, False, True, False], [True, False, True, False, True]]
+            op = ops.gru_backward
+    for mask in masks:
+        torch.library.opcheck(op, (*bargs, mask))
+        # The masked-out gradients are 0-sized; the rest (and the state gradients) are not.
+        outs = op(*bargs, mask)
+        for out, want in zip(outs, mask + [True] * (len(outs) - len(mask)), strict=True):
+            assert (out.numel() > 0) == want
+
+
+# ---------------------------------------------------------------------------------------------
+# gradcheck / gradgradcheck
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("mode", MODES)
+def test_gradcheck_every_input(mode, bias):
+    # x, w_ih, w_hh, b_ih, b_hh, h0 (and c0): every argument that is a tensor.
+    args = [a for a in _args(mode, steps=4, batch=2, input_size=3, hidden=3, bias=bias)]
+    fn = _flat_fn(mode)
+    assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_gradcheck_each_input_alone(mode):
+    # One input requiring grad at a time: the gradient mask path of the backward op.
+    args = _detached(_args(mode, steps=3, batch=2, input_size=2, hidden=3))
+    fn = _flat_fn(mode)
+    for i in range(len(args)):
+        a = list(args)
+        a[i] = a[i].clone().requires_grad_(True)
+        assert torch.autograd.gradcheck(fn, a, eps=1e-6, atol=1e-7, rtol=1e-5), f"input {i}"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_double_backward_raises_clear_error(mode):
+    args = _args(mode)
+    outs = _flat_fn(mode)(*args)
+    loss = sum((o ** 2).sum() for o in outs)
+    grads = torch.autograd.grad(loss, [args[0], args[1]], create_graph=True)
+    with pytest.raises(RuntimeError, match="fastgates does not support double backward"):
+        grads[0].sum().backward()
+    with pytest.raises(RuntimeError, match="double backward"):
+        torch.autograd.gradgradcheck(_flat_fn(mode), _args(mode, steps=2, batch=1, hidden=2))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_double_backward_with_frozen_weights_still_raises(mode):
+    # Only x requires grad: the second derivative must still not silently come out as zero.
+    args = _detached(_args(mode))
+    args[0].requires_grad_(True)
+    (dx,) = torch.autograd.grad(_flat_fn(mode)(*args)[0].pow(2).sum(), args[0], create_graph=True)
+    with pytest.raises(RuntimeError, match="double backward"):
+        torch.autograd.grad(dx.sum(), args[0])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_backward_without_saved_tensors_raises(mode):
+    args = _args(mode)
+    outs = _forward_op(mode)(*args, False)
+    with pytest.raises(RuntimeError, match="save_for_backward=False"):
+        outs[0].sum().backward()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_outputs_do_not_alias(mode):
+    args = _args(mode, requires_grad=False)
+    outs = _forward_op(mode)(*args, True)
+    ptrs = [o.untyped_storage().data_ptr() for o in outs if o.numel()]
+    ptrs += [a.untyped_storage().data_ptr() for a in args if a is not None]
+    assert len(set(ptrs)) == len(ptrs)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_functional_matches_torch_nn(mode):
+    ours, ref = make_pair(mode, 3, 4)
+    x, hx = make_input(mode, 5, 2, 3, 4, dtype=torch.float64)
+    states = [s[0] for s in (hx if mode == "LSTM" else (hx,))]
+    params = [ours.weight_ih_l0, ours.weight_hh_l0, ours.bias_ih_l0, ours.bias_hh_l0]
+    fn = ops.lstm if mode == "LSTM" else ops.gru
+    y, state = fn(x, *params, *states)
+    ref_outs = outputs_flat(mode, ref(x, hx))
+    got = [y, *([s.unsqueeze(0) for s in state] if mode == "LSTM" else [state.unsqueeze(0)])]
+    for a, b in zip(got, ref_outs, strict=True):
+        assert_close(a, b, f"fastgates.ops.{mode.lower()}")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_functional_zero_steps_returns_initial_state(mode):
+    # The layers reject 0 steps like torch.nn; the functional form defines it.
+    args = _args(mode, steps=0)
+    outs = _flat_fn(mode)(*args)
+    assert outs[0].shape == (0, 2, 4)
+    for out, state in zip(outs[1:], args[5:], strict=True):
+        assert torch.equal(out, state)
+    sum(o.sum() for o in outs).backward()
+    for state in args[5:]:
+        assert torch.equal(state.grad, torch.ones_like(state))
+    assert torch.equal(args[0].grad, torch.zeros_like(args[0]))
+    assert torch.equal(args[2].grad, torch.zeros_like(args[2]))
+
+
+# ---------------------------------------------------------------------------------------------
+# torch.compile
+
+
+def _compiled_matches_eager(mode, backend, *, steps, batch, kw, with_hx=True, unbatched=False):
+    torch._dynamo.reset()
+    ours, _ = make_pair(mode, 5, 7, dtype=torch.float32, **kw)
+    x, hx = make_input(mode, steps, batch, 5, 7, dtype=torch.float32, unbatched=unbatched,
+                       batch_first=kw.get("batch_first", False), with_hx=with_hx)
+
+    def f(x, hx):
+        y, state = ours(x, hx)
+        state = list(state) if mode == "LSTM" else [state]
+        return [torch.tanh(y) * 2, *(s + 1 for s in state)]
+
+    compiled = torch.compile(f, fullgraph=True, backend=backend)
+    results = []
+    for fn in (compiled, f):
+        xl = x.clone().requires_grad_(True)
+        outs = fn(xl, hx)
+        loss = sum((o * o).sum() for o in outs)
+        grads = torch.autograd.grad(loss, [xl, *ours.parameters()])
+        results.append([o.detach() for o in outs] + list(grads))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    return compiled, f, x, hx
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
+def test_compile_inductor_fullgraph_matches_eager(mode):
+    compiled, f, x, hx = _compiled_matches_eager(mode, "inductor", steps=6, batch=3,
+                                                 kw={"batch_first": True})
+    with torch.no_grad():
+        for a, b in zip(compiled(x, hx), f(x, hx), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kw, with_hx, unbatched",
+    [({}, True, False), ({"bias": False}, False, False), ({"batch_first": True}, True, True)],
+    ids=["default", "no_bias-hx_none", "unbatched"],
+)
+@pytest.mark.parametrize("mode", MODES)
+def test_compile_aot_eager_fullgraph_matches_eager(mode, kw, with_hx, unbatched):
+    compiled, f, x, hx = _compiled_matches_eager(mode, "aot_eager", steps=4, batch=2, kw=kw,
+                                                 with_hx=with_hx, unbatched=unbatched)
+    # Another sequence length: recompiles (or runs dynamic) and still matches.
+    x2, hx2 = make_input(mode, 9, 2, 5, 7, dtype=torch.float32, unbatched=unbatched,
+                         batch_first=kw.get("batch_first", False), with_hx=with_hx)
+    for a, b in zip(compiled(x2, hx2), f(x2, hx2), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_ops_are_registered():
+    for name in ("lstm_forward", "lstm_backward", "gru_forward", "gru_backward"):
+        assert hasattr(torch.ops.fastgates, name)
+    assert fastgates.ops.lstm_forward._qualname == "fastgates::lstm_forward"
