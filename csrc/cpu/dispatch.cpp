@@ -28,18 +28,20 @@
 FG_DECLARE_ISA(generic)
 FG_DECLARE_ISA(avx2)
 FG_DECLARE_ISA(avx512)
+FG_DECLARE_ISA(avx512_layout)
 
 namespace fastgates::cpu {
 namespace {
 
-enum class Isa { generic, avx2, avx512 };
+enum class Isa { generic, avx2, avx512, avx512_layout };
 
 bool supported(Isa isa) {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
   switch (isa) {
     case Isa::generic: return true;
-    case Isa::avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Isa::avx2:
+    case Isa::avx512_layout: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case Isa::avx512:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
              __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
@@ -60,10 +62,11 @@ std::atomic<Isa>& current() {
   return isa;
 }
 
-template <class Generic, class Avx2, class Avx512>
-auto call(Generic generic, Avx2 avx2, Avx512 avx512) {
+template <class Generic, class Avx2, class Avx512, class Avx512Layout>
+auto call(Generic generic, Avx2 avx2, Avx512 avx512, Avx512Layout avx512_layout) {
   switch (current().load(std::memory_order_relaxed)) {
     case Isa::avx512: return avx512();
+    case Isa::avx512_layout: return avx512_layout();
     case Isa::avx2: return avx2();
     default: return generic();
   }
@@ -72,7 +75,8 @@ auto call(Generic generic, Avx2 avx2, Avx512 avx512) {
 }  // namespace
 
 #define FG_DISPATCH(fn, ...) \
-  call([&] { return generic::fn(__VA_ARGS__); }, [&] { return avx2::fn(__VA_ARGS__); }, [&] { return avx512::fn(__VA_ARGS__); })
+  call([&] { return generic::fn(__VA_ARGS__); }, [&] { return avx2::fn(__VA_ARGS__); },    \
+       [&] { return avx512::fn(__VA_ARGS__); }, [&] { return avx512_layout::fn(__VA_ARGS__); })
 
 size_t workspace_bytes(Kernel kernel, DType dtype, SequenceShape shape, int num_threads) {
   return FG_DISPATCH(workspace_bytes, kernel, dtype, shape, num_threads);
@@ -98,7 +102,8 @@ void set_cpu_isa(const std::string& name) {
   if (name == "generic") isa = Isa::generic;
   else if (name == "avx2") isa = Isa::avx2;
   else if (name == "avx512") isa = Isa::avx512;
-  else throw std::invalid_argument("unknown instruction set '" + name + "'; expected generic, avx2 or avx512");
+  else if (name == "avx512_layout") isa = Isa::avx512_layout;
+  else throw std::invalid_argument("unknown instruction set '" + name + "'; expected generic, avx2, avx512 or avx512_layout");
   if (!supported(isa)) throw std::invalid_argument("this processor does not support " + name);
   current().store(isa);
 }
@@ -107,6 +112,7 @@ std::string supported_cpu_isas() {
   std::string names = "generic";
   if (supported(Isa::avx2)) names += ",avx2";
   if (supported(Isa::avx512)) names += ",avx512";
+  if (supported(Isa::avx512_layout)) names += ",avx512_layout";
   return names;
 }
 

@@ -108,7 +108,8 @@ template <typename T> void gru_backward(const GruBackward<T>& args);
 
 // Name of the instruction set the dispatcher picked ("avx512", "avx2" or "generic").
 const char* cpu_isa();
-// Use another instruction-set build (for tests); throws std::invalid_argument if unknown or
+// Use another instruction-set build (for tests): generic, avx2, avx512, or avx512_layout (the
+// AVX-512 build's tiling in AVX2 instructions); throws std::invalid_argument if unknown or
 // unsupported here. Not to be called while a kernel runs.
 void set_cpu_isa(const std::string& name);
 // Comma-separated names of the builds this processor can run.

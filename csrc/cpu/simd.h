@@ -21,7 +21,11 @@
 
 namespace fastgates::cpu::FG_CPU_ISA {
 
-#if defined(__AVX512F__)
+#if defined(FG_VECTOR_BYTES)
+// A test build: another instruction set's tiling (see CMakeLists.txt, avx512_layout).
+constexpr int kVectorBytes = FG_VECTOR_BYTES;
+constexpr int kAccumulators = FG_ACCUMULATORS;
+#elif defined(__AVX512F__)
 constexpr int kVectorBytes = 64;
 constexpr int kAccumulators = 16;  // of 32 vector registers
 #elif defined(__AVX2__)
