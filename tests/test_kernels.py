@@ -279,3 +279,27 @@ def test_binding_rejects_non_tensors():
 def test_set_cpu_isa_rejects_unknown_names():
     with pytest.raises(ValueError, match="unknown instruction set"):
         _C.set_cpu_isa("sse9")
+
+
+def _forked_lstm_run(problem, expected_y, queue):
+    # Only fastgates' kernels run in the child: torch's own OpenMP thread pool is not
+    # fork-safe once the parent has used it (torch's DataLoader sets 1 thread in workers).
+    out = _run_lstm(problem, 2)
+    queue.put(bool(torch.equal(out["y"], expected_y)))
+
+
+def test_kernels_work_in_a_forked_child():
+    """DataLoader workers fork after the parent has used the thread team."""
+    import multiprocessing
+
+    p = _lstm_problem(6, 4, 5, 40, torch.float32)
+    expected = _run_lstm(p, 2)["y"]
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_forked_lstm_run, args=(p, expected, queue))
+    child.start()
+    child.join(timeout=120)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) is True
