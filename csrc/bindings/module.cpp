@@ -330,4 +330,7 @@ PYBIND11_MODULE(_C, m) {
     }
   }, py::arg("name"), "Use another instruction-set build of the CPU kernels (for tests).");
   m.def("max_threads", &cpu::max_team_threads);
+  m.def("set_multiply_adds_per_thread", &cpu::set_multiply_adds_per_thread, py::arg("value"),
+        "Multiply-adds of a time step per extra thread (for tests: 0 runs every shape on all "
+        "threads it can use). Returns the previous value.");
 }

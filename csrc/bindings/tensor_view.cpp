@@ -28,20 +28,61 @@ std::string shape_string(const std::vector<int64_t>& shape) {
   return s.str();
 }
 
+namespace {
+
+struct KnownDtype {
+  PyObject* dtype;  // a torch.dtype object (torch keeps one per dtype for its lifetime)
+  const char* name;
+  int64_t element_size;
+};
+
+// torch's dtype objects, looked up once: comparing by identity is much cheaper than building
+// and parsing str(dtype) on every call.
+const std::vector<KnownDtype>& known_dtypes() {
+  static const std::vector<KnownDtype>* known = [] {
+    py::module_ torch = py::module_::import("torch");
+    auto* list = new std::vector<KnownDtype>();
+    for (auto [name, size] : {std::pair<const char*, int64_t>{"float32", 4}, {"float64", 8}, {"uint8", 1},
+                              {"float16", 2}, {"bfloat16", 2}}) {
+      py::object dtype = torch.attr(name);
+      list->push_back(KnownDtype{dtype.release().ptr(), name, size});
+    }
+    return list;
+  }();
+  return *known;
+}
+
+}  // namespace
+
 TensorView view_tensor(py::handle object, const char* name) {
-  if (!py::hasattr(object, "data_ptr") || !py::hasattr(object, "stride") || !py::hasattr(object, "dtype")) {
+  TensorView t;
+  t.name = name;
+  py::object dtype;
+  try {
+    dtype = object.attr("dtype");
+    t.data = object.attr("data_ptr")().cast<uintptr_t>();
+    for (py::handle d : object.attr("shape")) t.shape.push_back(d.cast<int64_t>());
+    for (py::handle d : object.attr("stride")()) t.strides.push_back(d.cast<int64_t>());
+    if (!object.attr("is_cpu").cast<bool>()) t.device = py::str(object.attr("device").attr("type"));
+    else t.device = "cpu";
+  } catch (const py::error_already_set&) {
+    throw py::type_error(std::string("argument '") + name + "' must be a torch.Tensor, got " +
+                         std::string(py::str(py::type::handle_of(object).attr("__name__"))));
+  } catch (const py::cast_error&) {
     throw py::type_error(std::string("argument '") + name + "' must be a torch.Tensor, got " +
                          std::string(py::str(py::type::handle_of(object).attr("__name__"))));
   }
-  TensorView t;
-  t.name = name;
-  t.data = object.attr("data_ptr")().cast<uintptr_t>();
-  for (py::handle d : object.attr("shape")) t.shape.push_back(d.cast<int64_t>());
-  for (py::handle d : object.attr("stride")()) t.strides.push_back(d.cast<int64_t>());
-  std::string dtype = py::str(object.attr("dtype"));
-  t.dtype = dtype.rfind("torch.", 0) == 0 ? dtype.substr(6) : dtype;
-  t.device = py::str(object.attr("device").attr("type"));
-  t.element_size = object.attr("element_size")().cast<int64_t>();
+  for (const KnownDtype& known : known_dtypes()) {
+    if (dtype.ptr() == known.dtype) {
+      t.dtype = known.name;
+      t.element_size = known.element_size;
+    }
+  }
+  if (t.dtype.empty()) {
+    std::string text = py::str(dtype);
+    t.dtype = text.rfind("torch.", 0) == 0 ? text.substr(6) : text;
+    t.element_size = object.attr("element_size")().cast<int64_t>();
+  }
   if (t.shape.size() != t.strides.size()) {
     throw py::value_error(std::string("argument '") + name + "' has inconsistent shape and strides");
   }

@@ -64,8 +64,13 @@ inline BlockRange blocks_of_thread(int64_t blocks, int threads, int thread) {
   return {blocks * thread / threads, blocks * (thread + 1) / threads};
 }
 
-inline int threads_for(int64_t blocks, int requested) {
-  return static_cast<int>(std::min<int64_t>(blocks, std::clamp(requested, 1, max_team_threads())));
+// Threads for a call: at most one per unit block, per multiply_adds_per_thread() of a step's
+// recurrent product, and per hardware thread. Results do not depend on the thread count: each
+// unit block is computed the same way whichever thread owns it.
+inline int threads_for(int64_t blocks, int64_t multiply_adds_per_step, int requested) {
+  const int64_t per_thread = std::max<int64_t>(1, multiply_adds_per_thread());
+  const int64_t by_work = std::max<int64_t>(1, multiply_adds_per_step / per_thread);
+  return static_cast<int>(std::min({blocks, by_work, static_cast<int64_t>(std::clamp(requested, 1, max_team_threads()))}));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -120,7 +125,8 @@ void forward_thread(void* context, int thread) {
 template <class Cell>
 void run_forward(const Cell& cell, void* workspace, int num_threads) {
   using T = typename Cell::Scalar;
-  const int threads = threads_for(unit_blocks(cell.hidden_size, kLanes<T>), num_threads);
+  const int64_t work = cell.batch * Cell::kGates * cell.hidden_size * cell.hidden_size;
+  const int threads = threads_for(unit_blocks(cell.hidden_size, kLanes<T>), work, num_threads);
   ForwardJob<Cell> job{cell, nullptr, threads, SpinBarrier(threads)};
   SequenceShape shape{cell.steps, cell.batch, cell.hidden_size};
   Workspace<T> ws = carve_workspace<T>(workspace, shape, cell.hidden_size, Cell::kGates);
@@ -191,7 +197,8 @@ void backward_thread(void* context, int thread) {
 template <class Cell>
 void run_backward(const Cell& cell, void* workspace, int num_threads) {
   using T = typename Cell::Scalar;
-  const int threads = threads_for(unit_blocks(cell.hidden_size, kLanes<T>), num_threads);
+  const int64_t work = cell.batch * Cell::kGates * cell.hidden_size * cell.hidden_size;
+  const int threads = threads_for(unit_blocks(cell.hidden_size, kLanes<T>), work, num_threads);
   BackwardJob<Cell> job{cell, nullptr, threads, SpinBarrier(threads)};
   SequenceShape shape{cell.steps, cell.batch, cell.hidden_size};
   Workspace<T> ws = carve_workspace<T>(workspace, shape, Cell::kGates * cell.hidden_size, 1);

@@ -48,6 +48,7 @@ class Team {
       participants_ = num_threads - 1;
       remaining_ = num_threads - 1;
       ++generation_;
+      published_.store(generation_, std::memory_order_release);
     }
     start_.notify_all();
     job(context, 0);
@@ -75,6 +76,11 @@ class Team {
     for (;;) {
       void (*job)(void*, int);
       void* context;
+      // Spin a little before sleeping: a layer's calls come back to back (forward, then
+      // backward; one layer after another) and waking a sleeping thread costs far more.
+      for (int spins = 0; spins < kSpinsBeforeSleep && published_.load(std::memory_order_acquire) == seen; ++spins) {
+        FG_CPU_RELAX();
+      }
       {
         std::unique_lock<std::mutex> lock(mutex_);
         start_.wait(lock, [&] { return generation_ != seen; });
@@ -94,6 +100,8 @@ class Team {
   std::condition_variable start_, done_;
   std::vector<std::thread> workers_;
   uint64_t generation_ = 0;
+  std::atomic<uint64_t> published_{0};  // generation_, readable without the mutex
+  static constexpr int kSpinsBeforeSleep = 20000;  // about 50-100 µs
   int participants_ = 0;
   int remaining_ = 0;
   void (*job_)(void*, int) = nullptr;
@@ -116,6 +124,14 @@ Team& the_team() {
 }
 
 }  // namespace
+
+namespace {
+std::atomic<int64_t> multiply_adds_threshold{32 * 1024};
+}
+
+int64_t multiply_adds_per_thread() { return multiply_adds_threshold.load(std::memory_order_relaxed); }
+
+int64_t set_multiply_adds_per_thread(int64_t value) { return multiply_adds_threshold.exchange(value); }
 
 int max_team_threads() {
   unsigned n = std::thread::hardware_concurrency();

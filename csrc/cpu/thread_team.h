@@ -27,6 +27,12 @@ class SpinBarrier {
 // concurrent callers run one after the other. job must not throw.
 void run_team(int num_threads, void (*job)(void* context, int thread_index), void* context);
 
+// Multiply-adds of one time step that make another thread worth its barrier (about 1 µs a
+// step) and its wake-up (tens of µs a call). Tests lower it to run small shapes on several
+// threads; set returns the previous value.
+int64_t multiply_adds_per_thread();
+int64_t set_multiply_adds_per_thread(int64_t value);
+
 // The most threads a job gets: the number of hardware threads (spinning on more than that
 // would only slow the barrier down).
 int max_team_threads();
