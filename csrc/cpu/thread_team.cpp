@@ -101,7 +101,7 @@ class Team {
   std::vector<std::thread> workers_;
   uint64_t generation_ = 0;
   std::atomic<uint64_t> published_{0};  // generation_, readable without the mutex
-  static constexpr int kSpinsBeforeSleep = 20000;  // about 50-100 µs
+  static constexpr int kSpinsBeforeSleep = 2000;
   int participants_ = 0;
   int remaining_ = 0;
   void (*job_)(void*, int) = nullptr;

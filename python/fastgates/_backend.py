@@ -8,6 +8,7 @@ the first kernel call instead of at import.
 from __future__ import annotations
 
 import importlib
+import threading
 from types import ModuleType
 
 import torch
@@ -38,9 +39,24 @@ def num_threads() -> int:
     return max(1, torch.get_num_threads())
 
 
+_workspaces = threading.local()
+
+
 def workspace(kernel: str, dtype: torch.dtype, steps: int, batch: int, hidden_size: int,
               threads: int) -> torch.Tensor:
-    """A scratch buffer of the size ``kernel`` needs for this call, allocated by torch."""
+    """A scratch buffer of the size ``kernel`` needs for this call, allocated by torch.
+
+    Each Python thread keeps its largest buffer and hands it out again: a fresh buffer of
+    megabytes would be mapped anew by the allocator on every call, and the page faults of
+    first touch, taken inside the kernel by all its threads at once, cost more than a short
+    sequence's whole recurrence. Kernels run one at a time per Python thread, so one buffer
+    per thread is never used twice at once.
+    """
     nbytes = C().workspace_bytes(kernel, KERNEL_DTYPES[dtype], steps, batch, hidden_size, threads)
     # Never a 0-byte buffer: its data pointer may be null.
-    return torch.empty(max(int(nbytes), 1), dtype=torch.uint8)
+    nbytes = max(int(nbytes), 1)
+    buffer = getattr(_workspaces, "buffer", None)
+    if buffer is None or buffer.numel() < nbytes:
+        buffer = torch.empty(nbytes, dtype=torch.uint8)
+        _workspaces.buffer = buffer
+    return buffer[:nbytes]
