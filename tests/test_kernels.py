@@ -42,9 +42,9 @@ def _np(t):
     return t.detach().double().numpy()
 
 
-def _workspace(kernel, dtype, steps, batch, hidden, threads):
+def _workspace(kernel, dtype, steps, batch, inputs, hidden, threads):
     name = {torch.float32: "float32", torch.float64: "float64"}[dtype]
-    return torch.empty(_C.workspace_bytes(kernel, name, steps, batch, hidden, threads), dtype=torch.uint8)
+    return torch.empty(_C.workspace_bytes(kernel, name, steps, batch, inputs, hidden, threads), dtype=torch.uint8)
 
 
 def _lstm_problem(T, B, I, H, dtype, seed=0):
@@ -61,12 +61,11 @@ def _lstm_problem(T, B, I, H, dtype, seed=0):
         dh_n=_randn(g, B, H, dtype=dtype),
         dc_n=_randn(g, B, H, dtype=dtype),
     )
-    p["gates_x"] = (p["x"].reshape(T * B, I) @ p["w_ih"].T + p["b_ih"] + p["b_hh"]).reshape(T, B, 4 * H)
     return p
 
 
 def _run_lstm(p, threads):
-    T, B, _ = p["x"].shape
+    T, B, I = p["x"].shape
     H = p["w_hh"].shape[1]
     dt = p["x"].dtype
     out = dict(
@@ -79,10 +78,13 @@ def _run_lstm(p, threads):
         dh0=torch.empty(B, H, dtype=dt),
         dc0=torch.empty(B, H, dtype=dt),
     )
-    _C.lstm_forward(p["gates_x"], p["w_hh"], p["h0"], p["c0"], out["y"], out["h_n"], out["c_n"],
-                    out["saved_gates"], out["saved_c"], _workspace("lstm_forward", dt, T, B, H, threads), threads)
+    out["gates_x"] = torch.empty(T, B, 4 * H, dtype=dt)
+    _C.lstm_forward(p["x"], p["w_ih"], p["b_ih"] + p["b_hh"], p["w_hh"], p["h0"], p["c0"], out["gates_x"],
+                    out["y"], out["h_n"], out["c_n"], out["saved_gates"], out["saved_c"],
+                    _workspace("lstm_forward", dt, T, B, I, H, threads), threads)
     _C.lstm_backward(p["w_hh"], out["saved_gates"], out["saved_c"], p["c0"], p["dy"], p["dh_n"], p["dc_n"],
-                     out["dgates"], out["dh0"], out["dc0"], _workspace("lstm_backward", dt, T, B, H, threads), threads)
+                     out["dgates"], out["dh0"], out["dc0"], _workspace("lstm_backward", dt, T, B, 0, H, threads),
+                     threads)
     return out
 
 
@@ -98,12 +100,11 @@ def _gru_problem(T, B, I, H, dtype, seed=0):
         dy=_randn(g, T, B, H, dtype=dtype),
         dh_n=_randn(g, B, H, dtype=dtype),
     )
-    p["gates_x"] = (p["x"].reshape(T * B, I) @ p["w_ih"].T + p["b_ih"]).reshape(T, B, 3 * H)
     return p
 
 
 def _run_gru(p, threads):
-    T, B, _ = p["x"].shape
+    T, B, I = p["x"].shape
     H = p["w_hh"].shape[1]
     dt = p["x"].dtype
     out = dict(
@@ -114,10 +115,11 @@ def _run_gru(p, threads):
         dgates_h=torch.empty(T, B, 3 * H, dtype=dt),
         dh0=torch.empty(B, H, dtype=dt),
     )
-    _C.gru_forward(p["gates_x"], p["w_hh"], p["b_hh"], p["h0"], out["y"], out["h_n"], out["saved"],
-                   _workspace("gru_forward", dt, T, B, H, threads), threads)
+    out["gates_x"] = torch.empty(T, B, 3 * H, dtype=dt)
+    _C.gru_forward(p["x"], p["w_ih"], p["b_ih"], p["w_hh"], p["b_hh"], p["h0"], out["gates_x"], out["y"],
+                   out["h_n"], out["saved"], _workspace("gru_forward", dt, T, B, I, H, threads), threads)
     _C.gru_backward(p["w_hh"], out["saved"], p["h0"], out["y"], p["dy"], p["dh_n"], out["dgates_x"],
-                    out["dgates_h"], out["dh0"], _workspace("gru_backward", dt, T, B, H, threads), threads)
+                    out["dgates_h"], out["dh0"], _workspace("gru_backward", dt, T, B, 0, H, threads), threads)
     return out
 
 
@@ -177,15 +179,16 @@ def test_inference_forward_matches_training_forward(cell):
         p = _lstm_problem(T, B, I, H, torch.float32)
         full = _run_lstm(p, 2)
         y, h_n, c_n = torch.empty(T, B, H), torch.empty(B, H), torch.empty(B, H)
-        _C.lstm_forward(p["gates_x"], p["w_hh"], p["h0"], p["c0"], y, h_n, c_n, None, None,
-                        _workspace("lstm_forward", torch.float32, T, B, H, 2), 2)
+        _C.lstm_forward(p["x"], p["w_ih"], p["b_ih"] + p["b_hh"], p["w_hh"], p["h0"], p["c0"],
+                        torch.empty(T, B, 4 * H), y, h_n, c_n, None, None,
+                        _workspace("lstm_forward", torch.float32, T, B, I, H, 2), 2)
         assert torch.equal(c_n, full["c_n"])
     else:
         p = _gru_problem(T, B, I, H, torch.float32)
         full = _run_gru(p, 2)
         y, h_n = torch.empty(T, B, H), torch.empty(B, H)
-        _C.gru_forward(p["gates_x"], p["w_hh"], p["b_hh"], p["h0"], y, h_n, None,
-                       _workspace("gru_forward", torch.float32, T, B, H, 2), 2)
+        _C.gru_forward(p["x"], p["w_ih"], p["b_ih"], p["w_hh"], p["b_hh"], p["h0"], torch.empty(T, B, 3 * H),
+                       y, h_n, None, _workspace("gru_forward", torch.float32, T, B, I, H, 2), 2)
     assert torch.equal(y, full["y"])
     assert torch.equal(h_n, full["h_n"])
 
@@ -215,7 +218,7 @@ def test_extreme_pre_activations_saturate_without_nan():
     T, B, I, H = 3, 2, 4, 9
     for dtype in (torch.float32, torch.float64):
         p = _lstm_problem(T, B, I, H, dtype)
-        p["gates_x"] = p["gates_x"] * 1e4
+        p["w_ih"] = p["w_ih"] * 1e4
         out = _run_lstm(p, 1)
         assert torch.isfinite(out["y"]).all() and torch.isfinite(out["dgates"]).all()
         assert out["y"].abs().max() <= 1.0
@@ -223,19 +226,20 @@ def test_extreme_pre_activations_saturate_without_nan():
 
 def test_nan_input_propagates():
     p = _lstm_problem(2, 1, 3, 4, torch.float32)
-    p["gates_x"][0, 0, 0] = float("nan")
+    p["x"][0, 0, 0] = float("nan")
     out = _run_lstm(p, 1)
     assert torch.isnan(out["y"][0, 0, 0])
 
 
 # ---- the binding's own checks --------------------------------------------------------------
 
-def _lstm_forward_args(T=3, B=2, H=5, dtype=torch.float32):
+def _lstm_forward_args(T=3, B=2, I=4, H=5, dtype=torch.float32):
     return dict(
-        gates_x=torch.zeros(T, B, 4 * H, dtype=dtype), w_hh=torch.zeros(4 * H, H, dtype=dtype),
-        h0=torch.zeros(B, H, dtype=dtype), c0=torch.zeros(B, H, dtype=dtype),
+        x=torch.zeros(T, B, I, dtype=dtype), w_ih=torch.zeros(4 * H, I, dtype=dtype), bias=None,
+        w_hh=torch.zeros(4 * H, H, dtype=dtype), h0=torch.zeros(B, H, dtype=dtype), c0=torch.zeros(B, H, dtype=dtype),
+        gates_x=torch.empty(T, B, 4 * H, dtype=dtype),
         y=torch.empty(T, B, H, dtype=dtype), h_n=torch.empty(B, H, dtype=dtype), c_n=torch.empty(B, H, dtype=dtype),
-        saved_gates=None, saved_c=None, workspace=_workspace("lstm_forward", dtype, T, B, H, 1), num_threads=1,
+        saved_gates=None, saved_c=None, workspace=_workspace("lstm_forward", dtype, T, B, I, H, 1), num_threads=1,
     )
 
 
@@ -247,12 +251,14 @@ def test_binding_accepts_valid_arguments():
     "change, message",
     [
         (dict(h0=torch.zeros(3, 5)), "argument 'h0' has shape (3, 5), expected (2, 5)"),
-        (dict(w_hh=torch.zeros(20, 4)), "argument 'gates_x' has shape (3, 2, 20), expected (3, 2, 16)"),
+        (dict(w_hh=torch.zeros(20, 4)), "argument 'w_hh' has shape (20, 4), expected (16, 4)"),
+        (dict(w_ih=torch.zeros(20, 3)), "argument 'w_ih' has shape (20, 3), expected (20, 4)"),
+        (dict(bias=torch.zeros(21)), "argument 'bias' has shape (21,), expected (20,)"),
         (dict(c0=torch.zeros(2, 5, dtype=torch.float64)), "argument 'c0' has dtype float64, expected float32"),
         (dict(y=torch.empty(2, 3, 5).transpose(0, 1)), "argument 'y' with shape (3, 2, 5) is not contiguous"),
-        (dict(gates_x=torch.zeros(3, 2, 20, dtype=torch.float16)), "dtype float16 is not supported"),
-        (dict(gates_x=torch.zeros(3, 2)), "argument 'gates_x' must have 3 dimensions"),
-        (dict(gates_x=torch.zeros(0, 2, 20)), "every size must be at least 1"),
+        (dict(x=torch.zeros(3, 2, 4, dtype=torch.float16)), "dtype float16 is not supported"),
+        (dict(x=torch.zeros(3, 2)), "argument 'x' must have 3 dimensions"),
+        (dict(x=torch.zeros(0, 2, 4)), "every size must be at least 1"),
         (dict(workspace=torch.empty(8, dtype=torch.uint8)), "workspace has 8 bytes"),
         (dict(num_threads=0), "num_threads must be at least 1"),
         (dict(saved_gates=torch.empty(3, 2, 20)), "must be given together"),
@@ -289,22 +295,29 @@ def test_set_cpu_isa_rejects_unknown_names():
         _C.set_cpu_isa("sse9")
 
 
-def _forked_lstm_run(problem, expected_y, queue):
-    # Only fastgates' kernels run in the child: torch's own OpenMP thread pool is not
-    # fork-safe once the parent has used it (torch's DataLoader sets 1 thread in workers).
-    out = _run_lstm(problem, 2)
-    queue.put(bool(torch.equal(out["y"], expected_y)))
+def _forked_layer_run(layer, x, expected_y, queue):
+    # As in a DataLoader worker, which runs torch with one thread: libgomp (torch's OpenMP
+    # runtime, which fastgates shares) cannot start a thread team in a forked child.
+    torch.set_num_threads(1)
+    with torch.no_grad():
+        y, _ = layer(x)
+    queue.put(bool(torch.allclose(y, expected_y, rtol=1e-5, atol=1e-6)))
 
 
-def test_kernels_work_in_a_forked_child():
-    """DataLoader workers fork after the parent has used the thread team."""
+def test_layers_work_in_a_forked_child():
+    """Forked workers (DataLoader) after the parent has run the kernels on several threads."""
     import multiprocessing
 
-    p = _lstm_problem(6, 4, 5, 40, torch.float32)
-    expected = _run_lstm(p, 2)["y"]
+    import fastgates
+
+    torch.manual_seed(0)
+    layer = fastgates.LSTM(5, 40)
+    x = torch.randn(6, 4, 5)
+    with torch.no_grad():
+        expected, _ = layer(x)
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
-    child = context.Process(target=_forked_lstm_run, args=(p, expected, queue))
+    child = context.Process(target=_forked_layer_run, args=(layer, x, expected, queue))
     child.start()
     child.join(timeout=120)
     if child.is_alive():

@@ -114,12 +114,12 @@ cpu::Kernel parse_kernel(const std::string& name) {
 }
 
 size_t workspace_bytes(const std::string& kernel, const std::string& dtype, int64_t steps, int64_t batch,
-                       int64_t hidden_size, int num_threads) {
-  if (steps < 1 || batch < 1 || hidden_size < 1) {
-    throw py::value_error("workspace_bytes: steps, batch and hidden_size must be at least 1");
+                       int64_t input_size, int64_t hidden_size, int num_threads) {
+  if (steps < 1 || batch < 1 || hidden_size < 1 || input_size < 0) {
+    throw py::value_error("workspace_bytes: steps, batch and hidden_size must be at least 1, input_size at least 0");
   }
   return cpu::workspace_bytes(parse_kernel(kernel), parse_dtype("workspace_bytes", dtype),
-                              {steps, batch, hidden_size}, checked_threads("workspace_bytes", num_threads));
+                              {steps, batch, hidden_size, input_size}, checked_threads("workspace_bytes", num_threads));
 }
 
 template <class Run>
@@ -132,20 +132,24 @@ void with_dtype(const char* op, cpu::DType dtype, Run run) {
   (void)op;
 }
 
-void lstm_forward(py::handle gates_x, py::handle w_hh, py::handle h0, py::handle c0, py::handle y,
-                  py::handle h_n, py::handle c_n, py::handle saved_gates, py::handle saved_c,
-                  py::handle workspace, int num_threads) {
+void lstm_forward(py::handle x, py::handle w_ih, py::handle bias, py::handle w_hh, py::handle h0, py::handle c0,
+                  py::handle gates_x, py::handle y, py::handle h_n, py::handle c_n, py::handle saved_gates,
+                  py::handle saved_c, py::handle workspace, int num_threads) {
   const char* op = "lstm_forward";
   Arguments a(op);
-  const TensorView& gx = a.add(gates_x, "gates_x", false);
+  const TensorView& xv = a.add(x, "x", false);
   const TensorView& w = a.add(w_hh, "w_hh", false);
-  const int64_t T = dim(gx, op, 3, 0, "steps, batch, 4 * hidden_size");
-  const int64_t B = dim(gx, op, 3, 1, "steps, batch, 4 * hidden_size");
+  const int64_t T = dim(xv, op, 3, 0, "steps, batch, input_size");
+  const int64_t B = dim(xv, op, 3, 1, "steps, batch, input_size");
+  const int64_t I = xv.shape[2];  // 0 is fine: no input projection, gates_x = bias
   const int64_t H = dim(w, op, 2, 1, "4 * hidden_size, hidden_size");
-  const cpu::DType dtype = parse_dtype(op, gx.dtype);
-  a.set_dtype(gx.dtype);
+  const cpu::DType dtype = parse_dtype(op, xv.dtype);
+  a.set_dtype(xv.dtype);
+  a.add(w_ih, "w_ih", false);
+  a.add(bias, "bias", false, true);
   a.add(h0, "h0", false);
   a.add(c0, "c0", false);
+  a.add(gates_x, "gates_x", true);
   a.add(y, "y", true);
   a.add(h_n, "h_n", true);
   a.add(c_n, "c_n", true);
@@ -153,26 +157,30 @@ void lstm_forward(py::handle gates_x, py::handle w_hh, py::handle h0, py::handle
   a.add(saved_c, "saved_c", true, true);
   const TensorView& ws = a.add(workspace, "workspace", true);
   const std::vector<int64_t> state{B, H}, gates{T, B, 4 * H}, sequence{T, B, H};
-  a.expect(0, gates);
+  a.expect(0, {T, B, I});
   a.expect(1, {4 * H, H});
-  a.expect(2, state);
-  a.expect(3, state);
-  a.expect(4, sequence);
+  a.expect(2, {4 * H, I});
+  a.expect(3, {4 * H});
+  a.expect(4, state);
   a.expect(5, state);
-  a.expect(6, state);
-  a.expect(7, gates);
-  a.expect(8, sequence);
-  if (!!a.ptr<char>(7) != !!a.ptr<char>(8)) {
+  a.expect(6, gates);
+  a.expect(7, sequence);
+  a.expect(8, state);
+  a.expect(9, state);
+  a.expect(10, gates);
+  a.expect(11, sequence);
+  if (!!a.ptr<char>(10) != !!a.ptr<char>(11)) {
     throw py::value_error("lstm_forward: saved_gates and saved_c must be given together or both be None");
   }
   num_threads = checked_threads(op, num_threads);
-  expect_workspace(op, ws, cpu::Kernel::lstm_forward, dtype, {T, B, H}, num_threads);
+  const cpu::SequenceShape shape{T, B, H, I};
+  expect_workspace(op, ws, cpu::Kernel::lstm_forward, dtype, shape, num_threads);
   a.check_aliasing();
   with_dtype(op, dtype, [&](auto zero) {
     using T_ = decltype(zero);
-    cpu::LstmForward<T_> args{{T, B, H}, a.ptr<T_>(0), a.ptr<T_>(1), a.ptr<T_>(2), a.ptr<T_>(3),
-                              a.ptr<T_>(4), a.ptr<T_>(5), a.ptr<T_>(6), a.ptr<T_>(7), a.ptr<T_>(8),
-                              a.ptr<void>(9), num_threads};
+    cpu::LstmForward<T_> args{shape,         {a.ptr<T_>(0), a.ptr<T_>(2), a.ptr<T_>(3), a.ptr<T_>(6)},
+                              a.ptr<T_>(1),  a.ptr<T_>(4),  a.ptr<T_>(5),  a.ptr<T_>(7), a.ptr<T_>(8),
+                              a.ptr<T_>(9),  a.ptr<T_>(10), a.ptr<T_>(11), a.ptr<void>(12), num_threads};
     py::gil_scoped_release no_gil;
     cpu::lstm_forward(args);
   });
@@ -211,11 +219,11 @@ void lstm_backward(py::handle w_hh, py::handle saved_gates, py::handle saved_c, 
   a.expect(8, state);
   a.expect(9, state);
   num_threads = checked_threads(op, num_threads);
-  expect_workspace(op, ws, cpu::Kernel::lstm_backward, dtype, {T, B, H}, num_threads);
+  expect_workspace(op, ws, cpu::Kernel::lstm_backward, dtype, {T, B, H, 0}, num_threads);
   a.check_aliasing();
   with_dtype(op, dtype, [&](auto zero) {
     using T_ = decltype(zero);
-    cpu::LstmBackward<T_> args{{T, B, H},    a.ptr<T_>(0), a.ptr<T_>(1), a.ptr<T_>(2), a.ptr<T_>(3),
+    cpu::LstmBackward<T_> args{{T, B, H, 0},    a.ptr<T_>(0), a.ptr<T_>(1), a.ptr<T_>(2), a.ptr<T_>(3),
                                a.ptr<T_>(4), a.ptr<T_>(5), a.ptr<T_>(6), a.ptr<T_>(7), a.ptr<T_>(8),
                                a.ptr<T_>(9), a.ptr<void>(10), num_threads};
     py::gil_scoped_release no_gil;
@@ -223,38 +231,48 @@ void lstm_backward(py::handle w_hh, py::handle saved_gates, py::handle saved_c, 
   });
 }
 
-void gru_forward(py::handle gates_x, py::handle w_hh, py::handle b_hh, py::handle h0, py::handle y,
-                 py::handle h_n, py::handle saved, py::handle workspace, int num_threads) {
+void gru_forward(py::handle x, py::handle w_ih, py::handle b_ih, py::handle w_hh, py::handle b_hh, py::handle h0,
+                 py::handle gates_x, py::handle y, py::handle h_n, py::handle saved, py::handle workspace,
+                 int num_threads) {
   const char* op = "gru_forward";
   Arguments a(op);
-  const TensorView& gx = a.add(gates_x, "gates_x", false);
+  const TensorView& xv = a.add(x, "x", false);
   const TensorView& w = a.add(w_hh, "w_hh", false);
-  const int64_t T = dim(gx, op, 3, 0, "steps, batch, 3 * hidden_size");
-  const int64_t B = dim(gx, op, 3, 1, "steps, batch, 3 * hidden_size");
+  const int64_t T = dim(xv, op, 3, 0, "steps, batch, input_size");
+  const int64_t B = dim(xv, op, 3, 1, "steps, batch, input_size");
+  const int64_t I = xv.shape[2];  // 0 is fine: no input projection, gates_x = bias
   const int64_t H = dim(w, op, 2, 1, "3 * hidden_size, hidden_size");
-  const cpu::DType dtype = parse_dtype(op, gx.dtype);
-  a.set_dtype(gx.dtype);
+  const cpu::DType dtype = parse_dtype(op, xv.dtype);
+  a.set_dtype(xv.dtype);
+  a.add(w_ih, "w_ih", false);
+  a.add(b_ih, "b_ih", false, true);
   a.add(b_hh, "b_hh", false);
   a.add(h0, "h0", false);
+  a.add(gates_x, "gates_x", true);
   a.add(y, "y", true);
   a.add(h_n, "h_n", true);
   a.add(saved, "saved", true, true);
   const TensorView& ws = a.add(workspace, "workspace", true);
   const std::vector<int64_t> state{B, H};
-  a.expect(0, {T, B, 3 * H});
+  a.expect(0, {T, B, I});
   a.expect(1, {3 * H, H});
-  a.expect(2, {3 * H});
-  a.expect(3, state);
-  a.expect(4, {T, B, H});
+  a.expect(2, {3 * H, I});
+  a.expect(3, {3 * H});
+  a.expect(4, {3 * H});
   a.expect(5, state);
-  a.expect(6, {T, B, 4 * H});
+  a.expect(6, {T, B, 3 * H});
+  a.expect(7, {T, B, H});
+  a.expect(8, state);
+  a.expect(9, {T, B, 4 * H});
   num_threads = checked_threads(op, num_threads);
-  expect_workspace(op, ws, cpu::Kernel::gru_forward, dtype, {T, B, H}, num_threads);
+  const cpu::SequenceShape shape{T, B, H, I};
+  expect_workspace(op, ws, cpu::Kernel::gru_forward, dtype, shape, num_threads);
   a.check_aliasing();
   with_dtype(op, dtype, [&](auto zero) {
     using T_ = decltype(zero);
-    cpu::GruForward<T_> args{{T, B, H},    a.ptr<T_>(0), a.ptr<T_>(1), a.ptr<T_>(2), a.ptr<T_>(3),
-                             a.ptr<T_>(4), a.ptr<T_>(5), a.ptr<T_>(6), a.ptr<void>(7), num_threads};
+    cpu::GruForward<T_> args{shape,        {a.ptr<T_>(0), a.ptr<T_>(2), a.ptr<T_>(3), a.ptr<T_>(6)},
+                             a.ptr<T_>(1), a.ptr<T_>(4), a.ptr<T_>(5), a.ptr<T_>(7), a.ptr<T_>(8),
+                             a.ptr<T_>(9), a.ptr<void>(10), num_threads};
     py::gil_scoped_release no_gil;
     cpu::gru_forward(args);
   });
@@ -290,11 +308,11 @@ void gru_backward(py::handle w_hh, py::handle saved, py::handle h0, py::handle y
   a.expect(7, gates);
   a.expect(8, state);
   num_threads = checked_threads(op, num_threads);
-  expect_workspace(op, ws, cpu::Kernel::gru_backward, dtype, {T, B, H}, num_threads);
+  expect_workspace(op, ws, cpu::Kernel::gru_backward, dtype, {T, B, H, 0}, num_threads);
   a.check_aliasing();
   with_dtype(op, dtype, [&](auto zero) {
     using T_ = decltype(zero);
-    cpu::GruBackward<T_> args{{T, B, H},    a.ptr<T_>(0), a.ptr<T_>(1), a.ptr<T_>(2), a.ptr<T_>(3),
+    cpu::GruBackward<T_> args{{T, B, H, 0},    a.ptr<T_>(0), a.ptr<T_>(1), a.ptr<T_>(2), a.ptr<T_>(3),
                               a.ptr<T_>(4), a.ptr<T_>(5), a.ptr<T_>(6), a.ptr<T_>(7), a.ptr<T_>(8),
                               a.ptr<void>(9), num_threads};
     py::gil_scoped_release no_gil;
@@ -307,15 +325,17 @@ void gru_backward(py::handle w_hh, py::handle saved, py::handle h0, py::handle y
 PYBIND11_MODULE(_C, m) {
   m.doc() = "fastgates' compiled kernels (CPU). Tensor arguments are torch.Tensors; see csrc/cpu/kernels.h.";
   m.def("workspace_bytes", &workspace_bytes, py::arg("kernel"), py::arg("dtype"), py::arg("steps"),
-        py::arg("batch"), py::arg("hidden_size"), py::arg("num_threads"));
-  m.def("lstm_forward", &lstm_forward, py::arg("gates_x"), py::arg("w_hh"), py::arg("h0"), py::arg("c0"),
-        py::arg("y"), py::arg("h_n"), py::arg("c_n"), py::arg("saved_gates").none(true),
-        py::arg("saved_c").none(true), py::arg("workspace"), py::arg("num_threads"));
+        py::arg("batch"), py::arg("input_size"), py::arg("hidden_size"), py::arg("num_threads"));
+  m.def("lstm_forward", &lstm_forward, py::arg("x"), py::arg("w_ih"), py::arg("bias").none(true), py::arg("w_hh"),
+        py::arg("h0"), py::arg("c0"), py::arg("gates_x"), py::arg("y"), py::arg("h_n"), py::arg("c_n"),
+        py::arg("saved_gates").none(true), py::arg("saved_c").none(true), py::arg("workspace"),
+        py::arg("num_threads"));
   m.def("lstm_backward", &lstm_backward, py::arg("w_hh"), py::arg("saved_gates"), py::arg("saved_c"),
         py::arg("c0"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("dgates"), py::arg("dh0"),
         py::arg("dc0"), py::arg("workspace"), py::arg("num_threads"));
-  m.def("gru_forward", &gru_forward, py::arg("gates_x"), py::arg("w_hh"), py::arg("b_hh"), py::arg("h0"),
-        py::arg("y"), py::arg("h_n"), py::arg("saved").none(true), py::arg("workspace"), py::arg("num_threads"));
+  m.def("gru_forward", &gru_forward, py::arg("x"), py::arg("w_ih"), py::arg("b_ih").none(true), py::arg("w_hh"),
+        py::arg("b_hh"), py::arg("h0"), py::arg("gates_x"), py::arg("y"), py::arg("h_n"),
+        py::arg("saved").none(true), py::arg("workspace"), py::arg("num_threads"));
   m.def("gru_backward", &gru_backward, py::arg("w_hh"), py::arg("saved"), py::arg("h0"), py::arg("y"),
         py::arg("dy"), py::arg("dh_n"), py::arg("dgates_x"), py::arg("dgates_h"), py::arg("dh0"),
         py::arg("workspace"), py::arg("num_threads"));

@@ -15,14 +15,16 @@ struct GruForwardCell {
   static constexpr int L = kLanes<T>;
 
   GruForward<T> a;
-  int64_t steps, batch, hidden_size;
+  int64_t steps, batch, hidden_size, input_size;
   const T* w_hh;
 
   explicit GruForwardCell(const GruForward<T>& args)
       : a(args), steps(args.shape.steps), batch(args.shape.batch),
-        hidden_size(args.shape.hidden_size), w_hh(args.w_hh) {}
+        hidden_size(args.shape.hidden_size), input_size(args.shape.input_size), w_hh(args.w_hh) {}
 
-  void attach_state(T*, int64_t) {}
+  void attach_state(T*) {}
+
+  const InputProjection<T>& input() const { return a.input; }
 
   const T* hidden_before(int64_t t) const { return t == 0 ? a.h0 : a.y + (t - 1) * batch * hidden_size; }
 
@@ -45,7 +47,7 @@ struct GruForwardCell {
       const int64_t row = row0 + r;
       const int64_t bt = t * batch + row;
       T gx[3][L] = {}, h_prev[L] = {}, h[L], saved[4][L];
-      for (int g = 0; g < 3; ++g) copy_lanes(gx[g], a.gates_x + bt * 3 * H + g * H + j0, units);
+      for (int g = 0; g < 3; ++g) copy_lanes(gx[g], a.input.gates_x + bt * 3 * H + g * H + j0, units);
       copy_lanes(h_prev, h_prev_all + row * H + j0, units);
       using V = Lanes<T>;
       cell::GruGates<V> x{V::load(gx[0]), V::load(gx[1]), V::load(gx[2])};
@@ -82,7 +84,7 @@ struct GruBackwardCell {
       : a(args), steps(args.shape.steps), batch(args.shape.batch),
         hidden_size(args.shape.hidden_size), w_hh(args.w_hh) {}
 
-  void attach_state(T* state, int64_t) { dh_direct = state; }
+  void attach_state(T* state) { dh_direct = state; }
 
   const T* recurrent_gradient(int64_t t) const { return a.dgates_h + t * batch * 3 * hidden_size; }
 

@@ -1,12 +1,13 @@
 // The CPU recurrent kernels: one call runs a whole sequence of one layer and one direction.
 //
 // What the kernels do and what they leave to the caller
-//   The time-parallel work (input projection x W_ihᵀ of all steps, weight gradients, input
-//   gradient, bias gradients) is done by the caller as large GEMMs. These kernels do the
-//   sequential part: per step, the recurrent product h_{t-1} W_hhᵀ fused with the cell's gate
-//   math (forward), or the cell's backward fused with dgates W_hh (backward). Threads split
-//   the hidden units; each thread keeps its share of W_hh packed in the workspace for the
-//   whole call, and the threads meet at one spin barrier per step.
+//   Forward: first the input projection x W_ihᵀ + bias of all steps, as one GEMM split by
+//   hidden units (each thread computes the gates of its own units, so no thread waits for
+//   another); then per step the recurrent product h_{t-1} W_hhᵀ fused with the cell's gate
+//   math. Backward: per step the cell's backward fused with dgates · W_hh; the caller does the
+//   rest (weight, input and bias gradients) as large GEMMs. Threads split the hidden units;
+//   each keeps its share of the weights packed in the workspace for the whole call, and the
+//   threads meet at one spin barrier per step.
 //
 // Conventions for every parameter below
 //   T = steps, B = batch, H = hidden_size; G = gates per unit (LSTM 4: i, f, g, o; GRU 3: r, z, n).
@@ -32,6 +33,16 @@ struct SequenceShape {
   int64_t steps;        // T
   int64_t batch;        // B
   int64_t hidden_size;  // H
+  int64_t input_size;   // I (the forward kernels' input projection; the backward kernels ignore it)
+};
+
+// The input projection a forward kernel computes before its time loop.
+template <typename T>
+struct InputProjection {
+  const T* x;     // [T, B, I]
+  const T* w_ih;  // [G·H, I]     torch.nn weight_ih_l0
+  const T* bias;  // [G·H] or null: LSTM b_ih + b_hh, GRU b_ih
+  T* gates_x;     // [T, B, G·H]  out: x_t W_ihᵀ + bias, the pre-activations without the recurrent part
 };
 
 // Bytes of workspace a kernel needs for this shape, element type and thread count.
@@ -40,7 +51,7 @@ size_t workspace_bytes(Kernel kernel, DType dtype, SequenceShape shape, int num_
 template <typename T>
 struct LstmForward {
   SequenceShape shape;
-  const T* gates_x;  // [T, B, 4H]  x_t W_ihᵀ + b_ih + b_hh (pre-activations without the recurrent part)
+  InputProjection<T> input;  // G = 4
   const T* w_hh;     // [4H, H]     torch.nn weight_hh_l0
   const T* h0;       // [B, H]
   const T* c0;       // [B, H]
@@ -73,7 +84,7 @@ struct LstmBackward {
 template <typename T>
 struct GruForward {
   SequenceShape shape;
-  const T* gates_x;  // [T, B, 3H]  x_t W_ihᵀ + b_ih
+  InputProjection<T> input;  // G = 3
   const T* w_hh;     // [3H, H]     torch.nn weight_hh_l0
   const T* b_hh;     // [3H]        torch.nn bias_hh_l0 (zeros without bias)
   const T* h0;       // [B, H]

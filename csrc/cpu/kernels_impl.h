@@ -17,10 +17,10 @@ size_t workspace_bytes(Kernel kernel, DType dtype, SequenceShape shape, int /*nu
   auto bytes = [&](auto zero) {
     using T = decltype(zero);
     switch (kernel) {
-      case Kernel::lstm_forward: return recurrence_workspace_bytes<T>(shape, H, 4, 1);
-      case Kernel::lstm_backward: return recurrence_workspace_bytes<T>(shape, 4 * H, 1, 1);
-      case Kernel::gru_forward: return recurrence_workspace_bytes<T>(shape, H, 3, 1);
-      case Kernel::gru_backward: return recurrence_workspace_bytes<T>(shape, 3 * H, 1, 1);
+      case Kernel::lstm_forward: return recurrence_workspace_bytes<T>(shape, H, shape.input_size, 4, 1);
+      case Kernel::lstm_backward: return recurrence_workspace_bytes<T>(shape, 4 * H, 0, 1, 1);
+      case Kernel::gru_forward: return recurrence_workspace_bytes<T>(shape, H, shape.input_size, 3, 1);
+      case Kernel::gru_backward: return recurrence_workspace_bytes<T>(shape, 3 * H, 0, 1, 1);
     }
     return size_t{0};
   };

@@ -15,15 +15,17 @@ struct LstmForwardCell {
   static constexpr int L = kLanes<T>;
 
   LstmForward<T> a;
-  int64_t steps, batch, hidden_size;
+  int64_t steps, batch, hidden_size, input_size;
   const T* w_hh;
   T* c_state = nullptr;  // [B, H] c_{t-1}, in the workspace
 
   explicit LstmForwardCell(const LstmForward<T>& args)
       : a(args), steps(args.shape.steps), batch(args.shape.batch),
-        hidden_size(args.shape.hidden_size), w_hh(args.w_hh) {}
+        hidden_size(args.shape.hidden_size), input_size(args.shape.input_size), w_hh(args.w_hh) {}
 
-  void attach_state(T* state, int64_t) { c_state = state; }
+  void attach_state(T* state) { c_state = state; }
+
+  const InputProjection<T>& input() const { return a.input; }
 
   const T* hidden_before(int64_t t) const { return t == 0 ? a.h0 : a.y + (t - 1) * batch * hidden_size; }
 
@@ -43,7 +45,7 @@ struct LstmForwardCell {
     for (int r = 0; r < R; ++r) {
       const int64_t row = row0 + r;
       const int64_t bt = t * batch + row;  // row of the [T, B, ...] arrays
-      const T* gx = a.gates_x + bt * 4 * H + j0;
+      const T* gx = a.input.gates_x + bt * 4 * H + j0;
       T pre[4][L] = {}, c_prev[L] = {}, c[L], h[L], act[4][L];
       for (int g = 0; g < 4; ++g) copy_lanes(pre[g], gx + g * H, units);
       copy_lanes(c_prev, (t == 0 ? a.c0 : c_state) + row * H + j0, units);
@@ -87,7 +89,7 @@ struct LstmBackwardCell {
       : a(args), steps(args.shape.steps), batch(args.shape.batch),
         hidden_size(args.shape.hidden_size), w_hh(args.w_hh) {}
 
-  void attach_state(T* state, int64_t) { dc_state = state; }
+  void attach_state(T* state) { dc_state = state; }
 
   const T* recurrent_gradient(int64_t t) const { return a.dgates + t * batch * 4 * hidden_size; }
 

@@ -10,19 +10,13 @@ from torch import Tensor
 EMPTY = (0,)  # shape of an output that was not asked for
 
 
-def input_gates(x: Tensor, w_ih: Tensor, *biases: Tensor | None) -> Tensor:
-    """x W_ihᵀ + Σ biases for all steps at once: one GEMM, result [T, B, G·H] contiguous."""
-    steps, batch, input_size = x.shape
-    bias = None
-    for b in biases:
-        if b is not None:
-            bias = b if bias is None else bias + b
-    x2d = x.reshape(steps * batch, input_size)
-    if bias is None:
-        gates = torch.mm(x2d, w_ih.t())
-    else:
-        gates = torch.addmm(bias, x2d, w_ih.t())
-    return gates.view(steps, batch, w_ih.shape[0])
+def combined_bias(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
+    """b_ih + b_hh (what the LSTM's input projection adds), contiguous; None without biases."""
+    if b_ih is None and b_hh is None:
+        return None
+    if b_ih is None or b_hh is None:
+        return (b_ih if b_hh is None else b_hh).contiguous()
+    return (b_ih + b_hh).contiguous()
 
 
 def recurrent_weight_grad(dgates: Tensor, h0: Tensor, y: Tensor) -> Tensor:

@@ -17,7 +17,6 @@ from ._common import (
     check_grad_mask,
     forbid_double_backward,
     grad_or_zeros,
-    input_gates,
     is_empty,
     no_saved_tensors_error,
     recurrent_weight_grad,
@@ -38,9 +37,8 @@ def gru_forward(
     save_for_backward: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Returns (y [T,B,H], h_n [B,H], saved [T,B,4H]); saved is 0-sized unless asked for."""
-    steps, batch, _ = x.shape
+    steps, batch, input_size = x.shape
     hidden = w_hh.shape[1]
-    gates_x = input_gates(x, w_ih, b_ih)
     y = x.new_empty((steps, batch, hidden))
     h_n = x.new_empty((batch, hidden))
     saved = x.new_empty((steps, batch, SAVED_PER_UNIT * hidden) if save_for_backward else EMPTY)
@@ -49,14 +47,17 @@ def gru_forward(
         return y, h_n, saved
     threads = _backend.num_threads()
     _backend.C().gru_forward(
-        gates_x,
+        x.contiguous(),
+        w_ih.contiguous(),
+        None if b_ih is None else b_ih.contiguous(),
         w_hh.contiguous(),
         x.new_zeros((GATES * hidden,)) if b_hh is None else b_hh.contiguous(),
         h0.contiguous(),
+        x.new_empty((steps, batch, GATES * hidden)),
         y,
         h_n,
         saved if save_for_backward else None,
-        _backend.workspace("gru_forward", x.dtype, steps, batch, hidden, threads),
+        _backend.workspace("gru_forward", x.dtype, steps, batch, input_size, hidden, threads),
         threads,
     )
     return y, h_n, saved
@@ -112,7 +113,7 @@ def gru_backward(
             dgates_x,
             dgates_h,
             dh0,
-            _backend.workspace("gru_backward", x.dtype, steps, batch, hidden, threads),
+            _backend.workspace("gru_backward", x.dtype, steps, batch, 0, hidden, threads),
             threads,
         )
     dgx2d = dgates_x.view(steps * batch, GATES * hidden)

@@ -16,7 +16,7 @@ from ._common import (
     check_grad_mask,
     forbid_double_backward,
     grad_or_zeros,
-    input_gates,
+    combined_bias,
     is_empty,
     no_saved_tensors_error,
     recurrent_weight_grad,
@@ -41,9 +41,8 @@ def lstm_forward(
     saved_gates / saved_c are what the backward op needs; both are 0-sized when
     ``save_for_backward`` is False.
     """
-    steps, batch, _ = x.shape
+    steps, batch, input_size = x.shape
     hidden = w_hh.shape[1]
-    gates_x = input_gates(x, w_ih, b_ih, b_hh)
     y = x.new_empty((steps, batch, hidden))
     h_n = x.new_empty((batch, hidden))
     c_n = x.new_empty((batch, hidden))
@@ -55,16 +54,19 @@ def lstm_forward(
         return y, h_n, c_n, saved_gates, saved_c
     threads = _backend.num_threads()
     _backend.C().lstm_forward(
-        gates_x,
+        x.contiguous(),
+        w_ih.contiguous(),
+        combined_bias(b_ih, b_hh),
         w_hh.contiguous(),
         h0.contiguous(),
         c0.contiguous(),
+        x.new_empty((steps, batch, GATES * hidden)),
         y,
         h_n,
         c_n,
         saved_gates if save_for_backward else None,
         saved_c if save_for_backward else None,
-        _backend.workspace("lstm_forward", x.dtype, steps, batch, hidden, threads),
+        _backend.workspace("lstm_forward", x.dtype, steps, batch, input_size, hidden, threads),
         threads,
     )
     return y, h_n, c_n, saved_gates, saved_c
@@ -126,7 +128,7 @@ def lstm_backward(
             dgates,
             dh0,
             dc0,
-            _backend.workspace("lstm_backward", x.dtype, steps, batch, hidden, threads),
+            _backend.workspace("lstm_backward", x.dtype, steps, batch, 0, hidden, threads),
             threads,
         )
     dgates2d = dgates.view(steps * batch, GATES * hidden)
