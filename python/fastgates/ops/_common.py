@@ -19,6 +19,18 @@ def combined_bias(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
     return (b_ih + b_hh).contiguous()
 
 
+def input_side_grads(dgates_x: Tensor, x: Tensor, w_ih: Tensor, need_x: bool, need_w_ih: bool,
+                     need_b: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """(dx, dW_ih, db) from the gradient of the input projection x W_ihᵀ + b, as large GEMMs;
+    0-sized where not needed."""
+    steps, batch, input_size = x.shape
+    d2d = dgates_x.view(steps * batch, dgates_x.shape[2])
+    dx = torch.mm(d2d, w_ih).view(steps, batch, input_size) if need_x else x.new_empty(EMPTY)
+    dw_ih = torch.mm(d2d.t(), x.reshape(steps * batch, input_size)) if need_w_ih else x.new_empty(EMPTY)
+    db = d2d.sum(0) if need_b else x.new_empty(EMPTY)
+    return dx, dw_ih, db
+
+
 def recurrent_weight_grad(dgates: Tensor, h0: Tensor, y: Tensor) -> Tensor:
     """dW_hh = Σ_t dgates_tᵀ h_{t-1} with h_{-1} = h0, without concatenating h0 and y[:-1]."""
     steps, batch, gate_width = dgates.shape

@@ -17,6 +17,7 @@ from ._common import (
     check_grad_mask,
     forbid_double_backward,
     grad_or_zeros,
+    input_side_grads,
     is_empty,
     no_saved_tensors_error,
     recurrent_weight_grad,
@@ -116,11 +117,8 @@ def gru_backward(
             _backend.workspace("gru_backward", x.dtype, steps, batch, 0, hidden, threads),
             threads,
         )
-    dgx2d = dgates_x.view(steps * batch, GATES * hidden)
-    dx = torch.mm(dgx2d, w_ih).view(steps, batch, input_size) if need_x else x.new_empty(EMPTY)
-    dw_ih = torch.mm(dgx2d.t(), x.reshape(steps * batch, input_size)) if need_w_ih else x.new_empty(EMPTY)
+    dx, dw_ih, db_ih = input_side_grads(dgates_x, x, w_ih, need_x, need_w_ih, need_b_ih)
     dw_hh = recurrent_weight_grad(dgates_h, h0, y) if need_w_hh else x.new_empty(EMPTY)
-    db_ih = dgx2d.sum(0) if need_b_ih else x.new_empty(EMPTY)
     db_hh = dgates_h.view(steps * batch, GATES * hidden).sum(0) if need_b_hh else x.new_empty(EMPTY)
     return dx, dw_ih, dw_hh, db_ih, db_hh, dh0
 

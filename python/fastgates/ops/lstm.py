@@ -17,6 +17,7 @@ from ._common import (
     forbid_double_backward,
     grad_or_zeros,
     combined_bias,
+    input_side_grads,
     is_empty,
     no_saved_tensors_error,
     recurrent_weight_grad,
@@ -131,11 +132,8 @@ def lstm_backward(
             _backend.workspace("lstm_backward", x.dtype, steps, batch, 0, hidden, threads),
             threads,
         )
-    dgates2d = dgates.view(steps * batch, GATES * hidden)
-    dx = torch.mm(dgates2d, w_ih).view(steps, batch, input_size) if need_x else x.new_empty(EMPTY)
-    dw_ih = torch.mm(dgates2d.t(), x.reshape(steps * batch, input_size)) if need_w_ih else x.new_empty(EMPTY)
+    dx, dw_ih, db = input_side_grads(dgates, x, w_ih, need_x, need_w_ih, need_b)
     dw_hh = recurrent_weight_grad(dgates, h0, y) if need_w_hh else x.new_empty(EMPTY)
-    db = dgates2d.sum(0) if need_b else x.new_empty(EMPTY)
     return dx, dw_ih, dw_hh, db, dh0, dc0
 
 
