@@ -501,3 +501,32 @@ def test_zero_sizes_rejected(kind, dims, blamed):
             ref.lstm(x, w_ih, w_hh, b, b, h, h)
         else:
             ref.gru(x, w_ih, w_hh, b, b, h)
+
+
+def test_package_reference_imports_without_torch(tmp_path):
+    """`import fastgates.reference` (through the package) works where torch cannot be imported,
+    and the torch-backed names say what is missing."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "sys.modules['torch'] = None  # makes `import torch` raise ModuleNotFoundError\n"
+        "import numpy as np\n"
+        "import fastgates.reference as ref\n"
+        "x = np.zeros((2, 1, 3)); w_ih = np.zeros((8, 3)); w_hh = np.zeros((8, 2)); b = np.zeros(8)\n"
+        "y, (h, c) = ref.lstm(x, w_ih, w_hh, b, b, np.zeros((1, 2)), np.zeros((1, 2)))\n"
+        "assert y.shape == (2, 1, 2)\n"
+        "import fastgates\n"
+        "try:\n"
+        "    fastgates.LSTM\n"
+        "except ImportError as e:\n"
+        "    assert 'needs PyTorch' in str(e)\n"
+        "else:\n"
+        "    raise AssertionError('fastgates.LSTM without torch should raise ImportError')\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

@@ -10,8 +10,18 @@ from __future__ import annotations
 import importlib
 from importlib import metadata as _metadata
 
-from . import ops
-from .nn import GRU, LSTM
+# The layers and ops need torch; the NumPy reference does not, so `fastgates.reference` stays
+# importable where torch is not installed.
+try:
+    import torch as _torch  # noqa: F401
+except ModuleNotFoundError as _error:
+    if _error.name != "torch":
+        raise
+    _torch_missing: ModuleNotFoundError | None = _error
+else:
+    _torch_missing = None
+    from . import ops
+    from .nn import GRU, LSTM
 
 try:
     __version__ = _metadata.version("fastgates")
@@ -34,4 +44,9 @@ def __getattr__(name: str):
         module = importlib.import_module(".reference", __name__)
         globals()[name] = module
         return module
+    if name in ("LSTM", "GRU", "ops") and _torch_missing is not None:
+        raise ImportError(
+            f"fastgates.{name} needs PyTorch, which is not installed (pip install torch); only "
+            "fastgates.reference works without it"
+        ) from _torch_missing
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
