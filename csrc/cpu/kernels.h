@@ -16,8 +16,10 @@
 //   means gate g of unit j at step t, batch row b lives at ((t·B + b)·G + g)·H + j, i.e. the
 //   torch.nn stacking of gates. Arrays marked "or null" may be nullptr.
 //   workspace: workspace_bytes(...) bytes, any alignment, contents undefined on entry and exit.
-//   num_threads >= 1; results are bit-identical run after run for a given num_threads.
-//   All sizes are >= 1; index arithmetic is 64-bit.
+//   num_threads >= 1 (an upper bound: small problems use fewer). Results are bit-identical run
+//   after run and for every thread count: each unit block is computed the same way whichever
+//   thread owns it.
+//   All sizes are >= 1, except input_size, which may be 0; index arithmetic is 64-bit.
 #pragma once
 
 #include <cstddef>
