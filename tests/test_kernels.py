@@ -324,3 +324,16 @@ def test_layers_work_in_a_forked_child():
         child.kill()
     assert child.exitcode == 0
     assert queue.get(timeout=5) is True
+
+
+def test_lstm_kernel_without_inputs_uses_the_bias_alone():
+    """input_size 0 is valid for the kernel: the input projection is the bias."""
+    T, B, H = 4, 3, 10
+    with_input = _lstm_problem(T, B, 1, H, torch.float64)
+    with_input["x"].zero_()
+    expected = _run_lstm(with_input, 2)
+    without = dict(with_input, x=torch.zeros(T, B, 0, dtype=torch.float64),
+                   w_ih=torch.zeros(4 * H, 0, dtype=torch.float64))
+    got = _run_lstm(without, 2)
+    for name in ("y", "h_n", "c_n", "dgates", "dh0", "dc0"):
+        assert torch.equal(got[name], expected[name]), name

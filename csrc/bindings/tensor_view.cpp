@@ -102,7 +102,8 @@ void expect_tensor(const TensorView& t, const char* op, const std::string& dtype
     throw py::value_error(where + " has shape " + shape_string(t.shape) + ", expected " + shape_string(shape));
   }
   int64_t expected_stride = 1;
-  for (size_t i = shape.size(); i-- > 0;) {
+  // An empty tensor has no elements to lay out: any strides are fine.
+  for (size_t i = shape.size(); t.numel() > 0 && i-- > 0;) {
     if (shape[i] != 1 && t.strides[i] != expected_stride) {
       throw py::value_error(where + " with shape " + shape_string(t.shape) + " is not contiguous (strides " +
                             shape_string(t.strides) + ")");
