@@ -38,15 +38,16 @@ def make_pair(mode: str, input_size: int, hidden_size: int, *, dtype=torch.float
 
 
 def make_input(mode, steps, batch, input_size, hidden_size, *, dtype, batch_first=False,
-               unbatched=False, with_hx=True, seed=1):
-    """Random (input, hx) in torch.nn's layout; hx is None without with_hx."""
+               unbatched=False, with_hx=True, seed=1, layers=1):
+    """Random (input, hx) in torch.nn's layout; hx is None without with_hx. ``layers`` is
+    num_layers * num_directions (the states' leading size)."""
     g = torch.Generator().manual_seed(seed)
     if unbatched:
         shape = (steps, input_size)
-        state = (1, hidden_size)
+        state = (layers, hidden_size)
     else:
         shape = (batch, steps, input_size) if batch_first else (steps, batch, input_size)
-        state = (1, batch, hidden_size)
+        state = (layers, batch, hidden_size)
     x = torch.randn(shape, generator=g, dtype=dtype)
     if not with_hx:
         return x, None

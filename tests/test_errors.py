@@ -81,12 +81,8 @@ def test_constructor_unknown_keyword(mode):
 @pytest.mark.parametrize(
     "mode, kwargs, names",
     [
-        (m, {"num_layers": 2}, ["num_layers=2", "num_layers=1"]) for m in MODES
-    ] + [
-        (m, {"bidirectional": True}, ["bidirectional=True"]) for m in MODES
-    ] + [
         ("LSTM", {"proj_size": 3}, ["proj_size=3"]),
-        ("LSTM", {"num_layers": 3, "dropout": 0.2}, ["num_layers=3"]),
+        ("LSTM", {"proj_size": 3, "num_layers": 2, "bidirectional": True}, ["proj_size=3"]),
     ],
 )
 def test_unsupported_settings_raise_not_implemented(mode, kwargs, names):
@@ -95,6 +91,19 @@ def test_unsupported_settings_raise_not_implemented(mode, kwargs, names):
         getattr(fastgates, mode)(4, 8, **kwargs)
     for name in names:
         assert name in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "mode, kwargs",
+    [(m, k) for m in MODES for k in (
+        {"num_layers": 2}, {"bidirectional": True}, {"num_layers": 3, "bidirectional": True},
+        {"num_layers": 3, "dropout": 0.2},
+    )],
+)
+def test_stacked_and_bidirectional_are_supported(mode, kwargs):
+    m = getattr(fastgates, mode)(4, 8, **kwargs)
+    assert m.num_layers == kwargs.get("num_layers", 1)
+    assert m.bidirectional == kwargs.get("bidirectional", False)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -164,6 +173,19 @@ INPUT_CASES = [
      lambda m: hx(m, s(1, 5, 3), s(1, 5, 3)), RuntimeError, ["(1, 2, 3)", "[1, 5, 3]"], "message"),
     ("hx-wrong-unbatched", {}, x(5, 4), lambda m: hx(m, s(1, 4), s(1, 4)), RuntimeError,
      ["(1, 3)", "[1, 4]", "unbatched"], "type"),
+    ("hx-stacked-wrong-layers", {"num_layers": 2}, x(5, 2, 4),
+     lambda m: hx(m, s(1, 2, 3), s(1, 2, 3)), RuntimeError,
+     ["(2, 2, 3)", "[1, 2, 3]", "h_0", "num_layers * num_directions"], "message"),
+    ("hx-bidirectional-wrong-layers", {"bidirectional": True}, x(5, 2, 4),
+     lambda m: hx(m, s(1, 2, 3), s(1, 2, 3)), RuntimeError, ["(2, 2, 3)", "[1, 2, 3]"],
+     "message"),
+    ("hx-stacked-bidirectional-batch_first",
+     {"num_layers": 2, "bidirectional": True, "batch_first": True}, x(2, 5, 4),
+     lambda m: hx(m, s(4, 5, 3), s(4, 5, 3)), RuntimeError, ["(4, 2, 3)", "[4, 5, 3]"],
+     "message"),
+    ("hx-stacked-bidirectional-unbatched", {"num_layers": 2, "bidirectional": True}, x(5, 4),
+     lambda m: hx(m, s(2, 3), s(2, 3)), RuntimeError, ["(4, 3)", "[2, 3]", "unbatched"],
+     "type"),
     ("hx-dtype", {}, x(5, 2, 4), lambda m: hx(m, s(1, 2, 3, dtype=torch.float64)), ValueError,
      ["hx", "torch.float64", "torch.float32"], None),
     ("hx-device", {}, x(5, 2, 4), lambda m: hx(m, s(1, 2, 3, device="meta")), RuntimeError,
@@ -183,6 +205,9 @@ LSTM_HX_CASES = [
      ["hx[1]", "NoneType"], None),
     ("lstm-cx-wrong-size", {}, x(5, 2, 4), lambda m: (s(1, 2, 3), s(1, 2, 4)), RuntimeError,
      ["hidden[1]", "(1, 2, 3)", "[1, 2, 4]", "c_0"], "message"),
+    ("lstm-cx-stacked-wrong-layers", {"num_layers": 3}, x(5, 2, 4),
+     lambda m: (s(3, 2, 3), s(1, 2, 3)), RuntimeError,
+     ["hidden[1]", "(3, 2, 3)", "[1, 2, 3]", "c_0"], "message"),
     ("lstm-cx-dtype", {}, x(5, 2, 4), lambda m: (s(1, 2, 3), s(1, 2, 3, dtype=torch.float64)),
      ValueError, ["hx[1]", "torch.float64"], None),
 ]

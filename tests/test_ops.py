@@ -188,11 +188,16 @@ def test_functional_zero_steps_returns_initial_state(mode):
 # torch.compile
 
 
+def _state_layers(kw):
+    return kw.get("num_layers", 1) * (2 if kw.get("bidirectional") else 1)
+
+
 def _compiled_matches_eager(mode, backend, *, steps, batch, kw, with_hx=True, unbatched=False):
     torch._dynamo.reset()
     ours, _ = make_pair(mode, 5, 7, dtype=torch.float32, **kw)
     x, hx = make_input(mode, steps, batch, 5, 7, dtype=torch.float32, unbatched=unbatched,
-                       batch_first=kw.get("batch_first", False), with_hx=with_hx)
+                       batch_first=kw.get("batch_first", False), with_hx=with_hx,
+                       layers=_state_layers(kw))
 
     def f(x, hx):
         y, state = ours(x, hx)
@@ -224,8 +229,9 @@ def test_compile_inductor_fullgraph_matches_eager(mode):
 
 @pytest.mark.parametrize(
     "kw, with_hx, unbatched",
-    [({}, True, False), ({"bias": False}, False, False), ({"batch_first": True}, True, True)],
-    ids=["default", "no_bias-hx_none", "unbatched"],
+    [({}, True, False), ({"bias": False}, False, False), ({"batch_first": True}, True, True),
+     ({"num_layers": 2, "bidirectional": True}, True, False)],
+    ids=["default", "no_bias-hx_none", "unbatched", "stacked-bidirectional"],
 )
 @pytest.mark.parametrize("mode", MODES)
 def test_compile_aot_eager_fullgraph_matches_eager(mode, kw, with_hx, unbatched):
@@ -233,7 +239,8 @@ def test_compile_aot_eager_fullgraph_matches_eager(mode, kw, with_hx, unbatched)
                                                  with_hx=with_hx, unbatched=unbatched)
     # Another sequence length: recompiles (or runs dynamic) and still matches.
     x2, hx2 = make_input(mode, 9, 2, 5, 7, dtype=torch.float32, unbatched=unbatched,
-                         batch_first=kw.get("batch_first", False), with_hx=with_hx)
+                         batch_first=kw.get("batch_first", False), with_hx=with_hx,
+                         layers=_state_layers(kw))
     for a, b in zip(compiled(x2, hx2), f(x2, hx2), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 

@@ -162,17 +162,23 @@ def check_layer_input(module, input: object) -> bool:
     return batched
 
 
-def _check_state(where, name, label, t, input, batched, batch, size, msg_prefix):
-    """One initial state: a tensor of the input's dtype and device, shaped like torch.nn's."""
+def _state_layers(module) -> int:
+    """num_layers * num_directions: the leading size of a layer's states."""
+    return module.num_layers * (2 if module.bidirectional else 1)
+
+
+def _check_state(where, name, label, t, input, batched, layers, batch, size, msg_prefix):
+    """One initial state: a tensor of the input's dtype and device, shaped like torch.nn's
+    ((layers, batch, size), or (layers, size) unbatched; layers = num_layers * num_directions)."""
     require_tensor(where, name, t)
     check_same_dtype(where, name, t, "input", input)
     check_same_device(where, name, t, "input", input)
     if batched:
-        expected = (1, batch, size)
+        expected = (layers, batch, size)
         layout = "(num_layers * num_directions, N, H_out)"
         of_input = f"input of shape {_shape(input)}"
     else:
-        expected = (1, size)
+        expected = (layers, size)
         layout = "(num_layers * num_directions, H_out)"
         of_input = f"unbatched input of shape {_shape(input)}"
     if _shape(t) != expected:
@@ -208,8 +214,8 @@ def check_lstm_hx(module, hx: object, input: Tensor, batched: bool, batch: int) 
         )
     size = module.hidden_size
     for i, label in enumerate(("h_0", "c_0")):
-        _check_state(where, f"hx[{i}]", label, hx[i], input, batched, batch, size,
-                     f"Expected hidden[{i}] size")
+        _check_state(where, f"hx[{i}]", label, hx[i], input, batched, _state_layers(module),
+                     batch, size, f"Expected hidden[{i}] size")
 
 
 def check_gru_hx(module, hx: object, input: Tensor, batched: bool, batch: int) -> None:
@@ -223,5 +229,5 @@ def check_gru_hx(module, hx: object, input: Tensor, batched: bool, batch: int) -
             f"For batched 3-D input, hx should also be 3-D but got {hx.dim()}-D tensor" if batched
             else f"For unbatched 2-D input, hx should also be 2-D but got {hx.dim()}-D tensor"
         )
-    _check_state(where, "hx", "h_0", hx, input, batched, batch, module.hidden_size,
-                 "Expected hidden size")
+    _check_state(where, "hx", "h_0", hx, input, batched, _state_layers(module), batch,
+                 module.hidden_size, "Expected hidden size")

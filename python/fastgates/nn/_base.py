@@ -11,8 +11,10 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
+from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Module, Parameter, init
 
@@ -117,32 +119,31 @@ class RNNLayerBase(Module):
         name = f"fastgates.{mode}"
         if not isinstance(num_layers, int):
             raise TypeError(f"num_layers should be of type int, got: {type(num_layers).__name__}")
-        if num_layers != 1:
-            raise NotImplementedError(
-                f"{name}: num_layers={num_layers} is not supported yet; only num_layers=1 is. "
-                f"Stack single-layer {name} modules, or use torch.nn.{mode}."
-            )
-        if bidirectional:
-            raise NotImplementedError(
-                f"{name}: bidirectional=True is not supported yet; only unidirectional layers "
-                f"are. Use torch.nn.{mode} for bidirectional layers."
-            )
         if proj_size > 0:
             raise NotImplementedError(
                 f"{name}: proj_size={proj_size} (LSTM projections) is not supported yet; only "
                 "proj_size=0 is. Use torch.nn.LSTM for projections."
             )
 
+        # torch.nn's parameters: per layer, per direction, in this order and with these names.
+        num_directions = 2 if bidirectional else 1
         gate_size = gates * hidden_size
-        self.weight_ih_l0 = Parameter(torch.empty((gate_size, input_size), **factory_kwargs))
-        self.weight_hh_l0 = Parameter(torch.empty((gate_size, hidden_size), **factory_kwargs))
-        names = ["weight_ih_l0", "weight_hh_l0"]
-        if bias:
-            self.bias_ih_l0 = Parameter(torch.empty(gate_size, **factory_kwargs))
-            self.bias_hh_l0 = Parameter(torch.empty(gate_size, **factory_kwargs))
-            names += ["bias_ih_l0", "bias_hh_l0"]
-        self._flat_weights_names = names
-        self._all_weights = [names]
+        self._flat_weights_names = []
+        self._all_weights = []
+        for layer in range(num_layers):
+            layer_input_size = input_size if layer == 0 else hidden_size * num_directions
+            for direction in range(num_directions):
+                suffix = "_reverse" if direction == 1 else ""
+                shapes = [(gate_size, layer_input_size), (gate_size, hidden_size)]
+                param_names = ["weight_ih_l{}{}", "weight_hh_l{}{}"]
+                if bias:
+                    shapes += [(gate_size,), (gate_size,)]
+                    param_names += ["bias_ih_l{}{}", "bias_hh_l{}{}"]
+                param_names = [n.format(layer, suffix) for n in param_names]
+                for pname, shape in zip(param_names, shapes, strict=True):
+                    setattr(self, pname, Parameter(torch.empty(shape, **factory_kwargs)))
+                self._flat_weights_names.extend(param_names)
+                self._all_weights.append(param_names)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -178,12 +179,68 @@ class RNNLayerBase(Module):
             s += ", bidirectional={bidirectional}"
         return s.format(**self.__dict__)
 
-    def _biases(self) -> tuple[Tensor | None, Tensor | None]:
-        """(bias_ih_l0, bias_hh_l0), or Nones with bias=False (then, as in torch.nn, the
-        attributes do not exist)."""
-        if self.bias:
-            return self.bias_ih_l0, self.bias_hh_l0
-        return None, None
+    @property
+    def _num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def _direction_weights(self, index: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        """(w_ih, w_hh, b_ih, b_hh) of layer ``index // D``, direction ``index % D``; biases are
+        None with bias=False (then, as in torch.nn, the attributes do not exist)."""
+        params = [getattr(self, name) for name in self._all_weights[index]]
+        if not self.bias:
+            params += [None, None]
+        return tuple(params)
+
+    def _initial_states(self, x: Tensor, hx: Sequence[Tensor] | None, count: int,
+                        batched: bool) -> list[tuple[Tensor, ...]]:
+        """Per (layer, direction), its ``count`` initial states as [B, H] tensors (views of hx,
+        whose tensors are (L*D, B, H), or (L*D, H) unbatched; zeros without hx)."""
+        n = self.num_layers * self._num_directions
+        if hx is None:
+            zeros = x.new_zeros((x.size(1), self.hidden_size))
+            return [(zeros,) * count] * n
+        if batched:
+            return [tuple(t[i] for t in hx) for i in range(n)]
+        return [tuple(t[i : i + 1] for t in hx) for i in range(n)]  # B = 1
+
+    def _final_states(self, finals: list[tuple[Tensor, ...]], batched: bool) -> tuple[Tensor, ...]:
+        """Per (layer, direction) [B, H] final states -> (L*D, B, H) (or (L*D, H) unbatched)
+        per state, layer-major, then direction, as torch.nn orders them."""
+        out = []
+        for states in zip(*finals, strict=True):
+            if not batched:
+                out.append(states[0] if len(states) == 1 else torch.cat(states, 0))
+            elif len(states) == 1:
+                out.append(states[0].unsqueeze(0))
+            else:
+                out.append(torch.stack(states, 0))
+        return tuple(out)
+
+    def _run_layers(self, x: Tensor, initial: list[tuple[Tensor, ...]],
+                    run: Callable) -> tuple[Tensor, list[tuple[Tensor, ...]]]:
+        """All layers and directions over x [T, B, I]: one call of ``run`` (a whole-sequence
+        functional op: ``run(x, w_ih, w_hh, b_ih, b_hh, *states) -> (y, final states)``) per
+        layer and direction. The reverse direction runs on the time-reversed sequence; a layer's
+        output is [forward, reverse] along the features; dropout (training only) on the output
+        of every layer but the last, as in torch.nn. Returns (y [T, B, D*H], finals)."""
+        directions = self._num_directions
+        finals = []
+        for layer in range(self.num_layers):
+            if layer > 0 and self.dropout > 0 and self.training:
+                x = F.dropout(x, self.dropout, training=True)
+            outputs = []
+            for direction in range(directions):
+                index = layer * directions + direction
+                weights = self._direction_weights(index)
+                if direction == 0:
+                    y, final = run(x, *weights, *initial[index])
+                else:
+                    y, final = run(torch.flip(x, (0,)), *weights, *initial[index])
+                    y = torch.flip(y, (0,))
+                outputs.append(y)
+                finals.append(final)
+            x = outputs[0] if directions == 1 else torch.cat(outputs, 2)
+        return x, finals
 
     def _sequence_first(self, input: Tensor, batched: bool) -> Tensor:
         """input as [T, B, I] (a view)."""

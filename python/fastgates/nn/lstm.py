@@ -1,4 +1,4 @@
-"""fastgates.LSTM: a drop-in for torch.nn.LSTM (one layer, one direction, for now)."""
+"""fastgates.LSTM: a drop-in for torch.nn.LSTM (stacked and bidirectional too)."""
 
 from __future__ import annotations
 
@@ -13,17 +13,24 @@ from ._base import RNNLayerBase
 class LSTM(RNNLayerBase):
     r"""Long short-term memory layer with fused CPU kernels; a drop-in for ``torch.nn.LSTM``.
 
-    Same constructor, parameters (``weight_ih_l0``, ``weight_hh_l0``, ``bias_ih_l0``,
-    ``bias_hh_l0``), initialisation, inputs and outputs as ``torch.nn.LSTM``, so state dicts
-    load both ways. Implemented so far: ``num_layers=1``, ``bidirectional=False``,
-    ``proj_size=0``, float32 / float64 on CPU, padded (not packed) sequences; the other
-    settings raise ``NotImplementedError``.
+    Same constructor, parameters (``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``,
+    ``bias_hh_l{k}``, and ``*_reverse`` ones for the backward direction; layer ``k > 0`` takes
+    ``hidden_size * num_directions`` inputs), initialisation, inputs and outputs as
+    ``torch.nn.LSTM``, so state dicts load both ways. ``num_layers``, ``bidirectional`` and
+    ``dropout`` (between layers, in training mode only, drawn with
+    ``torch.nn.functional.dropout``) work as in torch.nn: one fused kernel call per layer and
+    direction, the reverse direction on the time-reversed sequence. Implemented so far:
+    ``proj_size=0``, float32 / float64 on CPU, padded (not packed) sequences; projections and
+    ``PackedSequence`` input raise ``NotImplementedError``.
 
     Args:
         input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
         proj_size, device, dtype: as for ``torch.nn.LSTM``.
 
-    Inputs: ``input, (h_0, c_0)``; outputs: ``output, (h_n, c_n)``, shaped as in torch.nn.
+    Inputs: ``input, (h_0, c_0)``; outputs: ``output, (h_n, c_n)``, shaped as in torch.nn:
+    states ``(num_layers * num_directions, N, H)`` (``(num_layers * num_directions, H)``
+    unbatched), ordered by layer, then direction; ``output`` ``(L, N, num_directions * H)``
+    (forward, then reverse features).
     """
 
     def __init__(
@@ -54,16 +61,14 @@ class LSTM(RNNLayerBase):
             )
         batched = check_layer_input(self, input)
         x = self._sequence_first(input, batched)
-        batch = x.size(1)
-        if hx is None:
-            h0 = x.new_zeros((batch, self.hidden_size))
-            c0 = x.new_zeros((batch, self.hidden_size))
-        else:
-            check_lstm_hx(self, hx, input, batched, batch)
-            # (1, B, H) -> (B, H); unbatched, (1, H) already is (B=1, H).
-            h0, c0 = (hx[0][0], hx[1][0]) if batched else (hx[0], hx[1])
-        b_ih, b_hh = self._biases()
-        y, (h_n, c_n) = _lstm(x, self.weight_ih_l0, self.weight_hh_l0, b_ih, b_hh, h0, c0)
-        if batched:
-            h_n, c_n = h_n.unsqueeze(0), c_n.unsqueeze(0)
+        if hx is not None:
+            check_lstm_hx(self, hx, input, batched, x.size(1))
+        initial = self._initial_states(x, hx, 2, batched)
+        y, finals = self._run_layers(x, initial, _lstm_step)
+        h_n, c_n = self._final_states(finals, batched)
         return self._output_layout(y, batched), (h_n, c_n)
+
+
+def _lstm_step(x, w_ih, w_hh, b_ih, b_hh, h0, c0):
+    """One layer and direction over the whole sequence: (y, (h_n, c_n))."""
+    return _lstm(x, w_ih, w_hh, b_ih, b_hh, h0, c0)
