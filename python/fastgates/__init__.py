@@ -1,8 +1,9 @@
 """fastgates: fused LSTM and GRU kernels for PyTorch.
 
-``fastgates.LSTM`` and ``fastgates.GRU`` are drop-in replacements for ``torch.nn.LSTM`` and
-``torch.nn.GRU``; ``fastgates.ops`` has their functional forms and the ``torch.ops.fastgates``
-custom ops; ``fastgates.reference`` is a NumPy float64 reference implementation.
+``fastgates.LSTM``, ``fastgates.GRU``, ``fastgates.LSTMCell`` and ``fastgates.GRUCell`` are
+drop-in replacements for their torch.nn namesakes (``fastgates.from_torch`` /
+``fastgates.convert`` swap them in, ``.to_torch()`` back); ``fastgates.ops`` has the layers'
+functional forms and the ``torch.ops.fastgates`` custom ops; ``fastgates.reference`` is a NumPy float64 reference implementation.
 """
 
 from __future__ import annotations
@@ -21,14 +22,26 @@ except ModuleNotFoundError as _error:
 else:
     _torch_missing = None
     from . import ops
-    from .nn import GRU, LSTM
+    from .convert import convert, from_torch
+    from .nn import GRU, LSTM, GRUCell, LSTMCell
 
 try:
     __version__ = _metadata.version("fastgates")
 except _metadata.PackageNotFoundError:  # a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["LSTM", "GRU", "ops", "reference", "cpu_isa", "__version__"]
+__all__ = [
+    "LSTM",
+    "GRU",
+    "LSTMCell",
+    "GRUCell",
+    "from_torch",
+    "convert",
+    "ops",
+    "reference",
+    "cpu_isa",
+    "__version__",
+]
 
 
 def cpu_isa() -> str:
@@ -38,13 +51,16 @@ def cpu_isa() -> str:
     return C().cpu_isa()
 
 
+_NEEDS_TORCH = ("LSTM", "GRU", "LSTMCell", "GRUCell", "from_torch", "convert", "ops")
+
+
 def __getattr__(name: str):
     # The NumPy reference is imported on first use, to keep `import fastgates` light.
     if name == "reference":
         module = importlib.import_module(".reference", __name__)
         globals()[name] = module
         return module
-    if name in ("LSTM", "GRU", "ops") and _torch_missing is not None:
+    if name in _NEEDS_TORCH and _torch_missing is not None:
         raise ImportError(
             f"fastgates.{name} needs PyTorch, which is not installed (pip install torch); only "
             "fastgates.reference works without it"

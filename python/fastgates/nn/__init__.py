@@ -1,6 +1,7 @@
-"""fastgates' drop-in layers for torch.nn.LSTM and torch.nn.GRU."""
+"""fastgates' drop-in layers and cells for torch.nn.LSTM, GRU, LSTMCell and GRUCell."""
 
+from .cells import GRUCell, LSTMCell
 from .gru import GRU
 from .lstm import LSTM
 
-__all__ = ["LSTM", "GRU"]
+__all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell"]

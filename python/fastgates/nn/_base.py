@@ -163,6 +163,23 @@ class RNNLayerBase(Module):
     def all_weights(self) -> list[list[Parameter]]:
         return [[getattr(self, name) for name in names] for names in self._all_weights]
 
+    def to_torch(self) -> Module:
+        """The equivalent ``torch.nn.LSTM`` / ``torch.nn.GRU``: same constructor arguments, a
+        copy of the weights (strict ``load_state_dict``), same device, dtype, training mode and
+        ``requires_grad`` flags; no random numbers drawn."""
+        from ..convert import _copy_into
+
+        cls = getattr(torch.nn, self.mode)
+
+        def build(**factory):
+            return cls(
+                self.input_size, self.hidden_size, num_layers=self.num_layers, bias=self.bias,
+                batch_first=self.batch_first, dropout=self.dropout,
+                bidirectional=self.bidirectional, **factory,
+            )
+
+        return _copy_into(self, build)
+
     def extra_repr(self) -> str:
         s = "{input_size}, {hidden_size}"
         if self.proj_size != 0:

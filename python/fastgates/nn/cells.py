@@ -1,0 +1,220 @@
+"""fastgates.LSTMCell and fastgates.GRUCell: drop-ins for torch.nn.LSTMCell / torch.nn.GRUCell.
+
+Mirrors torch.nn.RNNCellBase (torch/nn/modules/rnn.py): the same constructor, parameter names
+(``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``), shapes, registration order and
+initialisation, so state dicts move both ways and a seeded construction draws the same weights.
+``forward`` runs one time step of the fused whole-sequence kernels (T = 1), so autograd and
+torch.compile work as for the layers. Plain ``torch.nn.Module``s, like the layers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.nn import Module, Parameter, init
+
+from .._validation import (
+    _shape,
+    check_supported_device,
+    check_supported_dtype,
+    require_tensor,
+)
+from ..ops.functional import _gru, _lstm
+
+
+class RNNCellLayerBase(Module):
+    __constants__ = ["input_size", "hidden_size", "bias"]
+
+    input_size: int
+    hidden_size: int
+    bias: bool
+    weight_ih: Tensor
+    weight_hh: Tensor
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool, num_chunks: int,
+                 device=None, dtype=None) -> None:
+        factory_kwargs = {"device": device, "dtype": dtype}
+        super().__init__()
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.bias = bias
+        self.weight_ih = Parameter(
+            torch.empty((num_chunks * hidden_size, input_size), **factory_kwargs)
+        )
+        self.weight_hh = Parameter(
+            torch.empty((num_chunks * hidden_size, hidden_size), **factory_kwargs)
+        )
+        if bias:
+            self.bias_ih = Parameter(torch.empty(num_chunks * hidden_size, **factory_kwargs))
+            self.bias_hh = Parameter(torch.empty(num_chunks * hidden_size, **factory_kwargs))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def extra_repr(self) -> str:
+        s = "{input_size}, {hidden_size}"
+        if "bias" in self.__dict__ and self.bias is not True:
+            s += ", bias={bias}"
+        return s.format(**self.__dict__)
+
+    def reset_parameters(self) -> None:
+        """U(-1/√H, 1/√H) for every parameter, in registration order (as torch.nn does)."""
+        stdv = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0
+        for weight in self.parameters():
+            init.uniform_(weight, -stdv, stdv)
+
+    def to_torch(self) -> Module:
+        """The equivalent ``torch.nn`` cell: same arguments, a copy of the weights (strict
+        ``load_state_dict``), same device, dtype, training mode and ``requires_grad`` flags."""
+        from ..convert import _copy_into
+
+        cls = getattr(torch.nn, type(self).__name__)
+        return _copy_into(
+            self, lambda **factory: cls(self.input_size, self.hidden_size, self.bias, **factory)
+        )
+
+    # -- forward checks: torch.nn's exception types (and its message where it has one) --------
+
+    def _check_input(self, input: object) -> bool:
+        """Checks the input; returns whether it is batched (2-D)."""
+        where = self._get_name()
+        require_tensor(where, "input", input)
+        if input.dim() not in (1, 2):
+            raise ValueError(f"{where}: Expected input to be 1D or 2D, got {input.dim()}D instead")
+        return input.dim() == 2
+
+    def _check_step(self, x: Tensor, states: list[tuple[str, Tensor]]) -> None:
+        """x [B, I] and states [B, H] (unbatched ones unsqueezed already) against the
+        parameters: dtype, device, sizes."""
+        where = self._get_name()
+        weight = self.weight_ih
+        params = [("weight_ih", weight), ("weight_hh", self.weight_hh)]
+        if self.bias_ih is not None:
+            params += [("bias_ih", self.bias_ih), ("bias_hh", self.bias_hh)]
+        for name, t in params[1:] + [("input", x)] + states:
+            require_tensor(where, name, t)
+            if t.dtype != weight.dtype:
+                raise RuntimeError(
+                    f"{where}: {name} has dtype {t.dtype} but weight_ih has dtype "
+                    f"{weight.dtype}; convert the input (input.to({weight.dtype})) or the "
+                    f"module (module.to({t.dtype}))."
+                )
+        check_supported_dtype(where, "input", x)
+        check_supported_device(where, "input", x)
+        if weight.device != x.device:
+            raise RuntimeError(
+                f"{where}: the parameters are on device {weight.device} but the input is on "
+                f"device {x.device}; all tensors of one call must be on the same device."
+            )
+        for name, t in params[1:] + states:
+            if t.device != x.device:
+                raise RuntimeError(
+                    f"{where}: {name} is on device {t.device} but the input is on device "
+                    f"{x.device}; all tensors of one call must be on the same device."
+                )
+        if x.size(1) != self.input_size:
+            raise RuntimeError(
+                f"input has inconsistent input_size: got {x.size(1)} expected {self.input_size} "
+                f"({where}: input of shape {_shape(x)})"
+            )
+        batch = x.size(0)
+        for i, (name, t) in enumerate(states):
+            if t.dim() != 2 or t.size(0) != batch:
+                raise RuntimeError(
+                    f"Input batch size {batch} doesn't match hidden{i} batch size "
+                    f"{t.size(0) if t.dim() else '()'} ({where}: {name} has shape "
+                    f"{_shape(t)}, expected {(batch, self.hidden_size)})"
+                )
+            if t.size(1) != self.hidden_size:
+                raise RuntimeError(
+                    f"hidden{i} has inconsistent hidden_size: got {t.size(1)}, expected "
+                    f"{self.hidden_size} ({where}: {name} has shape {_shape(t)})"
+                )
+
+
+class LSTMCell(RNNCellLayerBase):
+    r"""A long short-term memory cell with the fused CPU kernels; a drop-in for
+    ``torch.nn.LSTMCell``.
+
+    Args:
+        input_size, hidden_size, bias, device, dtype: as for ``torch.nn.LSTMCell``.
+
+    Inputs: ``input, (h_0, c_0)``: input ``(N, H_in)`` or unbatched ``(H_in)``; states
+    ``(N, H)`` or ``(H)``, zeros when ``hx`` is None. Outputs: ``(h_1, c_1)``, shaped like the
+    states. float32 / float64 on the CPU.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+                 device=None, dtype=None) -> None:
+        super().__init__(input_size, hidden_size, bias, num_chunks=4, device=device, dtype=dtype)
+
+    def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
+                ) -> tuple[Tensor, Tensor]:
+        batched = self._check_input(input)
+        where = self._get_name()
+        if hx is not None:
+            if not isinstance(hx, (tuple, list)):
+                raise TypeError(
+                    f"{where}: hx must be a tuple (h_0, c_0) of two tensors, got "
+                    f"{type(hx).__name__}"
+                )
+            for idx, value in enumerate(hx):
+                require_tensor(where, f"hx[{idx}]", value)
+                if value.dim() not in (1, 2):
+                    raise ValueError(
+                        f"{where}: Expected hx[{idx}] to be 1D or 2D, got {value.dim()}D instead"
+                    )
+            if len(hx) != 2:
+                raise RuntimeError(
+                    f"lstm_cell expects two hidden states ({where}: hx has {len(hx)})"
+                )
+        x = input if batched else input.unsqueeze(0)
+        if hx is None:
+            zeros = torch.zeros(x.size(0), self.hidden_size, dtype=x.dtype, device=x.device)
+            h0 = c0 = zeros
+        else:
+            h0, c0 = hx if batched else (hx[0].unsqueeze(0), hx[1].unsqueeze(0))
+        self._check_step(x, [("hx[0]", h0), ("hx[1]", c0)])
+        _, (h1, c1) = _lstm(x.unsqueeze(0), self.weight_ih, self.weight_hh, self.bias_ih,
+                            self.bias_hh, h0, c0)
+        if not batched:
+            return h1.squeeze(0), c1.squeeze(0)
+        return h1, c1
+
+
+class GRUCell(RNNCellLayerBase):
+    r"""A gated recurrent unit cell with the fused CPU kernels; a drop-in for
+    ``torch.nn.GRUCell``.
+
+    Args:
+        input_size, hidden_size, bias, device, dtype: as for ``torch.nn.GRUCell``.
+
+    Inputs: ``input, hx``: input ``(N, H_in)`` or unbatched ``(H_in)``; ``hx`` ``(N, H)`` or
+    ``(H)``, zeros when None. Output: ``h'``, shaped like ``hx``. float32 / float64 on the CPU.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+                 device=None, dtype=None) -> None:
+        super().__init__(input_size, hidden_size, bias, num_chunks=3, device=device, dtype=dtype)
+
+    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        batched = self._check_input(input)
+        where = self._get_name()
+        if hx is not None:
+            require_tensor(where, "hx", hx)
+            if hx.dim() not in (1, 2):
+                raise ValueError(
+                    f"{where}: Expected hidden to be 1D or 2D, got {hx.dim()}D instead"
+                )
+        x = input if batched else input.unsqueeze(0)
+        if hx is None:
+            h0 = torch.zeros(x.size(0), self.hidden_size, dtype=x.dtype, device=x.device)
+        else:
+            h0 = hx if batched else hx.unsqueeze(0)
+        self._check_step(x, [("hx", h0)])
+        _, h1 = _gru(x.unsqueeze(0), self.weight_ih, self.weight_hh, self.bias_ih,
+                     self.bias_hh, h0)
+        return h1 if batched else h1.squeeze(0)

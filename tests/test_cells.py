@@ -1,0 +1,187 @@
+"""fastgates.LSTMCell / fastgates.GRUCell against torch.nn.LSTMCell / torch.nn.GRUCell with
+identical weights: outputs and every gradient, construction, state dicts, errors, compile."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import fastgates
+from rnn_helpers import DTYPES, assert_close
+
+CELLS = ("LSTMCell", "GRUCell")
+BATCH, INPUT, HIDDEN = 3, 4, 5
+
+
+def _pair(mode, *, dtype=torch.float64, bias=True, seed=0):
+    torch.manual_seed(seed)
+    ref = getattr(torch.nn, mode)(INPUT, HIDDEN, bias=bias, dtype=dtype)
+    ours = getattr(fastgates, mode)(INPUT, HIDDEN, bias=bias, dtype=dtype)
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    return ours, ref
+
+
+def _inputs(mode, dtype, *, unbatched=False, with_hx=True, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    lead = () if unbatched else (BATCH,)
+    x = torch.randn(*lead, INPUT, generator=g, dtype=dtype)
+    if not with_hx:
+        return x, None
+    states = [torch.randn(*lead, HIDDEN, generator=g, dtype=dtype)
+              for _ in range(2 if mode == "LSTMCell" else 1)]
+    return x, (tuple(states) if mode == "LSTMCell" else states[0])
+
+
+def _run(mode, module, x, hx):
+    """Outputs and the gradients of [input, *hx, *parameters] of a random linear functional."""
+    x = x.detach().clone().requires_grad_(True)
+    hx_list = [] if hx is None else (list(hx) if mode == "LSTMCell" else [hx])
+    hx_list = [t.detach().clone().requires_grad_(True) for t in hx_list]
+    arg = None if hx is None else (tuple(hx_list) if mode == "LSTMCell" else hx_list[0])
+    out = module(x, arg)
+    outs = list(out) if mode == "LSTMCell" else [out]
+    g = torch.Generator().manual_seed(2)
+    loss = sum((o * torch.randn(o.shape, generator=g, dtype=o.dtype)).sum() for o in outs)
+    params = list(module.parameters())
+    grads = torch.autograd.grad(loss, [x, *hx_list, *params])
+    return [o.detach() for o in outs], list(grads)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("mode", CELLS)
+@pytest.mark.parametrize(
+    "kw",
+    [
+        pytest.param({}, id="batched"),
+        pytest.param({"unbatched": True}, id="unbatched"),
+        pytest.param({"with_hx": False}, id="hx_none"),
+        pytest.param({"unbatched": True, "with_hx": False}, id="unbatched-hx_none"),
+        pytest.param({"bias": False}, id="no_bias"),
+        pytest.param({"bias": False, "unbatched": True}, id="no_bias-unbatched"),
+    ],
+)
+def test_matches_torch(mode, dtype, kw):
+    kw = dict(kw)
+    bias = kw.pop("bias", True)
+    ours, ref = _pair(mode, dtype=dtype, bias=bias)
+    x, hx = _inputs(mode, dtype, **kw)
+    out_ours, grads_ours = _run(mode, ours, x, hx)
+    out_ref, grads_ref = _run(mode, ref, x, hx)
+    names = ["h'", "c'"] if mode == "LSTMCell" else ["h'"]
+    for name, a, b in zip(names, out_ours, out_ref, strict=True):
+        assert_close(a, b, name)
+    grad_names = ["input"]
+    if hx is not None:
+        grad_names += ["h_0", "c_0"] if mode == "LSTMCell" else ["h_0"]
+    grad_names += [n for n, _ in ref.named_parameters()]
+    assert len(grad_names) == len(grads_ours) == len(grads_ref)
+    for name, a, b in zip(grad_names, grads_ours, grads_ref, strict=True):
+        assert_close(a, b, f"grad of {name}")
+
+
+@pytest.mark.parametrize("mode", CELLS)
+def test_several_steps_match_torch(mode):
+    ours, ref = _pair(mode)
+    g = torch.Generator().manual_seed(3)
+    xs = torch.randn(4, BATCH, INPUT, generator=g, dtype=torch.float64)
+    h_ours = h_ref = None
+    for x in xs:
+        h_ours, h_ref = ours(x, h_ours), ref(x, h_ref)
+    for a, b in zip(h_ours if mode == "LSTMCell" else [h_ours],
+                    h_ref if mode == "LSTMCell" else [h_ref], strict=True):
+        assert_close(a, b, "state after 4 steps")
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("mode", CELLS)
+def test_construction_matches_torch(mode, bias):
+    torch.manual_seed(7)
+    ref = getattr(torch.nn, mode)(INPUT, HIDDEN, bias, dtype=torch.float64)
+    torch.manual_seed(7)
+    ours = getattr(fastgates, mode)(INPUT, HIDDEN, bias, dtype=torch.float64)
+    named_ref = list(ref.named_parameters())
+    named_ours = list(ours.named_parameters())
+    assert [n for n, _ in named_ours] == [n for n, _ in named_ref]
+    for (name, a), (_, b) in zip(named_ours, named_ref, strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype, name
+        assert torch.equal(a, b), f"{name}: different initial values"
+    assert repr(ours) == repr(ref)
+    assert ours.input_size == INPUT and ours.hidden_size == HIDDEN and ours.bias is bias
+    if not bias:
+        assert ours.bias_ih is None and ours.bias_hh is None
+
+
+@pytest.mark.parametrize("mode", CELLS)
+def test_state_dict_both_ways(mode):
+    ours, ref = _pair(mode, seed=0)
+    other_ref = getattr(torch.nn, mode)(INPUT, HIDDEN, dtype=torch.float64)
+    other_ref.load_state_dict(ours.state_dict(), strict=True)
+    assert list(ours.state_dict()) == list(ref.state_dict())
+    for key, value in ref.state_dict().items():
+        assert torch.equal(other_ref.state_dict()[key], value), key
+
+
+@pytest.mark.parametrize("mode", CELLS)
+def test_constructor_errors_match_torch(mode):
+    for args in [(4.0, 3), (4, -1)]:
+        with pytest.raises(Exception) as ref_error:
+            getattr(torch.nn, mode)(*args)
+        with pytest.raises(type(ref_error.value)):
+            getattr(fastgates, mode)(*args)
+
+
+def _bad_inputs(mode):
+    x = torch.randn(BATCH, INPUT)
+    h = torch.randn(BATCH, HIDDEN)
+    pair = mode == "LSTMCell"
+
+    def hx(*states):
+        return tuple(states) if pair else states[0]
+
+    return {
+        "input_size": (torch.randn(BATCH, INPUT + 1), None),
+        "input_3d": (torch.randn(2, BATCH, INPUT), None),
+        "input_0d": (torch.tensor(1.0), None),
+        "hx_hidden_size": (x, hx(torch.randn(BATCH, HIDDEN + 1), h)),
+        "hx_batch": (x, hx(torch.randn(BATCH + 1, HIDDEN), h)),
+        "hx_3d": (x, hx(torch.randn(1, BATCH, HIDDEN), h)),
+        "hx_unbatched_for_batched": (x, hx(torch.randn(HIDDEN), torch.randn(HIDDEN))),
+        "hx_batched_for_unbatched": (torch.randn(INPUT), hx(h, h)),
+        "dtype": (x.double(), None),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_inputs("GRUCell")))
+@pytest.mark.parametrize("mode", CELLS)
+def test_forward_errors_match_torch(mode, case):
+    ours, ref = _pair(mode, dtype=torch.float32)
+    x, hx = _bad_inputs(mode)[case]
+    with pytest.raises(Exception) as ref_error:
+        ref(x, hx)
+    with pytest.raises(type(ref_error.value)):
+        ours(x, hx)
+
+
+def test_lstm_cell_needs_two_states():
+    ours, ref = _pair("LSTMCell", dtype=torch.float32)
+    x, h = torch.randn(BATCH, INPUT), torch.randn(BATCH, HIDDEN)
+    for hx in [(h,), (h, h, h)]:
+        with pytest.raises(Exception) as ref_error:
+            ref(x, hx)
+        with pytest.raises(type(ref_error.value)):
+            ours(x, hx)
+
+
+@pytest.mark.parametrize("mode", CELLS)
+def test_compile_matches_eager(mode):
+    ours, _ = _pair(mode, dtype=torch.float32)
+    x, hx = _inputs(mode, torch.float32)
+    compiled = torch.compile(ours, fullgraph=True, backend="aot_eager")
+    expected = ours(x, hx)
+    got = compiled(x, hx)
+    for a, b in zip(got if mode == "LSTMCell" else [got],
+                    expected if mode == "LSTMCell" else [expected], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    out = compiled(x.clone().requires_grad_(True), hx)
+    (out[0] if mode == "LSTMCell" else out).sum().backward()
+    assert ours.weight_hh.grad is not None
