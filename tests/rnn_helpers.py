@@ -102,3 +102,14 @@ def grad_names(mode, module, with_hx):
 
 def output_names(mode):
     return ["output", "h_n", "c_n"] if mode == "LSTM" else ["output", "h_n"]
+
+
+# Stacked and bidirectional layouts for the construction and state-dict tests.
+STACKED_LAYOUTS = [
+    {"num_layers": 2},
+    {"num_layers": 3, "bias": False},
+    {"bidirectional": True},
+    {"num_layers": 3, "bidirectional": True},
+    {"num_layers": 2, "bidirectional": True, "bias": False, "batch_first": True,
+     "dropout": 0.25},
+]

@@ -47,21 +47,27 @@ def _workspace(kernel, dtype, steps, batch, inputs, hidden, threads):
     return torch.empty(_C.workspace_bytes(kernel, name, steps, batch, inputs, hidden, threads), dtype=torch.uint8)
 
 
-def _lstm_problem(T, B, I, H, dtype, seed=0):
+def _problem(T, B, I, H, dtype, gates, states, seed=0):
+    """Random inputs of one layer: x, weights, biases, initial states ("h0", "c0", ...) and
+    the output gradients ("dy", "dh_n", ...)."""
     g = torch.Generator().manual_seed(seed)
     p = dict(
         x=_randn(g, T, B, I, dtype=dtype),
-        w_ih=_randn(g, 4 * H, I, dtype=dtype, scale=H**-0.5),
-        w_hh=_randn(g, 4 * H, H, dtype=dtype, scale=H**-0.5),
-        b_ih=_randn(g, 4 * H, dtype=dtype),
-        b_hh=_randn(g, 4 * H, dtype=dtype),
-        h0=_randn(g, B, H, dtype=dtype),
-        c0=_randn(g, B, H, dtype=dtype),
-        dy=_randn(g, T, B, H, dtype=dtype),
-        dh_n=_randn(g, B, H, dtype=dtype),
-        dc_n=_randn(g, B, H, dtype=dtype),
+        w_ih=_randn(g, gates * H, I, dtype=dtype, scale=H**-0.5),
+        w_hh=_randn(g, gates * H, H, dtype=dtype, scale=H**-0.5),
+        b_ih=_randn(g, gates * H, dtype=dtype),
+        b_hh=_randn(g, gates * H, dtype=dtype),
     )
+    for state in states:
+        p[f"{state}0"] = _randn(g, B, H, dtype=dtype)
+    p["dy"] = _randn(g, T, B, H, dtype=dtype)
+    for state in states:
+        p[f"d{state}_n"] = _randn(g, B, H, dtype=dtype)
     return p
+
+
+def _lstm_problem(T, B, I, H, dtype, seed=0):
+    return _problem(T, B, I, H, dtype, 4, ("h", "c"), seed)
 
 
 def _run_lstm(p, threads):
@@ -89,18 +95,7 @@ def _run_lstm(p, threads):
 
 
 def _gru_problem(T, B, I, H, dtype, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    p = dict(
-        x=_randn(g, T, B, I, dtype=dtype),
-        w_ih=_randn(g, 3 * H, I, dtype=dtype, scale=H**-0.5),
-        w_hh=_randn(g, 3 * H, H, dtype=dtype, scale=H**-0.5),
-        b_ih=_randn(g, 3 * H, dtype=dtype),
-        b_hh=_randn(g, 3 * H, dtype=dtype),
-        h0=_randn(g, B, H, dtype=dtype),
-        dy=_randn(g, T, B, H, dtype=dtype),
-        dh_n=_randn(g, B, H, dtype=dtype),
-    )
-    return p
+    return _problem(T, B, I, H, dtype, 3, ("h",), seed)
 
 
 def _run_gru(p, threads):

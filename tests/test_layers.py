@@ -23,6 +23,7 @@ from rnn_helpers import (
     output_names,
     outputs_flat,
     run_with_grads,
+    STACKED_LAYOUTS,
 )
 
 # (steps, batch, input_size, hidden_size, options)
@@ -244,7 +245,7 @@ CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("kw", CONFIGS)
+@pytest.mark.parametrize("kw", CONFIGS + STACKED_LAYOUTS)
 @pytest.mark.parametrize("mode", MODES)
 def test_parameters_like_torch_nn(mode, kw):
     torch.manual_seed(123)
@@ -266,9 +267,12 @@ def test_parameters_like_torch_nn(mode, kw):
                  "dropout", "bidirectional", "proj_size"):
         assert getattr(ours, attr) == getattr(ref, attr), attr
     assert [[n for n in ws] for ws in ours._all_weights] == ref._all_weights
+    assert ours._flat_weights_names == ref._flat_weights_names
     assert [[p.shape for p in ws] for ws in ours.all_weights] == [
         [p.shape for p in ws] for ws in ref.all_weights
     ]
+    assert all(a is getattr(ours, n) for a, n in zip(ours._flat_weights,
+                                                     ours._flat_weights_names, strict=True))
     assert hasattr(ours, "bias_ih_l0") == hasattr(ref, "bias_ih_l0")
     assert not isinstance(ours, torch.nn.RNNBase)
 
@@ -312,11 +316,11 @@ def test_dropout_warns_like_torch_nn():
         torch.testing.assert_close(ours(x)[0], ref(x)[0], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("kw", CONFIGS)
+@pytest.mark.parametrize("kw", CONFIGS + STACKED_LAYOUTS)
 @pytest.mark.parametrize("mode", MODES)
 def test_state_dict_both_ways(mode, kw):
-    ours = getattr(fastgates, mode)(6, 5, **kw)
-    ref = getattr(torch.nn, mode)(6, 5, **kw)
+    ours = getattr(fastgates, mode)(6, 5, **kw).eval()  # eval: no dropout between layers
+    ref = getattr(torch.nn, mode)(6, 5, **kw).eval()
     x = torch.randn(4, 2, 6)
     if kw.get("batch_first"):
         x = x.transpose(0, 1)

@@ -182,63 +182,6 @@ def test_dropout_uses_torch_rng(mode):
 # ---------------------------------------------------------------------------------------------
 # Construction: parameters, initialisation, repr, state dicts.
 
-LAYOUTS = [
-    {"num_layers": 2},
-    {"num_layers": 3, "bias": False},
-    {"bidirectional": True},
-    {"num_layers": 3, "bidirectional": True},
-    {"num_layers": 2, "bidirectional": True, "bias": False, "batch_first": True,
-     "dropout": 0.25},
-]
-
-
-@pytest.mark.parametrize("kw", LAYOUTS)
-@pytest.mark.parametrize("mode", MODES)
-def test_parameters_like_torch_nn(mode, kw):
-    torch.manual_seed(123)
-    ref = getattr(torch.nn, mode)(7, 5, **kw)
-    torch.manual_seed(123)
-    ours = getattr(fastgates, mode)(7, 5, **kw)
-    ref_params = list(ref.named_parameters())
-    our_params = list(ours.named_parameters())
-    assert [n for n, _ in our_params] == [n for n, _ in ref_params]
-    for (name, a), (_, b) in zip(our_params, ref_params, strict=True):
-        assert a.shape == b.shape, name
-        assert isinstance(a, torch.nn.Parameter) and a.requires_grad, name
-        assert torch.equal(a, b), name  # same draws in the same order
-    assert repr(ours) == repr(ref)
-    assert ours._flat_weights_names == ref._flat_weights_names
-    assert ours._all_weights == ref._all_weights
-    assert [[p.shape for p in ws] for ws in ours.all_weights] == [
-        [p.shape for p in ws] for ws in ref.all_weights
-    ]
-    assert all(a is getattr(ours, n) for a, n in zip(ours._flat_weights,
-                                                     ours._flat_weights_names, strict=True))
-    for attr in ("num_layers", "bidirectional", "dropout", "bias", "batch_first"):
-        assert getattr(ours, attr) == getattr(ref, attr), attr
-
-
-@pytest.mark.parametrize("kw", LAYOUTS)
-@pytest.mark.parametrize("mode", MODES)
-def test_state_dict_both_ways(mode, kw):
-    ours = getattr(fastgates, mode)(6, 5, **kw).eval()
-    ref = getattr(torch.nn, mode)(6, 5, **kw).eval()
-    x = torch.randn(4, 2, 6)
-    if kw.get("batch_first"):
-        x = x.transpose(0, 1)
-
-    result = ours.load_state_dict(ref.state_dict(), strict=True)
-    assert not result.missing_keys and not result.unexpected_keys
-    for a, b in zip(outputs_flat(mode, ours(x)), outputs_flat(mode, ref(x)), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-
-    ours.reset_parameters()
-    ref.load_state_dict(ours.state_dict(), strict=True)
-    for a, b in zip(outputs_flat(mode, ours(x)), outputs_flat(mode, ref(x)), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-    assert list(ours.state_dict()) == list(ref.state_dict())
-
-
 @pytest.mark.parametrize("mode", MODES)
 def test_state_dict_layout_mismatch_is_rejected(mode):
     ours = getattr(fastgates, mode)(6, 5, num_layers=2)

@@ -123,13 +123,12 @@ size_t workspace_bytes(const std::string& kernel, const std::string& dtype, int6
 }
 
 template <class Run>
-void with_dtype(const char* op, cpu::DType dtype, Run run) {
+void with_dtype(cpu::DType dtype, Run run) {
   if (dtype == cpu::DType::float32) {
     run(float{});
   } else {
     run(double{});
   }
-  (void)op;
 }
 
 void lstm_forward(py::handle x, py::handle w_ih, py::handle bias, py::handle w_hh, py::handle h0, py::handle c0,
@@ -176,7 +175,7 @@ void lstm_forward(py::handle x, py::handle w_ih, py::handle bias, py::handle w_h
   const cpu::SequenceShape shape{T, B, H, I};
   expect_workspace(op, ws, cpu::Kernel::lstm_forward, dtype, shape, num_threads);
   a.check_aliasing();
-  with_dtype(op, dtype, [&](auto zero) {
+  with_dtype(dtype, [&](auto zero) {
     using T_ = decltype(zero);
     cpu::LstmForward<T_> args{shape,         {a.ptr<T_>(0), a.ptr<T_>(2), a.ptr<T_>(3), a.ptr<T_>(6)},
                               a.ptr<T_>(1),  a.ptr<T_>(4),  a.ptr<T_>(5),  a.ptr<T_>(7), a.ptr<T_>(8),
@@ -221,7 +220,7 @@ void lstm_backward(py::handle w_hh, py::handle saved_gates, py::handle saved_c, 
   num_threads = checked_threads(op, num_threads);
   expect_workspace(op, ws, cpu::Kernel::lstm_backward, dtype, {T, B, H, 0}, num_threads);
   a.check_aliasing();
-  with_dtype(op, dtype, [&](auto zero) {
+  with_dtype(dtype, [&](auto zero) {
     using T_ = decltype(zero);
     cpu::LstmBackward<T_> args{{T, B, H, 0},    a.ptr<T_>(0), a.ptr<T_>(1), a.ptr<T_>(2), a.ptr<T_>(3),
                                a.ptr<T_>(4), a.ptr<T_>(5), a.ptr<T_>(6), a.ptr<T_>(7), a.ptr<T_>(8),
@@ -246,7 +245,7 @@ void gru_forward(py::handle x, py::handle w_ih, py::handle b_ih, py::handle w_hh
   a.set_dtype(xv.dtype);
   a.add(w_ih, "w_ih", false);
   a.add(b_ih, "b_ih", false, true);
-  a.add(b_hh, "b_hh", false);
+  a.add(b_hh, "b_hh", false, true);
   a.add(h0, "h0", false);
   a.add(gates_x, "gates_x", true);
   a.add(y, "y", true);
@@ -268,7 +267,7 @@ void gru_forward(py::handle x, py::handle w_ih, py::handle b_ih, py::handle w_hh
   const cpu::SequenceShape shape{T, B, H, I};
   expect_workspace(op, ws, cpu::Kernel::gru_forward, dtype, shape, num_threads);
   a.check_aliasing();
-  with_dtype(op, dtype, [&](auto zero) {
+  with_dtype(dtype, [&](auto zero) {
     using T_ = decltype(zero);
     cpu::GruForward<T_> args{shape,        {a.ptr<T_>(0), a.ptr<T_>(2), a.ptr<T_>(3), a.ptr<T_>(6)},
                              a.ptr<T_>(1), a.ptr<T_>(4), a.ptr<T_>(5), a.ptr<T_>(7), a.ptr<T_>(8),
@@ -310,7 +309,7 @@ void gru_backward(py::handle w_hh, py::handle saved, py::handle h0, py::handle y
   num_threads = checked_threads(op, num_threads);
   expect_workspace(op, ws, cpu::Kernel::gru_backward, dtype, {T, B, H, 0}, num_threads);
   a.check_aliasing();
-  with_dtype(op, dtype, [&](auto zero) {
+  with_dtype(dtype, [&](auto zero) {
     using T_ = decltype(zero);
     cpu::GruBackward<T_> args{{T, B, H, 0},    a.ptr<T_>(0), a.ptr<T_>(1), a.ptr<T_>(2), a.ptr<T_>(3),
                               a.ptr<T_>(4), a.ptr<T_>(5), a.ptr<T_>(6), a.ptr<T_>(7), a.ptr<T_>(8),
@@ -334,7 +333,7 @@ PYBIND11_MODULE(_C, m) {
         py::arg("c0"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("dgates"), py::arg("dh0"),
         py::arg("dc0"), py::arg("workspace"), py::arg("num_threads"));
   m.def("gru_forward", &gru_forward, py::arg("x"), py::arg("w_ih"), py::arg("b_ih").none(true), py::arg("w_hh"),
-        py::arg("b_hh"), py::arg("h0"), py::arg("gates_x"), py::arg("y"), py::arg("h_n"),
+        py::arg("b_hh").none(true), py::arg("h0"), py::arg("gates_x"), py::arg("y"), py::arg("h_n"),
         py::arg("saved").none(true), py::arg("workspace"), py::arg("num_threads"));
   m.def("gru_backward", &gru_backward, py::arg("w_hh"), py::arg("saved"), py::arg("h0"), py::arg("y"),
         py::arg("dy"), py::arg("dh_n"), py::arg("dgates_x"), py::arg("dgates_h"), py::arg("dh0"),

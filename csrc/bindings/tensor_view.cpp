@@ -65,10 +65,7 @@ TensorView view_tensor(py::handle object, const char* name) {
     for (py::handle d : object.attr("stride")()) t.strides.push_back(d.cast<int64_t>());
     if (!object.attr("is_cpu").cast<bool>()) t.device = py::str(object.attr("device").attr("type"));
     else t.device = "cpu";
-  } catch (const py::error_already_set&) {
-    throw py::type_error(std::string("argument '") + name + "' must be a torch.Tensor, got " +
-                         std::string(py::str(py::type::handle_of(object).attr("__name__"))));
-  } catch (const py::cast_error&) {
+  } catch (const std::exception&) {  // a missing attribute or one of the wrong type
     throw py::type_error(std::string("argument '") + name + "' must be a torch.Tensor, got " +
                          std::string(py::str(py::type::handle_of(object).attr("__name__"))));
   }

@@ -42,7 +42,9 @@ struct GruForwardCell {
     const int64_t H = hidden_size;
     const T* h_prev_all = hidden_before(t);
     T bias[3][L] = {};
-    for (int g = 0; g < 3; ++g) copy_lanes(bias[g], a.b_hh + g * H + j0, units);
+    if (a.b_hh) {
+      for (int g = 0; g < 3; ++g) copy_lanes(bias[g], a.b_hh + g * H + j0, units);
+    }
     for (int r = 0; r < R; ++r) {
       const int64_t row = row0 + r;
       const int64_t bt = t * batch + row;

@@ -88,7 +88,7 @@ struct GruForward {
   SequenceShape shape;
   InputProjection<T> input;  // G = 3
   const T* w_hh;     // [3H, H]     torch.nn weight_hh_l0
-  const T* b_hh;     // [3H]        torch.nn bias_hh_l0 (zeros without bias)
+  const T* b_hh;     // [3H] or null: torch.nn bias_hh_l0 (null: no bias)
   const T* h0;       // [B, H]
   T* y;              // [T, B, H]   out: h_t of every step
   T* h_n;            // [B, H]      out

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+from torch.nn.utils.rnn import PackedSequence
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 # "meta" runs the shape-only (fake) implementations: useful for shape inference, no kernels.
@@ -122,8 +123,13 @@ def _expected_input(module, batched: bool) -> str:
 
 
 def check_layer_input(module, input: object) -> bool:
-    """Checks a layer's (non-packed) input; returns whether it is batched (3-D)."""
+    """Checks a layer's input; returns whether it is batched (3-D)."""
     where = module._get_name()
+    if isinstance(input, PackedSequence):
+        raise NotImplementedError(
+            f"fastgates.{module.mode}: PackedSequence input is not supported yet (packed "
+            f"sequences come later); pass a padded tensor, or use torch.nn.{module.mode}."
+        )
     require_tensor(where, "input", input)
     if input.dim() not in (2, 3):
         raise ValueError(

@@ -17,6 +17,7 @@ from torch.nn import Module, Parameter, init
 
 from .._validation import (
     _shape,
+    check_same_device,
     check_supported_device,
     check_supported_dtype,
     require_tensor,
@@ -104,17 +105,8 @@ class RNNCellLayerBase(Module):
                 )
         check_supported_dtype(where, "input", x)
         check_supported_device(where, "input", x)
-        if weight.device != x.device:
-            raise RuntimeError(
-                f"{where}: the parameters are on device {weight.device} but the input is on "
-                f"device {x.device}; all tensors of one call must be on the same device."
-            )
-        for name, t in params[1:] + states:
-            if t.device != x.device:
-                raise RuntimeError(
-                    f"{where}: {name} is on device {t.device} but the input is on device "
-                    f"{x.device}; all tensors of one call must be on the same device."
-                )
+        for name, t in params + states:
+            check_same_device(where, name, t, "input", x)
         if x.size(1) != self.input_size:
             raise RuntimeError(
                 f"input has inconsistent input_size: got {x.size(1)} expected {self.input_size} "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from torch import Tensor
-from torch.nn.utils.rnn import PackedSequence
 
 from .._validation import check_gru_hx, check_layer_input
 from ..ops.functional import _gru
@@ -59,11 +58,6 @@ class GRU(RNNLayerBase):
         )
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        if isinstance(input, PackedSequence):
-            raise NotImplementedError(
-                "fastgates.GRU: PackedSequence input is not supported yet (packed sequences "
-                "come later); pass a padded tensor, or use torch.nn.GRU."
-            )
         batched = check_layer_input(self, input)
         x = self._sequence_first(input, batched)
         if hx is not None:

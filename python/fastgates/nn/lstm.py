@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from torch import Tensor
-from torch.nn.utils.rnn import PackedSequence
 
 from .._validation import check_layer_input, check_lstm_hx
 from ..ops.functional import _lstm
@@ -54,21 +53,12 @@ class LSTM(RNNLayerBase):
     def forward(
         self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        if isinstance(input, PackedSequence):
-            raise NotImplementedError(
-                "fastgates.LSTM: PackedSequence input is not supported yet (packed sequences "
-                "come later); pass a padded tensor, or use torch.nn.LSTM."
-            )
         batched = check_layer_input(self, input)
         x = self._sequence_first(input, batched)
         if hx is not None:
             check_lstm_hx(self, hx, input, batched, x.size(1))
         initial = self._initial_states(x, hx, 2, batched)
-        y, finals = self._run_layers(x, initial, _lstm_step)
+        y, finals = self._run_layers(x, initial, _lstm)
         h_n, c_n = self._final_states(finals, batched)
         return self._output_layout(y, batched), (h_n, c_n)
 
-
-def _lstm_step(x, w_ih, w_hh, b_ih, b_hh, h0, c0):
-    """One layer and direction over the whole sequence: (y, (h_n, c_n))."""
-    return _lstm(x, w_ih, w_hh, b_ih, b_hh, h0, c0)

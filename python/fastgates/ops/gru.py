@@ -52,7 +52,7 @@ def gru_forward(
         w_ih.contiguous(),
         None if b_ih is None else b_ih.contiguous(),
         w_hh.contiguous(),
-        x.new_zeros((GATES * hidden,)) if b_hh is None else b_hh.contiguous(),
+        None if b_hh is None else b_hh.contiguous(),
         h0.contiguous(),
         x.new_empty((steps, batch, GATES * hidden)),
         y,
