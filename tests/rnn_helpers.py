@@ -113,3 +113,116 @@ STACKED_LAYOUTS = [
     {"num_layers": 2, "bidirectional": True, "bias": False, "batch_first": True,
      "dropout": 0.25},
 ]
+
+
+# ---------------------------------------------------------------------------------------------
+# PackedSequence input and LSTM projections (test_packed.py, test_projection.py).
+
+
+def state_layers(kw: dict) -> int:
+    """num_layers * num_directions for layer keyword arguments ``kw``."""
+    return kw.get("num_layers", 1) * (2 if kw.get("bidirectional") else 1)
+
+
+def make_states(mode, layers, batch, hidden_size, *, dtype, proj_size=0, unbatched=False,
+                seed=3):
+    """Random hx in torch.nn's layout, for a layer with ``layers`` = num_layers * num_directions:
+    an LSTM's (h_0, c_0) with h_0 of size proj_size (when > 0) and c_0 of size hidden_size;
+    a GRU's h_0. Unbatched: without the batch dimension."""
+    g = torch.Generator().manual_seed(seed)
+    lead = (layers,) if unbatched else (layers, batch)
+    h_size = proj_size if proj_size > 0 else hidden_size
+    h0 = torch.randn((*lead, h_size), generator=g, dtype=dtype)
+    if mode == "LSTM":
+        return h0, torch.randn((*lead, hidden_size), generator=g, dtype=dtype)
+    return h0
+
+
+def make_padded(lengths, input_size, *, dtype, batch_first=False, seed=1):
+    """A random padded batch for sequences of ``lengths``: (max(lengths), B, input_size), or
+    (B, max(lengths), input_size) batch_first. The padding is random too (not zeros): it must
+    not matter."""
+    g = torch.Generator().manual_seed(seed)
+    steps, batch = max(lengths), len(lengths)
+    shape = (batch, steps, input_size) if batch_first else (steps, batch, input_size)
+    return torch.randn(shape, generator=g, dtype=dtype)
+
+
+def packer(how, lengths, *, batch_first=False):
+    """(leaves_from_padded, pack): how to build a PackedSequence from a padded batch.
+
+    how: "sorted" (pack_padded_sequence, enforce_sorted=True: lengths must be non-increasing),
+    "unsorted" (pack_padded_sequence, enforce_sorted=False), "list" (pack_sequence of the
+    sequences cut out of the padded batch, enforce_sorted=False) or "list-sorted" (the same,
+    enforce_sorted=True). leaves_from_padded(padded) gives the tensors to differentiate against
+    (the padded batch, or the list of sequences); pack(*leaves) packs them."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pack_sequence
+
+    lengths_t = torch.tensor(lengths, dtype=torch.int64)
+    if how in ("sorted", "unsorted"):
+        def leaves_from_padded(padded):
+            return [padded]
+
+        def pack(padded):
+            return pack_padded_sequence(padded, lengths_t, batch_first=batch_first,
+                                        enforce_sorted=how == "sorted")
+        return leaves_from_padded, pack
+    if how in ("list", "list-sorted"):
+        def leaves_from_padded(padded):
+            seq_first = padded.transpose(0, 1) if batch_first else padded
+            return [seq_first[:n, b].clone() for b, n in enumerate(lengths)]
+
+        def pack(*sequences):
+            return pack_sequence(list(sequences), enforce_sorted=how == "list-sorted")
+        return leaves_from_padded, pack
+    raise ValueError(how)
+
+
+PACKED_OUTPUT_NAMES = ("data", "batch_sizes", "sorted_indices", "unsorted_indices", "padded",
+                       "lengths")
+
+
+def run_packed_with_grads(mode, module, leaves, pack, hx, *, batch_first=False, seed=2):
+    """module(pack(*leaves), hx), then backward of a random linear functional of the packed
+    output's data and of every final state.
+
+    Returns (results, grads): results maps "data", "batch_sizes", "sorted_indices",
+    "unsorted_indices" (of the output PackedSequence), "padded" and "lengths" (its
+    pad_packed_sequence, in the layer's batch_first layout), "h_n" (and "c_n") to tensors (None
+    for absent indices); grads are those of [*leaves, *hx, *parameters]."""
+    from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
+
+    leaves = [leaf(t) for t in leaves]
+    hx = leaf_hx(mode, hx)
+    packed = pack(*leaves)
+    out, state = module(packed) if hx is None else module(packed, hx)
+    assert isinstance(out, PackedSequence), f"output is a {type(out).__name__}, not PackedSequence"
+    states = list(state) if mode == "LSTM" else [state]
+    padded, lengths = pad_packed_sequence(out, batch_first=batch_first)
+    g = torch.Generator().manual_seed(seed)
+    loss = sum((t * torch.randn(t.shape, generator=g, dtype=t.dtype)).sum()
+               for t in [out.data, *states])
+    inputs = [*leaves, *hx_flat(mode, hx), *module.parameters()]
+    grads = torch.autograd.grad(loss, inputs)
+    results = dict(zip(PACKED_OUTPUT_NAMES, (out.data.detach(), out.batch_sizes,
+                                             out.sorted_indices, out.unsorted_indices,
+                                             padded.detach(), lengths), strict=True))
+    results.update(zip(output_names(mode)[1:], (s.detach() for s in states), strict=True))
+    return results, list(grads)
+
+
+def assert_same_packed_results(actual: dict, expected: dict, what: str = "") -> None:
+    """Results of run_packed_with_grads: values close; batch_sizes, indices, lengths equal."""
+    assert list(actual) == list(expected)
+    for name, b in expected.items():
+        a = actual[name]
+        label = f"{what}{name}"
+        if name in ("batch_sizes", "sorted_indices", "unsorted_indices", "lengths"):
+            if b is None:
+                assert a is None, f"{label}: {a} (torch.nn: None)"
+                continue
+            assert a is not None, f"{label}: None (torch.nn: {b})"
+            assert a.dtype == b.dtype and a.device == b.device, f"{label}: {a.dtype} != {b.dtype}"
+            assert torch.equal(a, b), f"{label}: {a} != {b}"
+        else:
+            assert_close(a, b, label)

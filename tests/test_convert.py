@@ -85,8 +85,6 @@ def test_conversion_keeps_dtype_training_and_requires_grad_and_draws_no_random_n
 
 
 def test_from_torch_errors():
-    with pytest.raises(NotImplementedError, match="proj_size"):
-        fastgates.from_torch(torch.nn.LSTM(INPUT, HIDDEN, proj_size=2))
     for module in (torch.nn.Linear(2, 3), torch.nn.RNN(2, 3), fastgates.LSTM(2, 3)):
         with pytest.raises(TypeError, match="from_torch"):
             fastgates.from_torch(module)
@@ -149,15 +147,15 @@ def test_convert_shared_module_once():
     assert type(model["a"]) is fastgates.LSTM and model["b"][0] is model["a"]
 
 
-def test_convert_leaves_projections_with_a_warning():
+def test_convert_projections_without_a_warning():
+    # LSTMs with proj_size > 0 convert like the others (see also test_projection.py).
     proj = torch.nn.LSTM(INPUT, HIDDEN, proj_size=2)
     model = torch.nn.Sequential(torch.nn.Linear(INPUT, INPUT), proj, torch.nn.GRU(2, 3))
-    with pytest.warns(UserWarning, match=r"left 1 .*proj_size=2"):
-        fastgates.convert(model)
-    assert model[1] is proj and type(model[2]) is fastgates.GRU
-
-    with pytest.warns(UserWarning, match="the model"):
-        assert fastgates.convert(proj) is proj
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        fastgates.convert(torch.nn.Sequential(torch.nn.LSTM(2, 3)))
+        fastgates.convert(model)
+        top = fastgates.convert(proj)
+    assert type(model[1]) is fastgates.LSTM and model[1].proj_size == 2
+    assert type(model[2]) is fastgates.GRU
+    assert type(top) is fastgates.LSTM and top is not proj and top.proj_size == 2
+    _assert_same_params(top, proj)

@@ -11,7 +11,7 @@ import warnings
 
 import pytest
 import torch
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 import fastgates
 from fastgates import ops
@@ -79,18 +79,18 @@ def test_constructor_unknown_keyword(mode):
 
 
 @pytest.mark.parametrize(
-    "mode, kwargs, names",
-    [
-        ("LSTM", {"proj_size": 3}, ["proj_size=3"]),
-        ("LSTM", {"proj_size": 3, "num_layers": 2, "bidirectional": True}, ["proj_size=3"]),
-    ],
+    "kwargs",
+    [{"proj_size": 3}, {"proj_size": 3, "num_layers": 2, "bidirectional": True},
+     {"proj_size": 7}],
 )
-def test_unsupported_settings_raise_not_implemented(mode, kwargs, names):
-    getattr(torch.nn, mode)(4, 8, **kwargs)  # valid for torch.nn
-    with pytest.raises(NotImplementedError) as info:
-        getattr(fastgates, mode)(4, 8, **kwargs)
-    for name in names:
-        assert name in str(info.value)
+def test_projections_are_supported(kwargs):
+    # LSTM projections (proj_size > 0, below hidden_size) construct like torch.nn's; their
+    # results are checked in test_projection.py.
+    ref = torch.nn.LSTM(4, 8, **kwargs)
+    m = fastgates.LSTM(4, 8, **kwargs)
+    assert m.proj_size == kwargs["proj_size"]
+    assert repr(m) == repr(ref)
+    assert m.weight_hr_l0.shape == ref.weight_hr_l0.shape == (kwargs["proj_size"], 8)
 
 
 @pytest.mark.parametrize(
@@ -107,11 +107,13 @@ def test_stacked_and_bidirectional_are_supported(mode, kwargs):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_packed_sequence_not_implemented(mode):
+def test_packed_sequence_is_accepted(mode):
+    # PackedSequence input returns a PackedSequence; results are checked in test_packed.py.
     m = getattr(fastgates, mode)(4, 3)
     packed = pack_padded_sequence(torch.randn(5, 2, 4), torch.tensor([5, 3]))
-    with pytest.raises(NotImplementedError, match="packed sequences come later"):
-        m(packed)
+    out, _ = m(packed)
+    assert isinstance(out, PackedSequence)
+    assert out.data.shape == (8, 3) and torch.equal(out.batch_sizes, packed.batch_sizes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,8 +343,8 @@ def test_functional_biases_are_optional():
 def test_raw_lstm_op_bad_shapes_raise(over):
     a = _lstm_args(**over)
     with pytest.raises((ValueError, TypeError, RuntimeError)):
-        torch.ops.fastgates.lstm_forward(a["x"], a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"],
-                                         a["h0"], a["c0"], True)
+        torch.ops.fastgates.lstm_forward(a["x"], a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"], None,
+                                         a["h0"], a["c0"], None, False, True)
 
 
 @pytest.mark.parametrize("over", [{"h0": s(3, 3)}, {"w_hh": s(9, 4)}, {"b_hh": s(6)}],
@@ -351,20 +353,32 @@ def test_raw_gru_op_bad_shapes_raise(over):
     a = _gru_args(**over)
     with pytest.raises((ValueError, TypeError, RuntimeError)):
         torch.ops.fastgates.gru_forward(a["x"], a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"],
-                                        a["h0"], True)
+                                        a["h0"], None, False, True)
 
 
 def test_raw_backward_op_bad_shapes_raise():
     a = _lstm_args()
-    y, h_n, c_n, saved_gates, saved_c = torch.ops.fastgates.lstm_forward(*a.values(), True)
+    y, h_n, c_n, saved_gates, saved_c, saved_m = torch.ops.fastgates.lstm_forward(
+        a["x"], a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"], None, a["h0"], a["c0"], None, False, True)
     with pytest.raises((ValueError, TypeError, RuntimeError)):
         torch.ops.fastgates.lstm_backward(
-            a["x"], a["w_ih"], a["w_hh"], a["h0"], a["c0"], y, saved_gates[:-1], saved_c,
-            torch.ones_like(y), torch.ones_like(h_n), torch.ones_like(c_n), [True] * 4)
+            a["x"], a["w_ih"], a["w_hh"], None, a["h0"], a["c0"], y, saved_gates[:-1], saved_c, saved_m,
+            None, False, torch.ones_like(y), torch.ones_like(h_n), torch.ones_like(c_n), [True] * 5)
     with pytest.raises(ValueError, match="grad_mask"):
         torch.ops.fastgates.lstm_backward(
-            a["x"], a["w_ih"], a["w_hh"], a["h0"], a["c0"], y, saved_gates, saved_c,
-            torch.ones_like(y), torch.ones_like(h_n), torch.ones_like(c_n), [True] * 3)
+            a["x"], a["w_ih"], a["w_hh"], None, a["h0"], a["c0"], y, saved_gates, saved_c, saved_m,
+            None, False, torch.ones_like(y), torch.ones_like(h_n), torch.ones_like(c_n), [True] * 3)
+
+
+@pytest.mark.parametrize("batch_sizes", [[2, 3], [2, 0], [2, 2]], ids=["increasing", "zero", "too-few-rows"])
+def test_raw_op_bad_batch_sizes_raise(batch_sizes):
+    # The binding checks batch_sizes itself: bad ones raise, never index out of bounds.
+    a = _lstm_args()
+    x = torch.randn(5, a["x"].shape[2], dtype=a["x"].dtype)
+    h0, c0 = a["h0"][:1].expand(3, -1).contiguous(), a["c0"][:1].expand(3, -1).contiguous()
+    with pytest.raises(ValueError, match="batch_sizes"):
+        torch.ops.fastgates.lstm_forward(x, a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"], None, h0[:2], c0[:2],
+                                         torch.tensor(batch_sizes), False, True)
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -85,12 +85,12 @@ def _run_lstm(p, threads):
         dc0=torch.empty(B, H, dtype=dt),
     )
     out["gates_x"] = torch.empty(T, B, 4 * H, dtype=dt)
-    _C.lstm_forward(p["x"], p["w_ih"], p["b_ih"] + p["b_hh"], p["w_hh"], p["h0"], p["c0"], out["gates_x"],
-                    out["y"], out["h_n"], out["c_n"], out["saved_gates"], out["saved_c"],
+    _C.lstm_forward(p["x"], p["w_ih"], p["b_ih"] + p["b_hh"], p["w_hh"], None, p["h0"], p["c0"], None, False,
+                    out["gates_x"], out["y"], out["h_n"], out["c_n"], out["saved_gates"], out["saved_c"], None,
                     _workspace("lstm_forward", dt, T, B, I, H, threads), threads)
-    _C.lstm_backward(p["w_hh"], out["saved_gates"], out["saved_c"], p["c0"], p["dy"], p["dh_n"], p["dc_n"],
-                     out["dgates"], out["dh0"], out["dc0"], _workspace("lstm_backward", dt, T, B, 0, H, threads),
-                     threads)
+    _C.lstm_backward(p["w_hh"], None, out["saved_gates"], out["saved_c"], p["c0"], None, False, p["dy"],
+                     p["dh_n"], p["dc_n"], out["dgates"], None, out["dh0"], out["dc0"],
+                     _workspace("lstm_backward", dt, T, B, 0, H, threads), threads)
     return out
 
 
@@ -111,9 +111,9 @@ def _run_gru(p, threads):
         dh0=torch.empty(B, H, dtype=dt),
     )
     out["gates_x"] = torch.empty(T, B, 3 * H, dtype=dt)
-    _C.gru_forward(p["x"], p["w_ih"], p["b_ih"], p["w_hh"], p["b_hh"], p["h0"], out["gates_x"], out["y"],
-                   out["h_n"], out["saved"], _workspace("gru_forward", dt, T, B, I, H, threads), threads)
-    _C.gru_backward(p["w_hh"], out["saved"], p["h0"], out["y"], p["dy"], p["dh_n"], out["dgates_x"],
+    _C.gru_forward(p["x"], p["w_ih"], p["b_ih"], p["w_hh"], p["b_hh"], p["h0"], None, False, out["gates_x"],
+                   out["y"], out["h_n"], out["saved"], _workspace("gru_forward", dt, T, B, I, H, threads), threads)
+    _C.gru_backward(p["w_hh"], out["saved"], p["h0"], out["y"], None, False, p["dy"], p["dh_n"], out["dgates_x"],
                     out["dgates_h"], out["dh0"], _workspace("gru_backward", dt, T, B, 0, H, threads), threads)
     return out
 
@@ -174,15 +174,16 @@ def test_inference_forward_matches_training_forward(cell):
         p = _lstm_problem(T, B, I, H, torch.float32)
         full = _run_lstm(p, 2)
         y, h_n, c_n = torch.empty(T, B, H), torch.empty(B, H), torch.empty(B, H)
-        _C.lstm_forward(p["x"], p["w_ih"], p["b_ih"] + p["b_hh"], p["w_hh"], p["h0"], p["c0"],
-                        torch.empty(T, B, 4 * H), y, h_n, c_n, None, None,
+        _C.lstm_forward(p["x"], p["w_ih"], p["b_ih"] + p["b_hh"], p["w_hh"], None, p["h0"], p["c0"], None, False,
+                        torch.empty(T, B, 4 * H), y, h_n, c_n, None, None, None,
                         _workspace("lstm_forward", torch.float32, T, B, I, H, 2), 2)
         assert torch.equal(c_n, full["c_n"])
     else:
         p = _gru_problem(T, B, I, H, torch.float32)
         full = _run_gru(p, 2)
         y, h_n = torch.empty(T, B, H), torch.empty(B, H)
-        _C.gru_forward(p["x"], p["w_ih"], p["b_ih"], p["w_hh"], p["b_hh"], p["h0"], torch.empty(T, B, 3 * H),
+        _C.gru_forward(p["x"], p["w_ih"], p["b_ih"], p["w_hh"], p["b_hh"], p["h0"], None, False,
+                       torch.empty(T, B, 3 * H),
                        y, h_n, None, _workspace("gru_forward", torch.float32, T, B, I, H, 2), 2)
     assert torch.equal(y, full["y"])
     assert torch.equal(h_n, full["h_n"])
@@ -226,15 +227,75 @@ def test_nan_input_propagates():
     assert torch.isnan(out["y"][0, 0, 0])
 
 
+# ---- sequence layouts: packed rows, reverse direction, projection ---------------------------
+
+LAYOUTS = [
+    ("LSTM", dict(bidirectional=True), True),
+    ("GRU", dict(bidirectional=True), True),
+    ("LSTM", dict(proj_size=13, bidirectional=True), True),
+    ("LSTM", dict(proj_size=5), False),
+]
+
+
+def _layer_outputs(module, x, lengths, packed):
+    """Outputs, final states and every gradient of a loss that weighs each output differently."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    x = x.detach().requires_grad_(True)
+    inp = pack_padded_sequence(x, lengths, enforce_sorted=False) if packed else x
+    out, states = module(inp)
+    if packed:
+        out = pad_packed_sequence(out)[0]
+    states = states if isinstance(states, tuple) else (states,)
+    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view(out.shape)
+    loss = (out * weights).sum() + sum((s * s).sum() for s in states)
+    return [out, *states, *torch.autograd.grad(loss, [x, *module.parameters()])]
+
+
+@pytest.mark.parametrize("mode, kwargs, packed", LAYOUTS, ids=["lstm-packed-bi", "gru-packed-bi",
+                                                               "lstm-proj-packed-bi", "lstm-proj"])
+def test_sequence_layouts_every_isa_and_thread_count(isa, mode, kwargs, packed):
+    # Several unit blocks per thread, tails in every dimension, sequences of different lengths.
+    import fastgates
+
+    T, B, I, H = 7, 5, 11, 37
+    lengths = torch.tensor([7, 3, 6, 1, 3])
+    torch.manual_seed(0)
+    twin = getattr(torch.nn, mode)(I, H, dtype=torch.float64, **kwargs)
+    layer = fastgates.from_torch(twin)
+    layer32 = fastgates.from_torch(twin).float()
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    before = torch.get_num_threads()
+    try:
+        expected = _layer_outputs(twin, x, lengths, packed)
+        results = {}
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            got = _layer_outputs(layer, x, lengths, packed)
+            for e, g in zip(expected, got, strict=True):
+                torch.testing.assert_close(g, e, **_tolerance(torch.float64))
+            results[threads] = _layer_outputs(layer32, x.float(), lengths, packed)
+        # The kernels' outputs are bit-identical across thread counts; the gradients also pass
+        # through torch's GEMMs, whose summation order may depend on the thread count.
+        kernel_outputs = 3 if mode == "LSTM" else 2
+        for i, (one, two) in enumerate(zip(results[1], results[2], strict=True)):
+            if i < kernel_outputs:
+                assert torch.equal(one, two)
+            else:
+                torch.testing.assert_close(one, two, **_tolerance(torch.float32))
+    finally:
+        torch.set_num_threads(before)
+
+
 # ---- the binding's own checks --------------------------------------------------------------
 
 def _lstm_forward_args(T=3, B=2, I=4, H=5, dtype=torch.float32):
     return dict(
         x=torch.zeros(T, B, I, dtype=dtype), w_ih=torch.zeros(4 * H, I, dtype=dtype), bias=None,
-        w_hh=torch.zeros(4 * H, H, dtype=dtype), h0=torch.zeros(B, H, dtype=dtype), c0=torch.zeros(B, H, dtype=dtype),
-        gates_x=torch.empty(T, B, 4 * H, dtype=dtype),
+        w_hh=torch.zeros(4 * H, H, dtype=dtype), w_hr=None, h0=torch.zeros(B, H, dtype=dtype),
+        c0=torch.zeros(B, H, dtype=dtype), batch_sizes=None, reverse=False, gates_x=torch.empty(T, B, 4 * H, dtype=dtype),
         y=torch.empty(T, B, H, dtype=dtype), h_n=torch.empty(B, H, dtype=dtype), c_n=torch.empty(B, H, dtype=dtype),
-        saved_gates=None, saved_c=None, workspace=_workspace("lstm_forward", dtype, T, B, I, H, 1), num_threads=1,
+        saved_gates=None, saved_c=None, saved_m=None, workspace=_workspace("lstm_forward", dtype, T, B, I, H, 1), num_threads=1,
     )
 
 
@@ -246,7 +307,16 @@ def test_binding_accepts_valid_arguments():
     "change, message",
     [
         (dict(h0=torch.zeros(3, 5)), "argument 'h0' has shape (3, 5), expected (2, 5)"),
-        (dict(w_hh=torch.zeros(20, 4)), "argument 'w_hh' has shape (20, 4), expected (16, 4)"),
+        (dict(w_hh=torch.zeros(20, 4)), "argument 'w_hh' has shape (20, 4), expected (20, 5)"),
+        (dict(w_hh=torch.zeros(19, 5)), "its first dimension must be 4 * hidden_size"),
+        (dict(w_hr=torch.zeros(5, 5)), "proj_size must be smaller than hidden_size"),
+        (dict(w_hr=torch.zeros(2, 5)), "argument 'w_hh' has shape (20, 5), expected (20, 2)"),
+        (dict(batch_sizes=torch.tensor([2, 2, 2])), "argument 'x' must have 2 dimensions"),
+        (dict(batch_sizes=torch.tensor([2, 2, 2], dtype=torch.int32), x=torch.zeros(6, 4)),
+         "argument 'batch_sizes' has dtype int32, expected int64"),
+        (dict(batch_sizes=torch.tensor([2, 1, 2]), x=torch.zeros(5, 4)), "non-increasing"),
+        (dict(batch_sizes=torch.tensor([2, 2, 1]), x=torch.zeros(6, 4)), "batch_sizes add up to 5 rows"),
+        (dict(batch_sizes=torch.tensor([3, 2, 1]), x=torch.zeros(6, 4)), "argument 'h0' has shape (2, 5), expected (3, 5)"),
         (dict(w_ih=torch.zeros(20, 3)), "argument 'w_ih' has shape (20, 3), expected (20, 4)"),
         (dict(bias=torch.zeros(21)), "argument 'bias' has shape (21,), expected (20,)"),
         (dict(c0=torch.zeros(2, 5, dtype=torch.float64)), "argument 'c0' has dtype float64, expected float32"),

@@ -50,15 +50,61 @@ def _detached(args):
     return [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
 
 
+# Sequence layouts the kernels take: padded, either direction; packed (shrinking batch,
+# lengths 4, 3, 2: BATCH_SIZES), either direction; and an LSTM with a projection.
+VARIANTS = ["padded", "reverse", "packed", "packed_reverse", "projected", "projected_packed_reverse"]
+BATCH_SIZES = torch.tensor([3, 3, 2, 1])  # sequences of lengths 4, 3, 2
+PROJ = 2
+
+
+def _variant_args(mode, variant, *, dtype=torch.float64, bias=True, requires_grad=True, seed=0):
+    """The forward op's arguments (without save_for_backward) for one sequence layout:
+    LSTM (x, w_ih, w_hh, b_ih, b_hh, w_hr, h0, c0, batch_sizes, reverse),
+    GRU (x, w_ih, w_hh, b_ih, b_hh, h0, batch_sizes, reverse)."""
+    packed = "packed" in variant
+    projected = "projected" in variant
+    hidden, input_size = 4, 3
+    steps, batch = (BATCH_SIZES.numel(), int(BATCH_SIZES[0])) if packed else (3, 2)
+    args = _args(mode, steps, batch, input_size, hidden, dtype=dtype, bias=bias,
+                 requires_grad=requires_grad, seed=seed)
+    x = args[0]
+    if packed:
+        x = x.detach().reshape(steps * batch, input_size)[: int(BATCH_SIZES.sum())].clone()
+        x.requires_grad_(requires_grad)
+    batch_sizes = BATCH_SIZES if packed else None
+    reverse = "reverse" in variant
+    if mode == "GRU":
+        return [x, *args[1:6], batch_sizes, reverse]
+    w_ih, w_hh, b_ih, b_hh, h0, c0 = args[1:]
+    w_hr = None
+    if projected:
+        g = torch.Generator().manual_seed(seed + 1)
+
+        def r(*shape):
+            return (torch.randn(shape, generator=g, dtype=torch.float64) * 0.5).to(dtype).requires_grad_(
+                requires_grad)
+
+        w_hh, w_hr, h0 = r(4 * hidden, PROJ), r(PROJ, hidden), r(batch, PROJ)
+    return [x, w_ih, w_hh, b_ih, b_hh, w_hr, h0, c0, batch_sizes, reverse]
+
+
+def _variants(mode):
+    return [v for v in VARIANTS if mode == "LSTM" or "projected" not in v]
+
+
+def _mode_variants():
+    return [(m, v) for m in MODES for v in _variants(m)]
+
+
 # ---------------------------------------------------------------------------------------------
 # opcheck
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
-@pytest.mark.parametrize("mode", MODES)
-def test_opcheck_forward(mode, dtype, bias):
-    args = _args(mode, dtype=dtype, bias=bias)
+@pytest.mark.parametrize("mode,variant", _mode_variants())
+def test_opcheck_forward(mode, variant, dtype, bias):
+    args = _variant_args(mode, variant, dtype=dtype, bias=bias)
     op = _forward_op(mode)
     # With gradients: the registered autograd formula (and so the backward op) is exercised.
     torch.library.opcheck(op, (*args, True))
@@ -67,29 +113,53 @@ def test_opcheck_forward(mode, dtype, bias):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
-@pytest.mark.parametrize("mode", MODES)
-def test_opcheck_backward(mode, dtype):
-    args = _detached(_args(mode, dtype=dtype))
+@pytest.mark.parametrize("mode,variant", _mode_variants())
+def test_opcheck_backward(mode, variant, dtype):
+    args = _detached(_variant_args(mode, variant, dtype=dtype))
     with torch.no_grad():
         if mode == "LSTM":
-            x, w_ih, w_hh, b_ih, b_hh, h0, c0 = args
-            y, h_n, c_n, saved_gates, saved_c = ops.lstm_forward(*args, True)
+            x, w_ih, w_hh, b_ih, b_hh, w_hr, h0, c0, batch_sizes, reverse = args
+            y, h_n, c_n, saved_gates, saved_c, saved_m = ops.lstm_forward(*args, True)
             upstream = [torch.randn_like(y), torch.randn_like(h_n), torch.randn_like(c_n)]
-            bargs = [x, w_ih, w_hh, h0, c0, y, saved_gates, saved_c, *upstream]
-            masks = [[True] * 4, [False, True, False, True], [True, False, True, False]]
+            bargs = [x, w_ih, w_hh, w_hr, h0, c0, y, saved_gates, saved_c, saved_m, batch_sizes, reverse,
+                     *upstream]
+            masks = [[True] * 5, [False, True, False, True, False], [True, False, True, False, True]]
             op = ops.lstm_backward
         else:
-            x, w_ih, w_hh, b_ih, b_hh, h0 = args
+            x, w_ih, w_hh, b_ih, b_hh, h0, batch_sizes, reverse = args
             y, h_n, saved = ops.gru_forward(*args, True)
-            bargs = [x, w_ih, w_hh, h0, y, saved, torch.randn_like(y), torch.randn_like(h_n)]
+            bargs = [x, w_ih, w_hh, h0, y, saved, batch_sizes, reverse, torch.randn_like(y),
+                     torch.randn_like(h_n)]
             masks = [[True] * 5, [False, True, False, True, False], [True, False, True, False, True]]
             op = ops.gru_backward
+    projected = "projected" in variant
     for mask in masks:
         torch.library.opcheck(op, (*bargs, mask))
         # The masked-out gradients are 0-sized; the rest (and the state gradients) are not.
         outs = op(*bargs, mask)
-        for out, want in zip(outs, mask + [True] * (len(outs) - len(mask)), strict=True):
+        wanted = mask + [True] * (len(outs) - len(mask))
+        if mode == "LSTM" and not projected:
+            wanted[4] = False  # dw_hr: there is no projection
+        for out, want in zip(outs, wanted, strict=True):
             assert (out.numel() > 0) == want
+
+
+@pytest.mark.parametrize("mode,variant", _mode_variants())
+def test_gradcheck_sequence_layouts(mode, variant):
+    # Every differentiable argument of the forward op, for each layout (packed, reverse,
+    # projection), against finite differences; all outputs reach the loss.
+    args = _variant_args(mode, variant)
+    op = _forward_op(mode)
+    tensors = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor) and a.requires_grad]
+
+    def fn(*inputs):
+        full = list(args)
+        for i, t in zip(tensors, inputs, strict=True):
+            full[i] = t
+        outs = op(*full, True)
+        return outs[:3] if mode == "LSTM" else outs[:2]
+
+    assert torch.autograd.gradcheck(fn, [args[i] for i in tensors], eps=1e-6, atol=1e-7, rtol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,18 +210,18 @@ def test_double_backward_with_frozen_weights_still_raises(mode):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_backward_without_saved_tensors_raises(mode):
-    args = _args(mode)
+    args = _variant_args(mode, "padded")
     outs = _forward_op(mode)(*args, False)
     with pytest.raises(RuntimeError, match="save_for_backward=False"):
         outs[0].sum().backward()
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_outputs_do_not_alias(mode):
-    args = _args(mode, requires_grad=False)
+@pytest.mark.parametrize("mode,variant", _mode_variants())
+def test_outputs_do_not_alias(mode, variant):
+    args = _variant_args(mode, variant, requires_grad=False)
     outs = _forward_op(mode)(*args, True)
     ptrs = [o.untyped_storage().data_ptr() for o in outs if o.numel()]
-    ptrs += [a.untyped_storage().data_ptr() for a in args if a is not None]
+    ptrs += [a.untyped_storage().data_ptr() for a in args if isinstance(a, torch.Tensor)]
     assert len(set(ptrs)) == len(ptrs)
 
 

@@ -62,6 +62,8 @@ class Arguments {
     expect_no_overlap(op_, outputs, inputs);
   }
 
+  bool present(size_t index) const { return present_[index]; }
+
   template <typename T>
   T* ptr(size_t index) const {
     return present_[index] ? reinterpret_cast<T*>(views_[index].data) : nullptr;
@@ -70,7 +72,7 @@ class Arguments {
   const TensorView& operator[](size_t index) const { return views_[index]; }
 
  private:
-  static constexpr size_t kMaxArguments = 16;
+  static constexpr size_t kMaxArguments = 20;
   const char* op_;
   std::string dtype_;
   std::vector<TensorView> views_;
@@ -114,12 +116,14 @@ cpu::Kernel parse_kernel(const std::string& name) {
 }
 
 size_t workspace_bytes(const std::string& kernel, const std::string& dtype, int64_t steps, int64_t batch,
-                       int64_t input_size, int64_t hidden_size, int num_threads) {
-  if (steps < 1 || batch < 1 || hidden_size < 1 || input_size < 0) {
-    throw py::value_error("workspace_bytes: steps, batch and hidden_size must be at least 1, input_size at least 0");
+                       int64_t input_size, int64_t hidden_size, int num_threads, int64_t proj_size) {
+  if (steps < 1 || batch < 1 || hidden_size < 1 || input_size < 0 || proj_size < 0 || proj_size >= hidden_size) {
+    throw py::value_error("workspace_bytes: steps, batch and hidden_size must be at least 1, input_size at least 0, "
+                          "proj_size in [0, hidden_size)");
   }
   return cpu::workspace_bytes(parse_kernel(kernel), parse_dtype("workspace_bytes", dtype),
-                              {steps, batch, hidden_size, input_size}, checked_threads("workspace_bytes", num_threads));
+                              {steps, batch, hidden_size, input_size, proj_size},
+                              checked_threads("workspace_bytes", num_threads));
 }
 
 template <class Run>
@@ -131,17 +135,100 @@ void with_dtype(cpu::DType dtype, Run run) {
   }
 }
 
-void lstm_forward(py::handle x, py::handle w_ih, py::handle bias, py::handle w_hh, py::handle h0, py::handle c0,
-                  py::handle gates_x, py::handle y, py::handle h_n, py::handle c_n, py::handle saved_gates,
-                  py::handle saved_c, py::handle workspace, int num_threads) {
+// The rows of a call's sequence arrays: [T, B, X] when padded, [N, X] when packed (batch_sizes
+// given: torch's PackedSequence layout, checked here so that the kernels never index out of
+// bounds).
+class SequenceRows {
+ public:
+  // `sized_by` is a sequence array of the call (x, or saved gates): it gives T, B (padded) or N.
+  SequenceRows(const char* op, const TensorView& sized_by, const TensorView* batch_sizes) : op_(op) {
+    if (!batch_sizes) {
+      steps_ = dim(sized_by, op, 3, 0, "steps, batch, features");
+      batch_ = dim(sized_by, op, 3, 1, "steps, batch, features");
+      total_ = steps_ * batch_;
+      return;
+    }
+    const TensorView& b = *batch_sizes;
+    steps_ = dim(b, op, 1, 0, "steps");
+    expect_tensor(b, op, "int64", {steps_});
+    sizes_ = reinterpret_cast<const int64_t*>(b.data);
+    batch_ = sizes_[0];
+    total_ = 0;
+    for (int64_t t = 0; t < steps_; ++t) {
+      const int64_t rows = sizes_[t];
+      if (rows < 1 || rows > (t == 0 ? rows : sizes_[t - 1])) {
+        throw py::value_error(std::string(op) + ": batch_sizes must be at least 1 and non-increasing, got " +
+                              std::to_string(rows) + " at step " + std::to_string(t) +
+                              (t > 0 ? " after " + std::to_string(sizes_[t - 1]) : std::string()));
+      }
+      total_ += rows;
+    }
+    dim(sized_by, op, 2, 0, "rows of all steps, features");
+    if (sized_by.shape[0] != total_) {
+      throw py::value_error(std::string(op) + ": argument '" + sized_by.name + "' has shape " +
+                            shape_string(sized_by.shape) + ", but batch_sizes add up to " + std::to_string(total_) +
+                            " rows");
+    }
+  }
+
+  int64_t steps() const { return steps_; }
+  int64_t batch() const { return batch_; }
+  // Shape of a sequence array of `width` features.
+  std::vector<int64_t> shape(int64_t width) const {
+    return sizes_ ? std::vector<int64_t>{total_, width} : std::vector<int64_t>{steps_, batch_, width};
+  }
+  // Features of the sequence array `t` (its last dimension), after checking its rank.
+  int64_t width(const TensorView& t) const {
+    const size_t rank = sizes_ ? 2 : 3;
+    if (t.shape.size() != rank) {
+      throw py::value_error(std::string(op_) + ": argument '" + t.name + "' must have " + std::to_string(rank) +
+                            " dimensions, got shape " + shape_string(t.shape));
+    }
+    return t.shape.back();
+  }
+  cpu::SequenceLayout layout(bool reverse) const { return {sizes_, reverse}; }
+
+ private:
+  const char* op_;
+  int64_t steps_ = 0, batch_ = 0, total_ = 0;
+  const int64_t* sizes_ = nullptr;
+};
+
+// Hidden size from w_hh [G·H, K] and w_hr [P, H] (or None): (H, P), P = 0 without projection.
+std::pair<int64_t, int64_t> hidden_and_projection(const char* op, const TensorView& w_hh, const TensorView* w_hr,
+                                                  int gates) {
+  const int64_t rows = dim(w_hh, op, 2, 0, "gates * hidden_size, recurrent inputs");
+  if (rows % gates != 0) {
+    throw py::value_error(std::string(op) + ": argument 'w_hh' has shape " + shape_string(w_hh.shape) +
+                          "; its first dimension must be " + std::to_string(gates) + " * hidden_size");
+  }
+  const int64_t H = rows / gates;
+  if (!w_hr) return {H, 0};
+  const int64_t P = dim(*w_hr, op, 2, 0, "proj_size, hidden_size");
+  if (P >= H) {
+    throw py::value_error(std::string(op) + ": argument 'w_hr' has shape " + shape_string(w_hr->shape) +
+                          "; proj_size must be smaller than hidden_size " + std::to_string(H));
+  }
+  return {H, P};
+}
+
+const TensorView* optional(const Arguments& a, size_t index) { return a.present(index) ? &a[index] : nullptr; }
+
+void lstm_forward(py::handle x, py::handle w_ih, py::handle bias, py::handle w_hh, py::handle w_hr, py::handle h0,
+                  py::handle c0, py::handle batch_sizes, bool reverse, py::handle gates_x, py::handle y,
+                  py::handle h_n, py::handle c_n, py::handle saved_gates, py::handle saved_c, py::handle saved_m,
+                  py::handle workspace, int num_threads) {
   const char* op = "lstm_forward";
   Arguments a(op);
   const TensorView& xv = a.add(x, "x", false);
-  const TensorView& w = a.add(w_hh, "w_hh", false);
-  const int64_t T = dim(xv, op, 3, 0, "steps, batch, input_size");
-  const int64_t B = dim(xv, op, 3, 1, "steps, batch, input_size");
-  const int64_t I = xv.shape[2];  // 0 is fine: no input projection, gates_x = bias
-  const int64_t H = dim(w, op, 2, 1, "4 * hidden_size, hidden_size");
+  a.add(w_hh, "w_hh", false);
+  a.add(w_hr, "w_hr", false, true);
+  a.add(batch_sizes, "batch_sizes", false, true);
+  const SequenceRows rows(op, xv, optional(a, 3));
+  const auto [H, P] = hidden_and_projection(op, a[1], optional(a, 2), 4);
+  const int64_t K = P > 0 ? P : H;
+  const int64_t I = rows.width(xv);  // 0 is fine: no input projection, gates_x = bias
+  const int64_t B = rows.batch();
   const cpu::DType dtype = parse_dtype(op, xv.dtype);
   a.set_dtype(xv.dtype);
   a.add(w_ih, "w_ih", false);
@@ -154,93 +241,135 @@ void lstm_forward(py::handle x, py::handle w_ih, py::handle bias, py::handle w_h
   a.add(c_n, "c_n", true);
   a.add(saved_gates, "saved_gates", true, true);
   a.add(saved_c, "saved_c", true, true);
+  a.add(saved_m, "saved_m", true, true);
   const TensorView& ws = a.add(workspace, "workspace", true);
-  const std::vector<int64_t> state{B, H}, gates{T, B, 4 * H}, sequence{T, B, H};
-  a.expect(0, {T, B, I});
-  a.expect(1, {4 * H, H});
-  a.expect(2, {4 * H, I});
-  a.expect(3, {4 * H});
-  a.expect(4, state);
-  a.expect(5, state);
-  a.expect(6, gates);
-  a.expect(7, sequence);
-  a.expect(8, state);
-  a.expect(9, state);
-  a.expect(10, gates);
-  a.expect(11, sequence);
-  if (!!a.ptr<char>(10) != !!a.ptr<char>(11)) {
-    throw py::value_error("lstm_forward: saved_gates and saved_c must be given together or both be None");
+  a.expect(0, rows.shape(I));
+  a.expect(1, {4 * H, K});
+  a.expect(2, {P, H});
+  a.expect(4, {4 * H, I});
+  a.expect(5, {4 * H});
+  a.expect(6, {B, K});
+  a.expect(7, {B, H});
+  a.expect(8, rows.shape(4 * H));
+  a.expect(9, rows.shape(K));
+  a.expect(10, {B, K});
+  a.expect(11, {B, H});
+  a.expect(12, rows.shape(4 * H));
+  a.expect(13, rows.shape(H));
+  a.expect(14, rows.shape(H));
+  if (a.present(12) != a.present(13) || (P > 0 && a.present(12) != a.present(14))) {
+    throw py::value_error(std::string(op) + ": saved_gates, saved_c (and saved_m with a projection) must be given "
+                          "together or all be None");
   }
+  if (P == 0 && a.present(14)) throw py::value_error(std::string(op) + ": saved_m is for projections; pass None");
   num_threads = checked_threads(op, num_threads);
-  const cpu::SequenceShape shape{T, B, H, I};
+  const cpu::SequenceShape shape{rows.steps(), B, H, I, P};
   expect_workspace(op, ws, cpu::Kernel::lstm_forward, dtype, shape, num_threads);
   a.check_aliasing();
   with_dtype(dtype, [&](auto zero) {
     using T_ = decltype(zero);
-    cpu::LstmForward<T_> args{shape,         {a.ptr<T_>(0), a.ptr<T_>(2), a.ptr<T_>(3), a.ptr<T_>(6)},
-                              a.ptr<T_>(1),  a.ptr<T_>(4),  a.ptr<T_>(5),  a.ptr<T_>(7), a.ptr<T_>(8),
-                              a.ptr<T_>(9),  a.ptr<T_>(10), a.ptr<T_>(11), a.ptr<void>(12), num_threads};
+    cpu::LstmForward<T_> args{};
+    args.shape = shape;
+    args.layout = rows.layout(reverse);
+    args.input = {a.ptr<T_>(0), a.ptr<T_>(4), a.ptr<T_>(5), a.ptr<T_>(8)};
+    args.w_hh = a.ptr<T_>(1);
+    args.w_hr = a.ptr<T_>(2);
+    args.h0 = a.ptr<T_>(6);
+    args.c0 = a.ptr<T_>(7);
+    args.y = a.ptr<T_>(9);
+    args.h_n = a.ptr<T_>(10);
+    args.c_n = a.ptr<T_>(11);
+    args.saved_gates = a.ptr<T_>(12);
+    args.saved_c = a.ptr<T_>(13);
+    args.saved_m = a.ptr<T_>(14);
+    args.workspace = a.ptr<void>(15);
+    args.num_threads = num_threads;
     py::gil_scoped_release no_gil;
     cpu::lstm_forward(args);
   });
 }
 
-void lstm_backward(py::handle w_hh, py::handle saved_gates, py::handle saved_c, py::handle c0, py::handle dy,
-                   py::handle dh_n, py::handle dc_n, py::handle dgates, py::handle dh0, py::handle dc0,
-                   py::handle workspace, int num_threads) {
+void lstm_backward(py::handle w_hh, py::handle w_hr, py::handle saved_gates, py::handle saved_c, py::handle c0,
+                   py::handle batch_sizes, bool reverse, py::handle dy, py::handle dh_n, py::handle dc_n,
+                   py::handle dgates, py::handle dh, py::handle dh0, py::handle dc0, py::handle workspace,
+                   int num_threads) {
   const char* op = "lstm_backward";
   Arguments a(op);
-  const TensorView& w = a.add(w_hh, "w_hh", false);
+  a.add(w_hh, "w_hh", false);
+  a.add(w_hr, "w_hr", false, true);
   const TensorView& sg = a.add(saved_gates, "saved_gates", false);
-  const int64_t H = dim(w, op, 2, 1, "4 * hidden_size, hidden_size");
-  const int64_t T = dim(sg, op, 3, 0, "steps, batch, 4 * hidden_size");
-  const int64_t B = dim(sg, op, 3, 1, "steps, batch, 4 * hidden_size");
-  const cpu::DType dtype = parse_dtype(op, w.dtype);
-  a.set_dtype(w.dtype);
+  a.add(batch_sizes, "batch_sizes", false, true);
+  const SequenceRows rows(op, sg, optional(a, 3));
+  const auto [H, P] = hidden_and_projection(op, a[0], optional(a, 1), 4);
+  const int64_t K = P > 0 ? P : H;
+  const int64_t B = rows.batch();
+  const cpu::DType dtype = parse_dtype(op, a[0].dtype);
+  a.set_dtype(a[0].dtype);
   a.add(saved_c, "saved_c", false);
   a.add(c0, "c0", false);
   a.add(dy, "dy", false);
   a.add(dh_n, "dh_n", false);
   a.add(dc_n, "dc_n", false);
   a.add(dgates, "dgates", true);
+  a.add(dh, "dh", true, true);
   a.add(dh0, "dh0", true);
   a.add(dc0, "dc0", true);
   const TensorView& ws = a.add(workspace, "workspace", true);
-  const std::vector<int64_t> state{B, H}, gates{T, B, 4 * H}, sequence{T, B, H};
-  a.expect(0, {4 * H, H});
-  a.expect(1, gates);
-  a.expect(2, sequence);
-  a.expect(3, state);
-  a.expect(4, sequence);
-  a.expect(5, state);
-  a.expect(6, state);
-  a.expect(7, gates);
-  a.expect(8, state);
-  a.expect(9, state);
+  a.expect(0, {4 * H, K});
+  a.expect(1, {P, H});
+  a.expect(2, rows.shape(4 * H));
+  a.expect(4, rows.shape(H));
+  a.expect(5, {B, H});
+  a.expect(6, rows.shape(K));
+  a.expect(7, {B, K});
+  a.expect(8, {B, H});
+  a.expect(9, rows.shape(4 * H));
+  a.expect(10, rows.shape(P));
+  a.expect(11, {B, K});
+  a.expect(12, {B, H});
+  if (a.present(10) != (P > 0)) {
+    throw py::value_error(std::string(op) + ": dh is required with a projection (w_hr) and must be None without");
+  }
   num_threads = checked_threads(op, num_threads);
-  expect_workspace(op, ws, cpu::Kernel::lstm_backward, dtype, {T, B, H, 0}, num_threads);
+  const cpu::SequenceShape shape{rows.steps(), B, H, 0, P};
+  expect_workspace(op, ws, cpu::Kernel::lstm_backward, dtype, shape, num_threads);
   a.check_aliasing();
   with_dtype(dtype, [&](auto zero) {
     using T_ = decltype(zero);
-    cpu::LstmBackward<T_> args{{T, B, H, 0},    a.ptr<T_>(0), a.ptr<T_>(1), a.ptr<T_>(2), a.ptr<T_>(3),
-                               a.ptr<T_>(4), a.ptr<T_>(5), a.ptr<T_>(6), a.ptr<T_>(7), a.ptr<T_>(8),
-                               a.ptr<T_>(9), a.ptr<void>(10), num_threads};
+    cpu::LstmBackward<T_> args{};
+    args.shape = shape;
+    args.layout = rows.layout(reverse);
+    args.w_hh = a.ptr<T_>(0);
+    args.w_hr = a.ptr<T_>(1);
+    args.saved_gates = a.ptr<T_>(2);
+    args.saved_c = a.ptr<T_>(4);
+    args.c0 = a.ptr<T_>(5);
+    args.dy = a.ptr<T_>(6);
+    args.dh_n = a.ptr<T_>(7);
+    args.dc_n = a.ptr<T_>(8);
+    args.dgates = a.ptr<T_>(9);
+    args.dh = a.ptr<T_>(10);
+    args.dh0 = a.ptr<T_>(11);
+    args.dc0 = a.ptr<T_>(12);
+    args.workspace = a.ptr<void>(13);
+    args.num_threads = num_threads;
     py::gil_scoped_release no_gil;
     cpu::lstm_backward(args);
   });
 }
 
 void gru_forward(py::handle x, py::handle w_ih, py::handle b_ih, py::handle w_hh, py::handle b_hh, py::handle h0,
-                 py::handle gates_x, py::handle y, py::handle h_n, py::handle saved, py::handle workspace,
-                 int num_threads) {
+                 py::handle batch_sizes, bool reverse, py::handle gates_x, py::handle y, py::handle h_n,
+                 py::handle saved, py::handle workspace, int num_threads) {
   const char* op = "gru_forward";
   Arguments a(op);
   const TensorView& xv = a.add(x, "x", false);
-  const TensorView& w = a.add(w_hh, "w_hh", false);
-  const int64_t T = dim(xv, op, 3, 0, "steps, batch, input_size");
-  const int64_t B = dim(xv, op, 3, 1, "steps, batch, input_size");
-  const int64_t I = xv.shape[2];  // 0 is fine: no input projection, gates_x = bias
-  const int64_t H = dim(w, op, 2, 1, "3 * hidden_size, hidden_size");
+  a.add(w_hh, "w_hh", false);
+  a.add(batch_sizes, "batch_sizes", false, true);
+  const SequenceRows rows(op, xv, optional(a, 2));
+  const int64_t H = hidden_and_projection(op, a[1], nullptr, 3).first;
+  const int64_t I = rows.width(xv);  // 0 is fine: no input projection, gates_x = bias
+  const int64_t B = rows.batch();
   const cpu::DType dtype = parse_dtype(op, xv.dtype);
   a.set_dtype(xv.dtype);
   a.add(w_ih, "w_ih", false);
@@ -252,42 +381,52 @@ void gru_forward(py::handle x, py::handle w_ih, py::handle b_ih, py::handle w_hh
   a.add(h_n, "h_n", true);
   a.add(saved, "saved", true, true);
   const TensorView& ws = a.add(workspace, "workspace", true);
-  const std::vector<int64_t> state{B, H};
-  a.expect(0, {T, B, I});
+  a.expect(0, rows.shape(I));
   a.expect(1, {3 * H, H});
-  a.expect(2, {3 * H, I});
-  a.expect(3, {3 * H});
+  a.expect(3, {3 * H, I});
   a.expect(4, {3 * H});
-  a.expect(5, state);
-  a.expect(6, {T, B, 3 * H});
-  a.expect(7, {T, B, H});
-  a.expect(8, state);
-  a.expect(9, {T, B, 4 * H});
+  a.expect(5, {3 * H});
+  a.expect(6, {B, H});
+  a.expect(7, rows.shape(3 * H));
+  a.expect(8, rows.shape(H));
+  a.expect(9, {B, H});
+  a.expect(10, rows.shape(4 * H));
   num_threads = checked_threads(op, num_threads);
-  const cpu::SequenceShape shape{T, B, H, I};
+  const cpu::SequenceShape shape{rows.steps(), B, H, I};
   expect_workspace(op, ws, cpu::Kernel::gru_forward, dtype, shape, num_threads);
   a.check_aliasing();
   with_dtype(dtype, [&](auto zero) {
     using T_ = decltype(zero);
-    cpu::GruForward<T_> args{shape,        {a.ptr<T_>(0), a.ptr<T_>(2), a.ptr<T_>(3), a.ptr<T_>(6)},
-                             a.ptr<T_>(1), a.ptr<T_>(4), a.ptr<T_>(5), a.ptr<T_>(7), a.ptr<T_>(8),
-                             a.ptr<T_>(9), a.ptr<void>(10), num_threads};
+    cpu::GruForward<T_> args{};
+    args.shape = shape;
+    args.layout = rows.layout(reverse);
+    args.input = {a.ptr<T_>(0), a.ptr<T_>(3), a.ptr<T_>(4), a.ptr<T_>(7)};
+    args.w_hh = a.ptr<T_>(1);
+    args.b_hh = a.ptr<T_>(5);
+    args.h0 = a.ptr<T_>(6);
+    args.y = a.ptr<T_>(8);
+    args.h_n = a.ptr<T_>(9);
+    args.saved = a.ptr<T_>(10);
+    args.workspace = a.ptr<void>(11);
+    args.num_threads = num_threads;
     py::gil_scoped_release no_gil;
     cpu::gru_forward(args);
   });
 }
 
-void gru_backward(py::handle w_hh, py::handle saved, py::handle h0, py::handle y, py::handle dy, py::handle dh_n,
-                  py::handle dgates_x, py::handle dgates_h, py::handle dh0, py::handle workspace, int num_threads) {
+void gru_backward(py::handle w_hh, py::handle saved, py::handle h0, py::handle y, py::handle batch_sizes,
+                  bool reverse, py::handle dy, py::handle dh_n, py::handle dgates_x, py::handle dgates_h,
+                  py::handle dh0, py::handle workspace, int num_threads) {
   const char* op = "gru_backward";
   Arguments a(op);
-  const TensorView& w = a.add(w_hh, "w_hh", false);
+  a.add(w_hh, "w_hh", false);
   const TensorView& s = a.add(saved, "saved", false);
-  const int64_t H = dim(w, op, 2, 1, "3 * hidden_size, hidden_size");
-  const int64_t T = dim(s, op, 3, 0, "steps, batch, 4 * hidden_size");
-  const int64_t B = dim(s, op, 3, 1, "steps, batch, 4 * hidden_size");
-  const cpu::DType dtype = parse_dtype(op, w.dtype);
-  a.set_dtype(w.dtype);
+  a.add(batch_sizes, "batch_sizes", false, true);
+  const SequenceRows rows(op, s, optional(a, 2));
+  const int64_t H = hidden_and_projection(op, a[0], nullptr, 3).first;
+  const int64_t B = rows.batch();
+  const cpu::DType dtype = parse_dtype(op, a[0].dtype);
+  a.set_dtype(a[0].dtype);
   a.add(h0, "h0", false);
   a.add(y, "y", false);
   a.add(dy, "dy", false);
@@ -296,24 +435,35 @@ void gru_backward(py::handle w_hh, py::handle saved, py::handle h0, py::handle y
   a.add(dgates_h, "dgates_h", true);
   a.add(dh0, "dh0", true);
   const TensorView& ws = a.add(workspace, "workspace", true);
-  const std::vector<int64_t> state{B, H}, sequence{T, B, H}, gates{T, B, 3 * H};
   a.expect(0, {3 * H, H});
-  a.expect(1, {T, B, 4 * H});
-  a.expect(2, state);
-  a.expect(3, sequence);
-  a.expect(4, sequence);
-  a.expect(5, state);
-  a.expect(6, gates);
-  a.expect(7, gates);
-  a.expect(8, state);
+  a.expect(1, rows.shape(4 * H));
+  a.expect(3, {B, H});
+  a.expect(4, rows.shape(H));
+  a.expect(5, rows.shape(H));
+  a.expect(6, {B, H});
+  a.expect(7, rows.shape(3 * H));
+  a.expect(8, rows.shape(3 * H));
+  a.expect(9, {B, H});
   num_threads = checked_threads(op, num_threads);
-  expect_workspace(op, ws, cpu::Kernel::gru_backward, dtype, {T, B, H, 0}, num_threads);
+  const cpu::SequenceShape shape{rows.steps(), B, H, 0};
+  expect_workspace(op, ws, cpu::Kernel::gru_backward, dtype, shape, num_threads);
   a.check_aliasing();
   with_dtype(dtype, [&](auto zero) {
     using T_ = decltype(zero);
-    cpu::GruBackward<T_> args{{T, B, H, 0},    a.ptr<T_>(0), a.ptr<T_>(1), a.ptr<T_>(2), a.ptr<T_>(3),
-                              a.ptr<T_>(4), a.ptr<T_>(5), a.ptr<T_>(6), a.ptr<T_>(7), a.ptr<T_>(8),
-                              a.ptr<void>(9), num_threads};
+    cpu::GruBackward<T_> args{};
+    args.shape = shape;
+    args.layout = rows.layout(reverse);
+    args.w_hh = a.ptr<T_>(0);
+    args.saved = a.ptr<T_>(1);
+    args.h0 = a.ptr<T_>(3);
+    args.y = a.ptr<T_>(4);
+    args.dy = a.ptr<T_>(5);
+    args.dh_n = a.ptr<T_>(6);
+    args.dgates_x = a.ptr<T_>(7);
+    args.dgates_h = a.ptr<T_>(8);
+    args.dh0 = a.ptr<T_>(9);
+    args.workspace = a.ptr<void>(10);
+    args.num_threads = num_threads;
     py::gil_scoped_release no_gil;
     cpu::gru_backward(args);
   });
@@ -324,20 +474,24 @@ void gru_backward(py::handle w_hh, py::handle saved, py::handle h0, py::handle y
 PYBIND11_MODULE(_C, m) {
   m.doc() = "fastgates' compiled kernels (CPU). Tensor arguments are torch.Tensors; see csrc/cpu/kernels.h.";
   m.def("workspace_bytes", &workspace_bytes, py::arg("kernel"), py::arg("dtype"), py::arg("steps"),
-        py::arg("batch"), py::arg("input_size"), py::arg("hidden_size"), py::arg("num_threads"));
+        py::arg("batch"), py::arg("input_size"), py::arg("hidden_size"), py::arg("num_threads"),
+        py::arg("proj_size") = 0);
   m.def("lstm_forward", &lstm_forward, py::arg("x"), py::arg("w_ih"), py::arg("bias").none(true), py::arg("w_hh"),
-        py::arg("h0"), py::arg("c0"), py::arg("gates_x"), py::arg("y"), py::arg("h_n"), py::arg("c_n"),
-        py::arg("saved_gates").none(true), py::arg("saved_c").none(true), py::arg("workspace"),
-        py::arg("num_threads"));
-  m.def("lstm_backward", &lstm_backward, py::arg("w_hh"), py::arg("saved_gates"), py::arg("saved_c"),
-        py::arg("c0"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("dgates"), py::arg("dh0"),
+        py::arg("w_hr").none(true), py::arg("h0"), py::arg("c0"), py::arg("batch_sizes").none(true),
+        py::arg("reverse"), py::arg("gates_x"), py::arg("y"), py::arg("h_n"), py::arg("c_n"),
+        py::arg("saved_gates").none(true), py::arg("saved_c").none(true), py::arg("saved_m").none(true),
+        py::arg("workspace"), py::arg("num_threads"));
+  m.def("lstm_backward", &lstm_backward, py::arg("w_hh"), py::arg("w_hr").none(true), py::arg("saved_gates"),
+        py::arg("saved_c"), py::arg("c0"), py::arg("batch_sizes").none(true), py::arg("reverse"), py::arg("dy"),
+        py::arg("dh_n"), py::arg("dc_n"), py::arg("dgates"), py::arg("dh").none(true), py::arg("dh0"),
         py::arg("dc0"), py::arg("workspace"), py::arg("num_threads"));
   m.def("gru_forward", &gru_forward, py::arg("x"), py::arg("w_ih"), py::arg("b_ih").none(true), py::arg("w_hh"),
-        py::arg("b_hh").none(true), py::arg("h0"), py::arg("gates_x"), py::arg("y"), py::arg("h_n"),
-        py::arg("saved").none(true), py::arg("workspace"), py::arg("num_threads"));
+        py::arg("b_hh").none(true), py::arg("h0"), py::arg("batch_sizes").none(true), py::arg("reverse"),
+        py::arg("gates_x"), py::arg("y"), py::arg("h_n"), py::arg("saved").none(true), py::arg("workspace"),
+        py::arg("num_threads"));
   m.def("gru_backward", &gru_backward, py::arg("w_hh"), py::arg("saved"), py::arg("h0"), py::arg("y"),
-        py::arg("dy"), py::arg("dh_n"), py::arg("dgates_x"), py::arg("dgates_h"), py::arg("dh0"),
-        py::arg("workspace"), py::arg("num_threads"));
+        py::arg("batch_sizes").none(true), py::arg("reverse"), py::arg("dy"), py::arg("dh_n"),
+        py::arg("dgates_x"), py::arg("dgates_h"), py::arg("dh0"), py::arg("workspace"), py::arg("num_threads"));
   m.def("cpu_isa", [] { return std::string(cpu::cpu_isa()); },
         "The instruction-set build of the CPU kernels in use: avx512, avx2 or generic.");
   m.def("supported_cpu_isas", &cpu::supported_cpu_isas);

@@ -43,7 +43,7 @@ const std::vector<KnownDtype>& known_dtypes() {
     py::module_ torch = py::module_::import("torch");
     auto* list = new std::vector<KnownDtype>();
     for (auto [name, size] : {std::pair<const char*, int64_t>{"float32", 4}, {"float64", 8}, {"uint8", 1},
-                              {"float16", 2}, {"bfloat16", 2}}) {
+                              {"int64", 8}, {"float16", 2}, {"bfloat16", 2}}) {
       py::object dtype = torch.attr(name);
       list->push_back(KnownDtype{dtype.release().ptr(), name, size});
     }

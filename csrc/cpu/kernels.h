@@ -10,16 +10,21 @@
 //   threads meet at one spin barrier per step.
 //
 // Conventions for every parameter below
-//   T = steps, B = batch, H = hidden_size; G = gates per unit (LSTM 4: i, f, g, o; GRU 3: r, z, n).
-//   Every array is dense, row-major (C-contiguous) with exactly the shape given, of element
-//   type T (float or double), and outputs alias neither inputs nor each other. "[T, B, G·H]"
-//   means gate g of unit j at step t, batch row b lives at ((t·B + b)·G + g)·H + j, i.e. the
-//   torch.nn stacking of gates. Arrays marked "or null" may be nullptr.
+//   T = steps, B = batch, H = hidden_size, P = proj_size (LSTM projections; K = P with a
+//   projection, else K = H: the size of h); G = gates per unit (LSTM 4: i, f, g, o; GRU 3: r,
+//   z, n). Every array is dense, row-major (C-contiguous) with exactly the shape given, of
+//   element type T (float or double), and outputs alias neither inputs nor each other.
+//   Sequence arrays are "[N, X]": the rows of all steps, step after step, where step t has
+//   rows(t) rows (SequenceLayout) and N = Σ rows(t). Padded sequences have rows(t) = B, so
+//   [N, X] is [T, B, X]; packed ones are torch's PackedSequence layout. "G·H" means gate g of
+//   unit j lives at column g·H + j, the torch.nn stacking of gates. Arrays marked "or null"
+//   may be nullptr.
 //   workspace: workspace_bytes(...) bytes, any alignment, contents undefined on entry and exit.
 //   num_threads >= 1 (an upper bound: small problems use fewer). Results are bit-identical run
 //   after run and for every thread count: each unit block is computed the same way whichever
 //   thread owns it.
-//   All sizes are >= 1, except input_size, which may be 0; index arithmetic is 64-bit.
+//   All sizes are >= 1, except input_size, which may be 0, and proj_size (0: no projection);
+//   index arithmetic is 64-bit.
 #pragma once
 
 #include <cstddef>
@@ -32,36 +37,56 @@ enum class Kernel { lstm_forward, lstm_backward, gru_forward, gru_backward };
 enum class DType { float32, float64 };
 
 struct SequenceShape {
-  int64_t steps;        // T
-  int64_t batch;        // B
-  int64_t hidden_size;  // H
-  int64_t input_size;   // I (the forward kernels' input projection; the backward kernels ignore it)
+  int64_t steps;          // T
+  int64_t batch;          // B: rows of the largest step (the first, when packed)
+  int64_t hidden_size;    // H
+  int64_t input_size;     // I (the forward kernels' input projection; the backward kernels ignore it)
+  int64_t proj_size = 0;  // P: LSTM only; 0 = no projection
+};
+
+// Which rows each step has and in which order the steps run.
+//   batch_sizes: [T] or null. Null: every step has B rows (padded). Otherwise torch's
+//     PackedSequence.batch_sizes: rows(t) = batch_sizes[t], non-increasing, batch_sizes[0] = B;
+//     row b of step t belongs to sequence b, so sequence b is present at the steps where
+//     b < rows(t), and its initial and final states are row b of the [B, ...] state arrays.
+//   reverse: run the steps from T-1 down to 0 (the reverse direction of a bidirectional
+//     layer). With packed rows each sequence is reversed within its own length: sequence b
+//     starts from its initial state at its last step and ends at step 0.
+struct SequenceLayout {
+  const int64_t* batch_sizes = nullptr;
+  bool reverse = false;
 };
 
 // The input projection a forward kernel computes before its time loop.
 template <typename T>
 struct InputProjection {
-  const T* x;     // [T, B, I]
+  const T* x;     // [N, I]
   const T* w_ih;  // [G·H, I]     torch.nn weight_ih_l0
   const T* bias;  // [G·H] or null: LSTM b_ih + b_hh, GRU b_ih
-  T* gates_x;     // [T, B, G·H]  out: x_t W_ihᵀ + bias, the pre-activations without the recurrent part
+  T* gates_x;     // [N, G·H]     out: x_t W_ihᵀ + bias, the pre-activations without the recurrent part
 };
 
 // Bytes of workspace a kernel needs for this shape, element type and thread count.
 size_t workspace_bytes(Kernel kernel, DType dtype, SequenceShape shape, int num_threads);
 
+// With a projection (P > 0), h_t = W_hr (o ⊙ tanh c_t) as in torch.nn.LSTM(proj_size=P): the
+// recurrent input and the output have size P, the cell state size H.
 template <typename T>
 struct LstmForward {
   SequenceShape shape;
+  SequenceLayout layout;
   InputProjection<T> input;  // G = 4
-  const T* w_hh;     // [4H, H]     torch.nn weight_hh_l0
-  const T* h0;       // [B, H]
+  const T* w_hh;     // [4H, K]     torch.nn weight_hh_l0
+  const T* w_hr;     // [P, H]      torch.nn weight_hr_l0; null without a projection
+  const T* h0;       // [B, K]
   const T* c0;       // [B, H]
-  T* y;              // [T, B, H]   out: h_t of every step
-  T* h_n;            // [B, H]      out: h at the last step
-  T* c_n;            // [B, H]      out: c at the last step
-  T* saved_gates;    // [T, B, 4H]  out or null: σ(i), σ(f), tanh(g), σ(o) of every step, for backward
-  T* saved_c;        // [T, B, H]   out or null: c_t of every step, for backward
+  T* y;              // [N, K]      out: h_t of every step
+  T* h_n;            // [B, K]      out: h of each sequence at its last step
+  T* c_n;            // [B, H]      out: c of each sequence at its last step
+  T* saved_gates;    // [N, 4H]     out or null: σ(i), σ(f), tanh(g), σ(o) of every step, for backward
+  T* saved_c;        // [N, H]      out or null: c_t of every step, for backward
+  T* saved_m;        // [N, H]      out or null (always null without a projection): o ⊙ tanh c_t,
+                     //             the projection's input, for the gradient of W_hr
   void* workspace;
   int num_threads;
 };
@@ -69,16 +94,20 @@ struct LstmForward {
 template <typename T>
 struct LstmBackward {
   SequenceShape shape;
-  const T* w_hh;         // [4H, H]
-  const T* saved_gates;  // [T, B, 4H]  from LstmForward
-  const T* saved_c;      // [T, B, H]   from LstmForward
+  SequenceLayout layout;
+  const T* w_hh;         // [4H, K]
+  const T* w_hr;         // [P, H]   null without a projection
+  const T* saved_gates;  // [N, 4H]  from LstmForward
+  const T* saved_c;      // [N, H]   from LstmForward
   const T* c0;           // [B, H]
-  const T* dy;           // [T, B, H]   gradient of the loss w.r.t. y
-  const T* dh_n;         // [B, H]      gradient w.r.t. h_n
-  const T* dc_n;         // [B, H]      gradient w.r.t. c_n
-  T* dgates;             // [T, B, 4H]  out: gradient w.r.t. the gate pre-activations (= d gates_x)
-  T* dh0;                // [B, H]      out
-  T* dc0;                // [B, H]      out
+  const T* dy;           // [N, K]   gradient of the loss w.r.t. y
+  const T* dh_n;         // [B, K]   gradient w.r.t. h_n
+  const T* dc_n;         // [B, H]   gradient w.r.t. c_n
+  T* dgates;             // [N, 4H]  out: gradient w.r.t. the gate pre-activations (= d gates_x)
+  T* dh;                 // [N, P]   out, with a projection (else null): gradient w.r.t. h_t of
+                         //          every step, for the gradient of W_hr
+  T* dh0;                // [B, K]   out
+  T* dc0;                // [B, H]   out
   void* workspace;
   int num_threads;
 };
@@ -86,13 +115,14 @@ struct LstmBackward {
 template <typename T>
 struct GruForward {
   SequenceShape shape;
+  SequenceLayout layout;
   InputProjection<T> input;  // G = 3
   const T* w_hh;     // [3H, H]     torch.nn weight_hh_l0
   const T* b_hh;     // [3H] or null: torch.nn bias_hh_l0 (null: no bias)
   const T* h0;       // [B, H]
-  T* y;              // [T, B, H]   out: h_t of every step
-  T* h_n;            // [B, H]      out
-  T* saved;          // [T, B, 4H]  out or null: r, z, n, W_hn h_{t-1} + b_hn of every step, for backward
+  T* y;              // [N, H]      out: h_t of every step
+  T* h_n;            // [B, H]      out: h of each sequence at its last step
+  T* saved;          // [N, 4H]     out or null: r, z, n, W_hn h_{t-1} + b_hn of every step, for backward
   void* workspace;
   int num_threads;
 };
@@ -100,15 +130,16 @@ struct GruForward {
 template <typename T>
 struct GruBackward {
   SequenceShape shape;
+  SequenceLayout layout;
   const T* w_hh;   // [3H, H]
-  const T* saved;  // [T, B, 4H]  from GruForward
+  const T* saved;  // [N, 4H]  from GruForward
   const T* h0;     // [B, H]
-  const T* y;      // [T, B, H]   from GruForward (h_{t-1} of step t is y[t-1])
-  const T* dy;     // [T, B, H]
+  const T* y;      // [N, H]   from GruForward (h_{t-1} of each row)
+  const T* dy;     // [N, H]
   const T* dh_n;   // [B, H]
-  T* dgates_x;     // [T, B, 3H]  out: gradient w.r.t. gates_x (= d b_ih summed, d(x W_ihᵀ))
-  T* dgates_h;     // [T, B, 3H]  out: gradient w.r.t. h_{t-1} W_hhᵀ + b_hh
-  T* dh0;          // [B, H]      out
+  T* dgates_x;     // [N, 3H]  out: gradient w.r.t. gates_x (= d b_ih summed, d(x W_ihᵀ))
+  T* dgates_h;     // [N, 3H]  out: gradient w.r.t. h_{t-1} W_hhᵀ + b_hh
+  T* dh0;          // [B, H]   out
   void* workspace;
   int num_threads;
 };

@@ -12,36 +12,68 @@ namespace fastgates::cpu::FG_CPU_ISA {
 
 const char* isa_name() { return FG_STRINGIFY(FG_CPU_ISA); }
 
+// The projected and plain LSTM are separate instantiations: the choice is made once per call.
+template <template <typename, bool> class Cell, typename T, class Args, class Run>
+void with_projection(const Args& args, Run run) {
+  if (args.shape.proj_size > 0) {
+    run(Cell<T, true>(args));
+  } else {
+    run(Cell<T, false>(args));
+  }
+}
+
 size_t workspace_bytes(Kernel kernel, DType dtype, SequenceShape shape, int /*num_threads*/) {
-  const int64_t H = shape.hidden_size;
   auto bytes = [&](auto zero) {
     using T = decltype(zero);
+    size_t result = 0;
     switch (kernel) {
-      case Kernel::lstm_forward: return recurrence_workspace_bytes<T>(shape, H, shape.input_size, 4, 1);
-      case Kernel::lstm_backward: return recurrence_workspace_bytes<T>(shape, 4 * H, 0, 1, 1);
-      case Kernel::gru_forward: return recurrence_workspace_bytes<T>(shape, H, shape.input_size, 3, 1);
-      case Kernel::gru_backward: return recurrence_workspace_bytes<T>(shape, 3 * H, 0, 1, 1);
+      case Kernel::lstm_forward: {
+        LstmForward<T> args{};
+        args.shape = shape;
+        with_projection<LstmForwardCell, T>(args, [&](const auto& cell) { result = forward_workspace_bytes(cell); });
+        break;
+      }
+      case Kernel::lstm_backward: {
+        LstmBackward<T> args{};
+        args.shape = shape;
+        with_projection<LstmBackwardCell, T>(args, [&](const auto& cell) { result = backward_workspace_bytes(cell); });
+        break;
+      }
+      case Kernel::gru_forward: {
+        GruForward<T> args{};
+        args.shape = shape;
+        result = forward_workspace_bytes(GruForwardCell<T>(args));
+        break;
+      }
+      case Kernel::gru_backward: {
+        GruBackward<T> args{};
+        args.shape = shape;
+        result = backward_workspace_bytes(GruBackwardCell<T>(args));
+        break;
+      }
     }
-    return size_t{0};
+    return result;
   };
   return dtype == DType::float32 ? bytes(0.0f) : bytes(0.0);
 }
 
 template <typename T>
 void lstm_forward(const LstmForward<T>& args) {
-  run_forward(LstmForwardCell<T>(args), args.workspace, args.num_threads);
+  with_projection<LstmForwardCell, T>(
+      args, [&](const auto& cell) { run_forward(cell, args.layout, args.workspace, args.num_threads); });
 }
 template <typename T>
 void lstm_backward(const LstmBackward<T>& args) {
-  run_backward(LstmBackwardCell<T>(args), args.workspace, args.num_threads);
+  with_projection<LstmBackwardCell, T>(
+      args, [&](const auto& cell) { run_backward(cell, args.layout, args.workspace, args.num_threads); });
 }
 template <typename T>
 void gru_forward(const GruForward<T>& args) {
-  run_forward(GruForwardCell<T>(args), args.workspace, args.num_threads);
+  run_forward(GruForwardCell<T>(args), args.layout, args.workspace, args.num_threads);
 }
 template <typename T>
 void gru_backward(const GruBackward<T>& args) {
-  run_backward(GruBackwardCell<T>(args), args.workspace, args.num_threads);
+  run_backward(GruBackwardCell<T>(args), args.layout, args.workspace, args.num_threads);
 }
 
 template void lstm_forward<float>(const LstmForward<float>&);

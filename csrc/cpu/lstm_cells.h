@@ -1,5 +1,6 @@
 // The LSTM's part of the CPU time loop (recurrence.h): gate math on one tile of rows × units,
-// reading and writing the arrays of LstmForward / LstmBackward (kernels.h).
+// reading and writing the arrays of LstmForward / LstmBackward (kernels.h). kProjected: the
+// LSTM with a projection, h_t = W_hr (o ⊙ tanh c_t).
 #pragma once
 
 #include "cell/lstm.h"
@@ -8,47 +9,57 @@
 
 namespace fastgates::cpu::FG_CPU_ISA {
 
-template <typename T>
+template <typename T, bool Projected>
 struct LstmForwardCell {
   using Scalar = T;
   static constexpr int kGates = 4;
+  static constexpr bool kProjected = Projected;
   static constexpr int L = kLanes<T>;
 
   LstmForward<T> a;
-  int64_t steps, batch, hidden_size, input_size;
+  SequenceShape shape;
   const T* w_hh;
-  T* c_state = nullptr;  // [B, H] c_{t-1}, in the workspace
+  const T* w_hr;
+  const T* h0;
+  const T* y;
+  const StepSchedule* steps = nullptr;
+  T* c_state = nullptr;  // [B, H] c of each row's latest step, in the workspace
+  T* m_state = nullptr;  // [B, H] o ⊙ tanh c of the current step (projection only)
 
   explicit LstmForwardCell(const LstmForward<T>& args)
-      : a(args), steps(args.shape.steps), batch(args.shape.batch),
-        hidden_size(args.shape.hidden_size), input_size(args.shape.input_size), w_hh(args.w_hh) {}
+      : a(args), shape(args.shape), w_hh(args.w_hh), w_hr(args.w_hr), h0(args.h0), y(args.y) {}
 
-  void attach_state(T* state) { c_state = state; }
+  void attach(WorkspaceCarver& w, const StepSchedule* schedule) {
+    steps = schedule;
+    c_state = w.take<T>(shape.batch * shape.hidden_size);
+    if constexpr (kProjected) m_state = w.take<T>(shape.batch * shape.hidden_size);
+  }
 
   const InputProjection<T>& input() const { return a.input; }
-
-  const T* hidden_before(int64_t t) const { return t == 0 ? a.h0 : a.y + (t - 1) * batch * hidden_size; }
+  const T* projection_input() const { return m_state; }
 
   template <int R>
-  FG_ALWAYS_INLINE void step(int64_t t, int64_t row0, int64_t j0, int units, const T (&rec)[R][kGates][L]) {
+  FG_ALWAYS_INLINE void step(int64_t t, int64_t row0, const T*, bool fresh, int64_t j0, int units,
+                             const T (&rec)[R][kGates][L]) {
     if (a.saved_gates) {
-      step_rows<R, true>(t, row0, j0, units, rec);
+      step_rows<R, true>(t, row0, fresh, j0, units, rec);
     } else {
-      step_rows<R, false>(t, row0, j0, units, rec);
+      step_rows<R, false>(t, row0, fresh, j0, units, rec);
     }
   }
 
   template <int R, bool kSave>
-  FG_GATE_MATH void step_rows(int64_t t, int64_t row0, int64_t j0, int units, const T (&rec)[R][kGates][L]) {
-    const int64_t H = hidden_size;
-    const bool last = t + 1 == steps;
+  FG_GATE_MATH void step_rows(int64_t t, int64_t row0, bool fresh, int64_t j0, int units,
+                              const T (&rec)[R][kGates][L]) {
+    const int64_t H = shape.hidden_size;
+    const int64_t carried = steps->carried(t);
     for (int r = 0; r < R; ++r) {
       const int64_t row = row0 + r;
-      const int64_t bt = t * batch + row;  // row of the [T, B, ...] arrays
-      const T* gx = a.input.gates_x + bt * 4 * H + j0;
+      const int64_t n = steps->offset(t) + row;  // row of the [N, ...] arrays
+      const T* gx = a.input.gates_x + n * 4 * H + j0;
       T pre[4][L] = {}, c_prev[L] = {}, c[L], h[L], act[4][L];
       for (int g = 0; g < 4; ++g) copy_lanes(pre[g], gx + g * H, units);
-      copy_lanes(c_prev, (t == 0 ? a.c0 : c_state) + row * H + j0, units);
+      copy_lanes(c_prev, (fresh ? a.c0 : c_state) + row * H + j0, units);
       using V = Lanes<T>;
       cell::LstmGates<V> in{V::load(pre[0]) + V::load(rec[r][0]), V::load(pre[1]) + V::load(rec[r][1]),
                             V::load(pre[2]) + V::load(rec[r][2]), V::load(pre[3]) + V::load(rec[r][3])};
@@ -61,53 +72,84 @@ struct LstmForwardCell {
       out.g.store(act[2]);
       out.o.store(act[3]);
       copy_lanes(c_state + row * H + j0, c, units);
-      copy_lanes(a.y + bt * H + j0, h, units);
-      if constexpr (kSave) {
-        for (int g = 0; g < 4; ++g) copy_lanes(a.saved_gates + bt * 4 * H + g * H + j0, act[g], units);
-        copy_lanes(a.saved_c + bt * H + j0, c, units);
+      if constexpr (kProjected) {
+        copy_lanes(m_state + row * H + j0, h, units);
+      } else {
+        copy_lanes(a.y + n * H + j0, h, units);
       }
-      if (last) {
-        copy_lanes(a.h_n + row * H + j0, h, units);
+      if constexpr (kSave) {
+        for (int g = 0; g < 4; ++g) copy_lanes(a.saved_gates + n * 4 * H + g * H + j0, act[g], units);
+        copy_lanes(a.saved_c + n * H + j0, c, units);
+        if constexpr (kProjected) copy_lanes(a.saved_m + n * H + j0, h, units);
+      }
+      if (row >= carried) {
+        if constexpr (!kProjected) copy_lanes(a.h_n + row * H + j0, h, units);
         copy_lanes(a.c_n + row * H + j0, c, units);
       }
     }
   }
+
+  template <int R>
+  FG_ALWAYS_INLINE void project(int64_t t, int64_t row0, int64_t p0, int units, const T (&h)[R][1][L]) {
+    const int64_t P = shape.proj_size;
+    const int64_t carried = steps->carried(t);
+    for (int r = 0; r < R; ++r) {
+      const int64_t row = row0 + r;
+      copy_lanes(a.y + (steps->offset(t) + row) * P + p0, h[r][0], units);
+      if (row >= carried) copy_lanes(a.h_n + row * P + p0, h[r][0], units);
+    }
+  }
 };
 
-template <typename T>
+template <typename T, bool Projected>
 struct LstmBackwardCell {
   using Scalar = T;
   static constexpr int kGates = 4;
+  static constexpr bool kProjected = Projected;
   static constexpr int L = kLanes<T>;
 
   LstmBackward<T> a;
-  int64_t steps, batch, hidden_size;
+  SequenceShape shape;
   const T* w_hh;
-  T* dc_state = nullptr;  // [B, H] dL/dc_t arriving from step t+1, in the workspace
+  const T* w_hr;
+  const StepSchedule* steps = nullptr;
+  T* dc_state = nullptr;  // [B, H] dL/dc_t arriving from the step after, in the workspace
+  T* dh_state = nullptr;  // [B, P] dL/dh_t of the current step (projection only)
 
   explicit LstmBackwardCell(const LstmBackward<T>& args)
-      : a(args), steps(args.shape.steps), batch(args.shape.batch),
-        hidden_size(args.shape.hidden_size), w_hh(args.w_hh) {}
+      : a(args), shape(args.shape), w_hh(args.w_hh), w_hr(args.w_hr) {}
 
-  void attach_state(T* state) { dc_state = state; }
+  void attach(WorkspaceCarver& w, const StepSchedule* schedule) {
+    steps = schedule;
+    dc_state = w.take<T>(shape.batch * shape.hidden_size);
+    if constexpr (kProjected) dh_state = w.take<T>(shape.batch * shape.proj_size);
+  }
 
-  const T* recurrent_gradient(int64_t t) const { return a.dgates + t * batch * 4 * hidden_size; }
+  const T* recurrent_gradient(int64_t t) const { return a.dgates + steps->offset(t) * 4 * shape.hidden_size; }
+  const T* hidden_gradient() const { return dh_state; }
 
   template <int R>
   FG_GATE_MATH void step(int64_t t, int64_t row0, int64_t j0, int units, const T (*rec)[L]) {
-    const int64_t H = hidden_size;
-    const bool last = t + 1 == steps;
+    const int64_t H = shape.hidden_size;
+    const int64_t carried = steps->carried(t);
+    const int64_t continued = steps->continued(t);
+    const T* c_before = continued > 0 ? a.saved_c + steps->offset(steps->before(t)) * H : nullptr;
     for (int r = 0; r < R; ++r) {
       const int64_t row = row0 + r;
-      const int64_t bt = t * batch + row;
+      const int64_t n = steps->offset(t) + row;
+      const bool last = row >= carried;
       T act[4][L] = {}, c[L] = {}, c_prev[L] = {}, dh[L] = {}, dc[L] = {}, dg[4][L], dc_prev[L];
-      for (int g = 0; g < 4; ++g) copy_lanes(act[g], a.saved_gates + bt * 4 * H + g * H + j0, units);
-      copy_lanes(c, a.saved_c + bt * H + j0, units);
-      copy_lanes(c_prev, t == 0 ? a.c0 + row * H + j0 : a.saved_c + (bt - batch) * H + j0, units);
-      copy_lanes(dh, last ? a.dh_n + row * H + j0 : rec[r], units);
+      for (int g = 0; g < 4; ++g) copy_lanes(act[g], a.saved_gates + n * 4 * H + g * H + j0, units);
+      copy_lanes(c, a.saved_c + n * H + j0, units);
+      copy_lanes(c_prev, (row < continued ? c_before : a.c0) + row * H + j0, units);
       copy_lanes(dc, (last ? a.dc_n : dc_state) + row * H + j0, units);
-      const T* dy = a.dy + bt * H + j0;
-      for (int l = 0; l < units; ++l) dh[l] += dy[l];
+      if constexpr (kProjected) {
+        copy_lanes(dh, rec[r], units);  // dL/dm_t
+      } else {
+        copy_lanes(dh, last ? a.dh_n + row * H + j0 : rec[r], units);
+        const T* dy = a.dy + n * H + j0;
+        for (int l = 0; l < units; ++l) dh[l] += dy[l];
+      }
       using V = Lanes<T>;
       cell::LstmGates<V> s{V::load(act[0]), V::load(act[1]), V::load(act[2]), V::load(act[3])};
       V dc_prev_v;
@@ -117,19 +159,41 @@ struct LstmBackwardCell {
       d.f.store(dg[1]);
       d.g.store(dg[2]);
       d.o.store(dg[3]);
-      for (int g = 0; g < 4; ++g) copy_lanes(a.dgates + bt * 4 * H + g * H + j0, dg[g], units);
+      for (int g = 0; g < 4; ++g) copy_lanes(a.dgates + n * 4 * H + g * H + j0, dg[g], units);
       copy_lanes(dc_state + row * H + j0, dc_prev, units);
     }
   }
 
   template <int R>
   FG_ALWAYS_INLINE void initial(int64_t row0, int64_t j0, int units, const T (*rec)[L]) {
-    const int64_t H = hidden_size;
+    const int64_t H = shape.hidden_size;
     for (int r = 0; r < R; ++r) {
       const int64_t row = row0 + r;
-      std::memcpy(a.dh0 + row * H + j0, rec[r], units * sizeof(T));
+      if constexpr (!kProjected) std::memcpy(a.dh0 + row * H + j0, rec[r], units * sizeof(T));
       std::memcpy(a.dc0 + row * H + j0, dc_state + row * H + j0, units * sizeof(T));
     }
+  }
+
+  // dL/dh_t = dy_t + (the recurrent part, or dL/dh_n for rows that end at step t).
+  template <int R>
+  FG_ALWAYS_INLINE void projected_step(int64_t t, int64_t row0, int64_t p0, int units, const T (*rec)[L]) {
+    const int64_t P = shape.proj_size;
+    const int64_t carried = steps->carried(t);
+    for (int r = 0; r < R; ++r) {
+      const int64_t row = row0 + r;
+      const int64_t n = steps->offset(t) + row;
+      const T* later = row >= carried ? a.dh_n + row * P + p0 : rec[r];
+      const T* dy = a.dy + n * P + p0;
+      T* dh = dh_state + row * P + p0;
+      for (int l = 0; l < units; ++l) dh[l] = dy[l] + later[l];
+      std::memcpy(a.dh + n * P + p0, dh, units * sizeof(T));
+    }
+  }
+
+  template <int R>
+  FG_ALWAYS_INLINE void projected_initial(int64_t row0, int64_t p0, int units, const T (*rec)[L]) {
+    const int64_t P = shape.proj_size;
+    for (int r = 0; r < R; ++r) std::memcpy(a.dh0 + (row0 + r) * P + p0, rec[r], units * sizeof(T));
   }
 };
 

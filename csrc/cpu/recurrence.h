@@ -5,7 +5,9 @@
 #pragma once
 
 #include <algorithm>
+#include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "cpu/kernels.h"
 #include "cpu/lanes.h"
@@ -18,38 +20,76 @@ namespace fastgates::cpu::FG_CPU_ISA {
 template <int G>
 constexpr int kRowTile = std::clamp(kAccumulators / G, 1, 8);
 
-inline int64_t unit_blocks(int64_t hidden_size, int lanes) { return (hidden_size + lanes - 1) / lanes; }
+inline int64_t unit_blocks(int64_t size, int lanes) { return (size + lanes - 1) / lanes; }
 
-inline size_t align_up(size_t bytes) { return (bytes + 63) / 64 * 64; }
+// Carves 64-byte-aligned arrays out of the workspace in a fixed order. With a null base it
+// only counts bytes, so workspace_bytes and the kernels share one description of the layout.
+class WorkspaceCarver {
+ public:
+  explicit WorkspaceCarver(void* base)
+      : next_(base ? (reinterpret_cast<uintptr_t>(base) + 63) / 64 * 64 : 0), counting_(!base) {}
 
-// Workspace: 64 bytes of alignment slack, the packed recurrent panels of all unit blocks (inner
-// dimension `inner`), the packed input panels (inner dimension `input_inner`, 0 for none), then
-// `state_arrays` arrays of [B, H] for the cell's carried state.
-template <typename T>
-size_t recurrence_workspace_bytes(const SequenceShape& s, int64_t inner, int64_t input_inner, int gates,
-                                  int state_arrays) {
-  const int64_t blocks = unit_blocks(s.hidden_size, kLanes<T>);
-  return 64 + align_up(sizeof(T) * blocks * panel_elements<T>(inner, gates)) +
-         align_up(sizeof(T) * blocks * panel_elements<T>(input_inner, gates)) +
-         state_arrays * align_up(sizeof(T) * s.batch * s.hidden_size);
-}
+  template <typename T>
+  T* take(int64_t elements) {
+    const size_t bytes = (sizeof(T) * static_cast<size_t>(elements) + 63) / 64 * 64;
+    T* array = counting_ ? nullptr : reinterpret_cast<T*>(next_);
+    next_ += bytes;
+    used_ += bytes;
+    return array;
+  }
 
-template <typename T>
-struct Workspace {
-  T* panels;        // recurrent weights
-  T* input_panels;  // input weights (forward)
-  T* state;         // [B, H] state array
+  size_t bytes() const { return used_; }
+
+ private:
+  uintptr_t next_;
+  bool counting_;
+  size_t used_ = 64;  // alignment slack
 };
 
-template <typename T>
-Workspace<T> carve_workspace(void* base, const SequenceShape& s, int64_t inner, int64_t input_inner, int gates) {
-  const uintptr_t aligned = (reinterpret_cast<uintptr_t>(base) + 63) / 64 * 64;
-  const int64_t blocks = unit_blocks(s.hidden_size, kLanes<T>);
-  const size_t panels_bytes = align_up(sizeof(T) * blocks * panel_elements<T>(inner, gates));
-  const size_t input_bytes = align_up(sizeof(T) * blocks * panel_elements<T>(input_inner, gates));
-  return {reinterpret_cast<T*>(aligned), reinterpret_cast<T*>(aligned + panels_bytes),
-          reinterpret_cast<T*>(aligned + panels_bytes + input_bytes)};
-}
+// Rows and order of the steps (kernels.h, SequenceLayout). "Before" and "after" are in the
+// order the forward pass runs, which is reversed for the reverse direction.
+class StepSchedule {
+ public:
+  StepSchedule(const SequenceShape& s, const SequenceLayout& layout)
+      : steps_(s.steps), reverse_(layout.reverse), offsets_(s.steps + 1) {
+    offsets_[0] = 0;
+    for (int64_t t = 0; t < steps_; ++t) offsets_[t + 1] = offsets_[t] + (layout.batch_sizes ? layout.batch_sizes[t] : s.batch);
+  }
+
+  int64_t steps() const { return steps_; }
+  // The k-th step the forward pass runs.
+  int64_t at(int64_t k) const { return reverse_ ? steps_ - 1 - k : k; }
+  int64_t rows(int64_t t) const { return offsets_[t + 1] - offsets_[t]; }
+  // First row of step t in the [N, ...] arrays.
+  int64_t offset(int64_t t) const { return offsets_[t]; }
+  int64_t rows_total() const { return offsets_[steps_]; }
+  // The step whose state step t continues, or -1.
+  int64_t before(int64_t t) const {
+    const int64_t b = reverse_ ? t + 1 : t - 1;
+    return b >= 0 && b < steps_ ? b : -1;
+  }
+  // The step that continues step t's state, or -1.
+  int64_t after(int64_t t) const {
+    const int64_t a = reverse_ ? t - 1 : t + 1;
+    return a >= 0 && a < steps_ ? a : -1;
+  }
+  // Rows [0, continued(t)) of step t continue a state of before(t); the others start from the
+  // initial state.
+  int64_t continued(int64_t t) const {
+    const int64_t b = before(t);
+    return b < 0 ? 0 : std::min(rows(t), rows(b));
+  }
+  // Rows [0, carried(t)) of step t hand their state on to after(t); the others end at step t.
+  int64_t carried(int64_t t) const {
+    const int64_t a = after(t);
+    return a < 0 ? 0 : std::min(rows(t), rows(a));
+  }
+
+ private:
+  int64_t steps_;
+  bool reverse_;
+  std::vector<int64_t> offsets_;
+};
 
 // Calls body(std::integral_constant<int, R>{}, row0) for the row tiles covering [0, batch),
 // R = kRowTile<G> except in the last tile.
@@ -109,20 +149,61 @@ void project_inputs(const InputProjection<T>& p, int64_t rows, int64_t input_siz
   }
 }
 
+// Calls run(std::integral_constant<int, R>{}, row0, rec) for the row tiles of rows [begin, end),
+// rec = a[row0.., :K] · panel: the recurrent product of one block of units (G gates).
+template <typename T, int G, class Run>
+FG_ALWAYS_INLINE void for_each_product(const T* a, int64_t inner, const T* panel, int64_t begin, int64_t end,
+                                       Run&& run) {
+  constexpr int L = kLanes<T>;
+  for_each_row_tile<G>(end, begin, [&](auto rows, int64_t row0) {
+    constexpr int R = decltype(rows)::value;
+    Vec<T> out[R][G];
+    micro_kernel<T, R, G>(a + row0 * inner, inner, panel, inner, out);
+    T rec[R][G][L];
+    std::memcpy(rec, out, sizeof rec);
+    run(rows, row0, rec);
+  });
+}
+
+inline int units_in_block(int64_t size, int64_t j0, int lanes) {
+  return static_cast<int>(std::min<int64_t>(lanes, size - j0));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Forward. Cell interface:
-//   using Scalar;  static constexpr int kGates;
-//   int64_t hidden_size, batch, steps, input_size;  const Scalar* w_hh;   ([G·H, H])
+//   using Scalar;  static constexpr int kGates;  static constexpr bool kProjected;
+//   SequenceShape shape;  const Scalar* w_hh ([G·H, K]);  const Scalar* w_hr ([P, H] if kProjected)
 //   const InputProjection<Scalar>& input() const;
-//   const Scalar* hidden_before(int64_t t);                    ([B, H], h_{t-1})
-//   template <int R> void step(int64_t t, int64_t row0, int64_t j0, int units,
-//                              const Scalar (&rec)[R][kGates][kLanes]);
-//     rec = h_{t-1} W_hhᵀ for rows row0.., gates, units j0..j0+units-1.
+//   const Scalar* h0;  const Scalar* y;                     ([B, K], [N, K])
+//   void attach(WorkspaceCarver&, const StepSchedule*);     its state arrays, and the schedule
+//   template <int R> void step(int64_t t, int64_t row0, const Scalar* h_prev, bool fresh,
+//                              int64_t j0, int units, const Scalar (&rec)[R][kGates][kLanes]);
+//     rec = h_{t-1} W_hhᵀ for rows row0.., gates, units j0..j0+units-1; h_prev: [B, K], the rows'
+//     h_{t-1} (h0 when fresh: the rows start here from their initial state).
+//   kProjected: const Scalar* projection_input() ([B, H], o ⊙ tanh c_t of the step);
+//     template <int R> void project(int64_t t, int64_t row0, int64_t p0, int units,
+//                                   const Scalar (&h)[R][1][kLanes]);   h_t for units p0.. of P
 template <class Cell>
 struct ForwardJob {
+  using T = typename Cell::Scalar;
   Cell cell;
-  typename Cell::Scalar* panels;
-  typename Cell::Scalar* input_panels;
+  StepSchedule schedule;
+  T* panels = nullptr;             // W_hh, per block of hidden units
+  T* input_panels = nullptr;       // W_ih, per block of hidden units
+  T* projection_panels = nullptr;  // W_hr, per block of projected units
+
+  ForwardJob(const Cell& c, const SequenceLayout& layout, WorkspaceCarver& w)
+      : cell(c), schedule(c.shape, layout) {
+    constexpr int G = Cell::kGates;
+    const SequenceShape& s = c.shape;
+    const int64_t K = s.proj_size > 0 ? s.proj_size : s.hidden_size;
+    panels = w.take<T>(unit_blocks(s.hidden_size, kLanes<T>) * panel_elements<T>(K, G));
+    input_panels = w.take<T>(unit_blocks(s.hidden_size, kLanes<T>) * panel_elements<T>(s.input_size, G));
+    if constexpr (Cell::kProjected) {
+      projection_panels = w.take<T>(unit_blocks(s.proj_size, kLanes<T>) * panel_elements<T>(s.hidden_size, 1));
+    }
+    cell.attach(w, &schedule);
+  }
 };
 
 template <class Cell>
@@ -132,117 +213,221 @@ void forward_thread(void* context, int thread, int team_size, SpinBarrier& barri
   constexpr int L = kLanes<T>;
   auto& job = *static_cast<ForwardJob<Cell>*>(context);
   Cell& cell = job.cell;
-  const int64_t H = cell.hidden_size;
-  const int64_t panel_size = panel_elements<T>(H, G);
+  const StepSchedule& steps = job.schedule;
+  const int64_t H = cell.shape.hidden_size;
+  const int64_t P = cell.shape.proj_size;
+  const int64_t K = Cell::kProjected ? P : H;
+  const int64_t panel_size = panel_elements<T>(K, G);
   const BlockRange mine = blocks_of_thread(unit_blocks(H, L), team_size, thread);
   // Each thread projects the inputs of its own units: its time loop reads only those, so the
   // loop can start without a barrier.
-  project_inputs<T, G>(cell.input(), cell.steps * cell.batch, cell.input_size, H, mine, job.input_panels);
+  project_inputs<T, G>(cell.input(), steps.rows_total(), cell.shape.input_size, H, mine, job.input_panels);
   for (int64_t u = mine.begin; u < mine.end; ++u) {
-    pack_rows_panel(cell.w_hh, H, H, G, u * L, job.panels + u * panel_size);
+    pack_rows_panel(cell.w_hh, H, K, G, u * L, job.panels + u * panel_size);
+  }
+  BlockRange mine_projected{0, 0};
+  if constexpr (Cell::kProjected) {
+    mine_projected = blocks_of_thread(unit_blocks(P, L), team_size, thread);
+    for (int64_t v = mine_projected.begin; v < mine_projected.end; ++v) {
+      pack_rows_panel(cell.w_hr, P, H, 1, v * L, job.projection_panels + v * panel_elements<T>(H, 1));
+    }
   }
   int sense = 0;
-  for (int64_t t = 0; t < cell.steps; ++t) {
-    const T* h_prev = cell.hidden_before(t);
+  for (int64_t k = 0; k < steps.steps(); ++k) {
+    const int64_t t = steps.at(k);
+    const int64_t continued = steps.continued(t);
+    const T* h_before = continued > 0 ? cell.y + steps.offset(steps.before(t)) * K : nullptr;
     for (int64_t u = mine.begin; u < mine.end; ++u) {
       const T* panel = job.panels + u * panel_size;
       const int64_t j0 = u * L;
-      const int units = static_cast<int>(std::min<int64_t>(L, H - j0));
-      for_each_row_tile<G>(cell.batch, 0, [&](auto rows, int64_t row0) {
-        constexpr int R = decltype(rows)::value;
-        Vec<T> out[R][G];
-        micro_kernel<T, R, G>(h_prev + row0 * H, H, panel, H, out);
-        T rec[R][G][L];
-        std::memcpy(rec, out, sizeof rec);
-        cell.template step<R>(t, row0, j0, units, rec);
-      });
+      const int units = units_in_block(H, j0, L);
+      auto run = [&](const T* h_prev, bool fresh) {
+        return [&, h_prev, fresh](auto rows, int64_t row0, const T (&rec)[decltype(rows)::value][G][L]) {
+          cell.template step<decltype(rows)::value>(t, row0, h_prev, fresh, j0, units, rec);
+        };
+      };
+      for_each_product<T, G>(h_before, K, panel, 0, continued, run(h_before, false));
+      for_each_product<T, G>(cell.h0, K, panel, continued, steps.rows(t), run(cell.h0, true));
     }
-    if (t + 1 < cell.steps) barrier.wait(&sense);
+    if constexpr (Cell::kProjected) {
+      barrier.wait(&sense);  // the projection reads o ⊙ tanh c of every hidden unit
+      for (int64_t v = mine_projected.begin; v < mine_projected.end; ++v) {
+        const T* panel = job.projection_panels + v * panel_elements<T>(H, 1);
+        const int64_t p0 = v * L;
+        const int units = units_in_block(P, p0, L);
+        for_each_product<T, 1>(cell.projection_input(), H, panel, 0, steps.rows(t),
+                               [&](auto rows, int64_t row0, const T (&h)[decltype(rows)::value][1][L]) {
+                                 cell.template project<decltype(rows)::value>(t, row0, p0, units, h);
+                               });
+      }
+    }
+    if (k + 1 < steps.steps()) barrier.wait(&sense);
   }
 }
 
 template <class Cell>
-void run_forward(const Cell& cell, void* workspace, int num_threads) {
+int threads_for_cell(const Cell& cell, int num_threads) {
   using T = typename Cell::Scalar;
-  const int64_t work = cell.batch * Cell::kGates * cell.hidden_size * cell.hidden_size;
-  const int threads = threads_for(unit_blocks(cell.hidden_size, kLanes<T>), work, num_threads);
-  ForwardJob<Cell> job{cell, nullptr, nullptr};
-  SequenceShape shape{cell.steps, cell.batch, cell.hidden_size, cell.input_size};
-  Workspace<T> ws = carve_workspace<T>(workspace, shape, cell.hidden_size, cell.input_size, Cell::kGates);
-  job.panels = ws.panels;
-  job.input_panels = ws.input_panels;
-  job.cell.attach_state(ws.state);
-  run_team(threads, &forward_thread<Cell>, &job);
+  const SequenceShape& s = cell.shape;
+  const int64_t K = s.proj_size > 0 ? s.proj_size : s.hidden_size;
+  const int64_t work = s.batch * (Cell::kGates * s.hidden_size * K + s.proj_size * s.hidden_size);
+  return threads_for(unit_blocks(s.hidden_size, kLanes<T>), work, num_threads);
+}
+
+template <class Cell>
+size_t forward_workspace_bytes(const Cell& cell) {
+  WorkspaceCarver w(nullptr);
+  ForwardJob<Cell> job(cell, SequenceLayout{}, w);
+  return w.bytes();
+}
+
+template <class Cell>
+void run_forward(const Cell& cell, const SequenceLayout& layout, void* workspace, int num_threads) {
+  WorkspaceCarver w(workspace);
+  ForwardJob<Cell> job(cell, layout, w);
+  run_team(threads_for_cell(cell, num_threads), &forward_thread<Cell>, &job);
 }
 
 // ---------------------------------------------------------------------------------------------
-// Backward. Cell interface:
-//   using Scalar;  static constexpr int kGates;
-//   int64_t hidden_size, batch, steps;  const Scalar* w_hh;   ([G·H, H])
-//   const Scalar* recurrent_gradient(int64_t t);               ([B, G·H]: d(h_{t-1} W_hhᵀ) of step t)
-//   template <int R> void step(int64_t t, int64_t row0, int64_t j0, int units,
-//                              const Scalar (*rec)[kLanes]);
-//     rec = recurrent_gradient(t+1) · W_hh for rows row0.. and units j0..; null at the last step.
+// Backward: the steps in the reverse of the forward pass's order. Cell interface:
+//   using Scalar;  static constexpr int kGates;  static constexpr bool kProjected;
+//   SequenceShape shape;  const Scalar* w_hh ([G·H, K]);  const Scalar* w_hr ([P, H] if kProjected)
+//   void attach(WorkspaceCarver&, const StepSchedule*);
+//   const Scalar* recurrent_gradient(int64_t t);   ([rows(t), G·H]: d(h_{t-1} W_hhᵀ) of step t)
+//   template <int R> void step(int64_t t, int64_t row0, int64_t j0, int units, const Scalar (*rec)[kLanes]);
+//     the cell's backward for rows row0.. and hidden units j0..; rec: without a projection the
+//     recurrent part of dL/dh_t (recurrent_gradient(after(t)) · W_hh; null for rows that end at
+//     step t), with one dL/dm_t = dL/dh_t · W_hr.
 //   template <int R> void initial(int64_t row0, int64_t j0, int units, const Scalar (*rec)[kLanes]);
-//     rec = recurrent_gradient(0) · W_hh: the recurrent part of dL/dh0.
+//     rows that started from their initial state at the step visited last: without a
+//     projection rec = their recurrent_gradient · W_hh, the recurrent part of dL/dh0; with one
+//     rec is null (the cell writes dL/dc0).
+//   kProjected: const Scalar* hidden_gradient() ([B, P], dL/dh_t of the step);
+//     template <int R> void projected_step(int64_t t, int64_t row0, int64_t p0, int units,
+//                                          const Scalar (*rec)[kLanes]);  dL/dh_t, units p0.. of P
+//     template <int R> void projected_initial(int64_t row0, int64_t p0, int units, const Scalar (*rec)[kLanes]);
 template <class Cell>
 struct BackwardJob {
+  using T = typename Cell::Scalar;
   Cell cell;
-  typename Cell::Scalar* panels;
+  StepSchedule schedule;
+  T* panels = nullptr;             // columns of W_hh, per block of units of h
+  T* projection_panels = nullptr;  // columns of W_hr, per block of hidden units
+
+  BackwardJob(const Cell& c, const SequenceLayout& layout, WorkspaceCarver& w)
+      : cell(c), schedule(c.shape, layout) {
+    const SequenceShape& s = c.shape;
+    const int64_t K = s.proj_size > 0 ? s.proj_size : s.hidden_size;
+    panels = w.take<T>(unit_blocks(K, kLanes<T>) * panel_elements<T>(Cell::kGates * s.hidden_size, 1));
+    if constexpr (Cell::kProjected) {
+      projection_panels = w.take<T>(unit_blocks(s.hidden_size, kLanes<T>) * panel_elements<T>(s.proj_size, 1));
+    }
+    cell.attach(w, &schedule);
+  }
 };
 
 template <class Cell>
 void backward_thread(void* context, int thread, int team_size, SpinBarrier& barrier) {
   using T = typename Cell::Scalar;
-  constexpr int G = Cell::kGates;
   constexpr int L = kLanes<T>;
   auto& job = *static_cast<BackwardJob<Cell>*>(context);
   Cell& cell = job.cell;
-  const int64_t H = cell.hidden_size;
-  const int64_t K = G * H;
-  const int64_t panel_size = panel_elements<T>(K, 1);
+  const StepSchedule& steps = job.schedule;
+  const int64_t H = cell.shape.hidden_size;
+  const int64_t P = cell.shape.proj_size;
+  const int64_t K = Cell::kProjected ? P : H;
+  const int64_t GH = Cell::kGates * H;
+  const int64_t panel_size = panel_elements<T>(GH, 1);
   const BlockRange mine = blocks_of_thread(unit_blocks(H, L), team_size, thread);
-  for (int64_t u = mine.begin; u < mine.end; ++u) {
-    pack_columns_panel(cell.w_hh, H, K, u * L, job.panels + u * panel_size);
+  // Units of h (H, or P with a projection) this thread owns for the product with W_hh.
+  const BlockRange mine_h = Cell::kProjected ? blocks_of_thread(unit_blocks(K, L), team_size, thread) : mine;
+  for (int64_t u = mine_h.begin; u < mine_h.end; ++u) {
+    pack_columns_panel(cell.w_hh, K, GH, u * L, job.panels + u * panel_size);
+  }
+  if constexpr (Cell::kProjected) {
+    for (int64_t u = mine.begin; u < mine.end; ++u) {
+      pack_columns_panel(cell.w_hr, H, P, u * L, job.projection_panels + u * panel_elements<T>(P, 1));
+    }
   }
   int sense = 0;
-  // t = steps is the pass that produces dL/dh0 from the gradient of step 0.
-  for (int64_t t = cell.steps - 1; t >= -1; --t) {
-    const T* later = t + 1 < cell.steps ? cell.recurrent_gradient(t + 1) : nullptr;
-    for (int64_t u = mine.begin; u < mine.end; ++u) {
+  const int64_t T_ = steps.steps();
+  // Pass k runs step t = the (k+1)-th from the end of the forward order, after the pass of step
+  // p = after(t); pass T only finishes the rows that started at the first step.
+  for (int64_t k = 0; k <= T_; ++k) {
+    const int64_t t = k < T_ ? steps.at(T_ - 1 - k) : -1;
+    const int64_t p = k > 0 ? steps.at(T_ - k) : -1;
+    const T* later = p >= 0 ? cell.recurrent_gradient(p) : nullptr;
+    for (int64_t u = mine_h.begin; u < mine_h.end; ++u) {
       const T* panel = job.panels + u * panel_size;
       const int64_t j0 = u * L;
-      const int units = static_cast<int>(std::min<int64_t>(L, H - j0));
-      for_each_row_tile<1>(cell.batch, 0, [&](auto rows, int64_t row0) {
+      const int units = units_in_block(K, j0, L);
+      auto gradient = [&](auto rows, int64_t row0, const T(*rec)[L]) {
         constexpr int R = decltype(rows)::value;
-        T rec[R][L];
-        if (later) {
-          Vec<T> out[R][1];
-          micro_kernel<T, R, 1>(later + row0 * K, K, panel, K, out);
-          std::memcpy(rec, out, sizeof rec);
+        if constexpr (Cell::kProjected) {
+          cell.template projected_step<R>(t, row0, j0, units, rec);
+        } else {
+          cell.template step<R>(t, row0, j0, units, rec);
         }
-        if (t >= 0) {
-          cell.template step<R>(t, row0, j0, units, later ? rec : nullptr);
+      };
+      auto initial = [&](auto rows, int64_t row0, const T(*rec)[L]) {
+        constexpr int R = decltype(rows)::value;
+        if constexpr (Cell::kProjected) {
+          cell.template projected_initial<R>(row0, j0, units, rec);
         } else {
           cell.template initial<R>(row0, j0, units, rec);
         }
-      });
+      };
+      if (t >= 0) {
+        const int64_t carried = steps.carried(t);
+        for_each_product<T, 1>(later, GH, panel, 0, carried,
+                               [&](auto rows, int64_t row0, const T (&rec)[decltype(rows)::value][1][L]) {
+                                 gradient(rows, row0, &rec[0][0]);
+                               });
+        for_each_row_tile<1>(steps.rows(t), carried, [&](auto rows, int64_t row0) { gradient(rows, row0, nullptr); });
+      }
+      if (p >= 0) {
+        for_each_product<T, 1>(later, GH, panel, steps.continued(p), steps.rows(p),
+                               [&](auto rows, int64_t row0, const T (&rec)[decltype(rows)::value][1][L]) {
+                                 initial(rows, row0, &rec[0][0]);
+                               });
+      }
     }
-    if (t >= 0) barrier.wait(&sense);
+    if constexpr (Cell::kProjected) {
+      if (t >= 0) barrier.wait(&sense);  // dL/dm_t needs dL/dh_t of every projected unit
+      for (int64_t u = mine.begin; u < mine.end; ++u) {
+        const T* panel = job.projection_panels + u * panel_elements<T>(P, 1);
+        const int64_t j0 = u * L;
+        const int units = units_in_block(H, j0, L);
+        if (t >= 0) {
+          for_each_product<T, 1>(cell.hidden_gradient(), P, panel, 0, steps.rows(t),
+                                 [&](auto rows, int64_t row0, const T (&dm)[decltype(rows)::value][1][L]) {
+                                   cell.template step<decltype(rows)::value>(t, row0, j0, units,
+                                                                             &dm[0][0]);
+                                 });
+        }
+        if (p >= 0) {
+          for_each_row_tile<1>(steps.rows(p), steps.continued(p), [&](auto rows, int64_t row0) {
+            cell.template initial<decltype(rows)::value>(row0, j0, units, nullptr);
+          });
+        }
+      }
+    }
+    if (k < T_) barrier.wait(&sense);
   }
 }
 
 template <class Cell>
-void run_backward(const Cell& cell, void* workspace, int num_threads) {
-  using T = typename Cell::Scalar;
-  const int64_t work = cell.batch * Cell::kGates * cell.hidden_size * cell.hidden_size;
-  const int threads = threads_for(unit_blocks(cell.hidden_size, kLanes<T>), work, num_threads);
-  BackwardJob<Cell> job{cell, nullptr};
-  SequenceShape shape{cell.steps, cell.batch, cell.hidden_size, 0};
-  Workspace<T> ws = carve_workspace<T>(workspace, shape, Cell::kGates * cell.hidden_size, 0, 1);
-  job.panels = ws.panels;
-  job.cell.attach_state(ws.state);
-  run_team(threads, &backward_thread<Cell>, &job);
+size_t backward_workspace_bytes(const Cell& cell) {
+  WorkspaceCarver w(nullptr);
+  BackwardJob<Cell> job(cell, SequenceLayout{}, w);
+  return w.bytes();
+}
+
+template <class Cell>
+void run_backward(const Cell& cell, const SequenceLayout& layout, void* workspace, int num_threads) {
+  WorkspaceCarver w(workspace);
+  BackwardJob<Cell> job(cell, layout, w);
+  run_team(threads_for_cell(cell, num_threads), &backward_thread<Cell>, &job);
 }
 
 }  // namespace fastgates::cpu::FG_CPU_ISA

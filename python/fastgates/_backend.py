@@ -43,7 +43,7 @@ _workspaces = threading.local()
 
 
 def workspace(kernel: str, dtype: torch.dtype, steps: int, batch: int, input_size: int,
-              hidden_size: int, threads: int) -> torch.Tensor:
+              hidden_size: int, threads: int, proj_size: int = 0) -> torch.Tensor:
     """A scratch buffer of the size ``kernel`` needs for this call, allocated by torch.
 
     Each Python thread keeps its largest buffer and hands it out again: a fresh buffer of
@@ -52,7 +52,8 @@ def workspace(kernel: str, dtype: torch.dtype, steps: int, batch: int, input_siz
     sequence's whole recurrence. Kernels run one at a time per Python thread, so one buffer
     per thread is never used twice at once.
     """
-    nbytes = C().workspace_bytes(kernel, KERNEL_DTYPES[dtype], steps, batch, input_size, hidden_size, threads)
+    nbytes = C().workspace_bytes(kernel, KERNEL_DTYPES[dtype], steps, batch, input_size, hidden_size, threads,
+                                 proj_size)
     # Never a 0-byte buffer: its data pointer may be null.
     nbytes = max(int(nbytes), 1)
     buffer = getattr(_workspaces, "buffer", None)

@@ -125,11 +125,6 @@ def _expected_input(module, batched: bool) -> str:
 def check_layer_input(module, input: object) -> bool:
     """Checks a layer's input; returns whether it is batched (3-D)."""
     where = module._get_name()
-    if isinstance(input, PackedSequence):
-        raise NotImplementedError(
-            f"fastgates.{module.mode}: PackedSequence input is not supported yet (packed "
-            f"sequences come later); pass a padded tensor, or use torch.nn.{module.mode}."
-        )
     require_tensor(where, "input", input)
     if input.dim() not in (2, 3):
         raise ValueError(
@@ -138,20 +133,7 @@ def check_layer_input(module, input: object) -> bool:
             "batch_first=True, or (L, H_in) unbatched)."
         )
     batched = input.dim() == 3
-    weight = module.weight_ih_l0
-    if input.dtype != weight.dtype:
-        raise ValueError(
-            f"RNN input dtype ({input.dtype}) does not match weight dtype ({weight.dtype}). "
-            f"Convert input: input.to({weight.dtype}), or convert model: model.to({input.dtype})"
-        )
-    check_supported_dtype(where, "input", input)
-    check_same_device(where, "input", input, "the parameters", weight)
-    check_supported_device(where, "input", input)
-    for name in module._flat_weights_names[1:]:  # e.g. after assigning one parameter anew
-        param = getattr(module, name)
-        require_tensor(where, name, param)
-        check_same_dtype(where, name, param, "weight_ih_l0", weight)
-        check_same_device(where, name, param, "weight_ih_l0", weight)
+    _check_input_and_parameters(module, where, input)
     if input.size(-1) != module.input_size:
         raise RuntimeError(
             f"input.size(-1) must be equal to input_size. Expected {module.input_size}, got "
@@ -166,6 +148,64 @@ def check_layer_input(module, input: object) -> bool:
             f"{_expected_input(module, batched)} with L >= 1)."
         )
     return batched
+
+
+def _check_input_and_parameters(module, where: str, input: Tensor, dtype_error=ValueError) -> None:
+    """dtype and device of the input (or a PackedSequence's data) and of every parameter.
+    ``dtype_error``: the exception type torch.nn raises for a dtype mismatch of this input."""
+    weight = module.weight_ih_l0
+    if input.dtype != weight.dtype:
+        raise dtype_error(
+            f"RNN input dtype ({input.dtype}) does not match weight dtype ({weight.dtype}). "
+            f"Convert input: input.to({weight.dtype}), or convert model: model.to({input.dtype})"
+        )
+    check_supported_dtype(where, "input", input)
+    check_same_device(where, "input", input, "the parameters", weight)
+    check_supported_device(where, "input", input)
+    for name in module._flat_weights_names[1:]:  # e.g. after assigning one parameter anew
+        param = getattr(module, name)
+        require_tensor(where, name, param)
+        check_same_dtype(where, name, param, "weight_ih_l0", weight)
+        check_same_device(where, name, param, "weight_ih_l0", weight)
+
+
+def check_packed_input(module, input: PackedSequence) -> None:
+    """Checks a PackedSequence input: data (N, H_in) and CPU int64 batch_sizes that are
+    non-increasing and at least 1 (as pack_padded_sequence makes them)."""
+    where = module._get_name()
+    data, batch_sizes = input.data, input.batch_sizes
+    require_tensor(where, "input.data", data)
+    if data.dim() != 2:
+        raise RuntimeError(
+            f"input must have 2 dimensions, got {data.dim()} ({where}: the data of a "
+            f"PackedSequence has shape {_shape(data)}, expected (N, {module.input_size}))"
+        )
+    # torch.nn.GRU checks the dtype of packed input (ValueError); torch.nn.LSTM does not, and
+    # fails in its first matmul with a RuntimeError.
+    _check_input_and_parameters(module, where, data,
+                                dtype_error=RuntimeError if module.mode == "LSTM" else ValueError)
+    if data.size(-1) != module.input_size:
+        raise RuntimeError(
+            f"input.size(-1) must be equal to input_size. Expected {module.input_size}, got "
+            f"{data.size(-1)} ({where}: PackedSequence data of shape {_shape(data)})."
+        )
+    require_tensor(where, "input.batch_sizes", batch_sizes)
+    if (batch_sizes.dim() != 1 or batch_sizes.dtype != torch.int64 or batch_sizes.device.type != "cpu"
+            or batch_sizes.numel() == 0):
+        raise ValueError(
+            f"{where}: the PackedSequence's batch_sizes must be a non-empty 1-D int64 CPU tensor, "
+            f"got shape {_shape(batch_sizes)}, dtype {batch_sizes.dtype}, device {batch_sizes.device}"
+        )
+    if bool((batch_sizes < 1).any()) or bool((batch_sizes[1:] > batch_sizes[:-1]).any()):
+        raise ValueError(
+            f"{where}: the PackedSequence's batch_sizes must be at least 1 and non-increasing "
+            f"(as torch.nn.utils.rnn.pack_padded_sequence makes them), got {batch_sizes.tolist()}"
+        )
+    if int(batch_sizes.sum()) != data.size(0):
+        raise ValueError(
+            f"{where}: the PackedSequence's batch_sizes add up to {int(batch_sizes.sum())} rows, "
+            f"but its data has shape {_shape(data)}"
+        )
 
 
 def _state_layers(module) -> int:
@@ -218,8 +258,7 @@ def check_lstm_hx(module, hx: object, input: Tensor, batched: bool, batch: int) 
             f"For unbatched 2-D input, hx and cx should also be 2-D but got ({dims[0]}-D, "
             f"{dims[1]}-D) tensors"
         )
-    size = module.hidden_size
-    for i, label in enumerate(("h_0", "c_0")):
+    for i, (label, size) in enumerate(zip(("h_0", "c_0"), module._state_sizes(), strict=True)):
         _check_state(where, f"hx[{i}]", label, hx[i], input, batched, _state_layers(module),
                      batch, size, f"Expected hidden[{i}] size")
 

@@ -58,20 +58,10 @@ def _convertible() -> dict[type, type]:
     }
 
 
-def _unsupported_reason(module: Module) -> str | None:
-    if type(module) is torch.nn.LSTM and module.proj_size > 0:
-        return (
-            f"proj_size={module.proj_size} (LSTM projections) is not supported by fastgates yet"
-        )
-    return None
-
-
 def from_torch(module: Module) -> Module:
     """The fastgates equivalent of a ``torch.nn.LSTM``, ``GRU``, ``LSTMCell`` or ``GRUCell``:
-    same constructor arguments, a copy of its weights, same device, dtype and training mode.
-
-    Raises ``NotImplementedError`` for configurations fastgates cannot run yet (an LSTM with
-    ``proj_size > 0``) and ``TypeError`` for any other module type (subclasses included)."""
+    same constructor arguments (proj_size too), a copy of its weights, same device, dtype and
+    training mode. Raises ``TypeError`` for any other module type (subclasses included)."""
     target_cls = _convertible().get(type(module))
     if target_cls is None:
         raise TypeError(
@@ -79,18 +69,15 @@ def from_torch(module: Module) -> Module:
             f"torch.nn.GRUCell (not a subclass), got {type(module).__module__}."
             f"{type(module).__qualname__}"
         )
-    reason = _unsupported_reason(module)
-    if reason is not None:
-        raise NotImplementedError(
-            f"fastgates.from_torch: cannot convert {module!r}: {reason}; keep using torch.nn "
-            "for it."
-        )
     if isinstance(module, torch.nn.RNNBase):
+        # fastgates.GRU, like torch.nn.GRU, takes no proj_size argument.
+        projection = {"proj_size": module.proj_size} if module.proj_size > 0 else {}
+
         def build(**factory):
             return target_cls(
                 module.input_size, module.hidden_size, num_layers=module.num_layers,
                 bias=module.bias, batch_first=module.batch_first, dropout=module.dropout,
-                bidirectional=module.bidirectional, **factory,
+                bidirectional=module.bidirectional, **projection, **factory,
             )
     else:
         def build(**factory):
@@ -102,46 +89,34 @@ def convert(model: Module) -> Module:
     """Swaps every ``torch.nn.LSTM`` / ``GRU`` / ``LSTMCell`` / ``GRUCell`` in ``model``
     (recursively) for its fastgates equivalent (see ``from_torch``), in place, and returns
     ``model``; if ``model`` itself is one of them, returns the new module instead. A module
-    shared at several places is converted once. Modules fastgates cannot run yet (an LSTM with
-    ``proj_size > 0``) stay as they are, with a warning naming them."""
+    shared at several places is converted once."""
     converted: dict[int, Module] = {}
-    skipped: list[str] = []
     classes = _convertible()
 
-    def swap(module: Module, path: str) -> Module:
+    def swap(module: Module) -> Module:
         if type(module) not in classes:
             return module
         key = id(module)
         if key in converted:
             return converted[key]
-        reason = _unsupported_reason(module)
-        if reason is not None:
-            skipped.append(
-                f"fastgates.convert: left {path or 'the model'} ({module!r}) as it is: {reason}"
-            )
-            new = module
-        else:
-            new = from_torch(module)
+        new = from_torch(module)
         converted[key] = new
         return new
 
-    def walk(parent: Module, prefix: str, seen: set[int]) -> None:
+    def walk(parent: Module, seen: set[int]) -> None:
         if id(parent) in seen:
             return
         seen.add(id(parent))
         for name, child in list(parent._modules.items()):
             if child is None:
                 continue
-            path = f"{prefix}.{name}" if prefix else name
-            new = swap(child, path)
+            new = swap(child)
             if new is not child:
                 parent._modules[name] = new
             else:
-                walk(child, path, seen)
+                walk(child, seen)
 
-    top = swap(model, "")
+    top = swap(model)
     if top is model:
-        walk(model, "", set())
-    for message in skipped:
-        warnings.warn(message, stacklevel=2)
+        walk(model, set())
     return top

@@ -17,6 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Module, Parameter, init
+from torch.nn.utils.rnn import PackedSequence
+
+from .._validation import check_layer_input, check_packed_input
 
 
 class RNNLayerBase(Module):
@@ -115,30 +118,27 @@ class RNNLayerBase(Module):
         if proj_size >= hidden_size:
             raise ValueError("proj_size has to be smaller than hidden_size")
 
-        # What torch.nn accepts but fastgates does not implement yet.
-        name = f"fastgates.{mode}"
         if not isinstance(num_layers, int):
             raise TypeError(f"num_layers should be of type int, got: {type(num_layers).__name__}")
-        if proj_size > 0:
-            raise NotImplementedError(
-                f"{name}: proj_size={proj_size} (LSTM projections) is not supported yet; only "
-                "proj_size=0 is. Use torch.nn.LSTM for projections."
-            )
 
         # torch.nn's parameters: per layer, per direction, in this order and with these names.
         num_directions = 2 if bidirectional else 1
         gate_size = gates * hidden_size
+        real_hidden_size = proj_size if proj_size > 0 else hidden_size
         self._flat_weights_names = []
         self._all_weights = []
         for layer in range(num_layers):
-            layer_input_size = input_size if layer == 0 else hidden_size * num_directions
+            layer_input_size = input_size if layer == 0 else real_hidden_size * num_directions
             for direction in range(num_directions):
                 suffix = "_reverse" if direction == 1 else ""
-                shapes = [(gate_size, layer_input_size), (gate_size, hidden_size)]
+                shapes = [(gate_size, layer_input_size), (gate_size, real_hidden_size)]
                 param_names = ["weight_ih_l{}{}", "weight_hh_l{}{}"]
                 if bias:
                     shapes += [(gate_size,), (gate_size,)]
                     param_names += ["bias_ih_l{}{}", "bias_hh_l{}{}"]
+                if proj_size > 0:
+                    shapes += [(proj_size, hidden_size)]
+                    param_names += ["weight_hr_l{}{}"]
                 param_names = [n.format(layer, suffix) for n in param_names]
                 for pname, shape in zip(param_names, shapes, strict=True):
                     setattr(self, pname, Parameter(torch.empty(shape, **factory_kwargs)))
@@ -170,12 +170,14 @@ class RNNLayerBase(Module):
         from ..convert import _copy_into
 
         cls = getattr(torch.nn, self.mode)
+        # torch.nn.GRU rejects a proj_size argument, even 0.
+        projection = {"proj_size": self.proj_size} if self.proj_size > 0 else {}
 
         def build(**factory):
             return cls(
                 self.input_size, self.hidden_size, num_layers=self.num_layers, bias=self.bias,
                 batch_first=self.batch_first, dropout=self.dropout,
-                bidirectional=self.bidirectional, **factory,
+                bidirectional=self.bidirectional, **projection, **factory,
             )
 
         return _copy_into(self, build)
@@ -200,28 +202,33 @@ class RNNLayerBase(Module):
     def _num_directions(self) -> int:
         return 2 if self.bidirectional else 1
 
-    def _direction_weights(self, index: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-        """(w_ih, w_hh, b_ih, b_hh) of layer ``index // D``, direction ``index % D``; biases are
-        None with bias=False (then, as in torch.nn, the attributes do not exist)."""
-        params = [getattr(self, name) for name in self._all_weights[index]]
-        if not self.bias:
-            params += [None, None]
-        return tuple(params)
+    def _direction_weights(self, index: int) -> tuple[Tensor | None, ...]:
+        """(w_ih, w_hh, b_ih, b_hh, w_hr) of layer ``index // D``, direction ``index % D``;
+        biases are None with bias=False and w_hr without a projection (then, as in torch.nn,
+        those attributes do not exist)."""
+        params = {name.split("_l")[0]: getattr(self, name) for name in self._all_weights[index]}
+        return tuple(params.get(kind) for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr"))
 
-    def _initial_states(self, x: Tensor, hx: Sequence[Tensor] | None, count: int,
+    def _state_sizes(self) -> tuple[int, ...]:
+        """Feature sizes of the states: (h,) for a GRU; (h, c) for an LSTM, h being proj_size
+        with a projection."""
+        if self.mode == "GRU":
+            return (self.hidden_size,)
+        return (self.proj_size if self.proj_size > 0 else self.hidden_size, self.hidden_size)
+
+    def _initial_states(self, x: Tensor, hx: Sequence[Tensor] | None, batch: int,
                         batched: bool) -> list[tuple[Tensor, ...]]:
-        """Per (layer, direction), its ``count`` initial states as [B, H] tensors (views of hx,
-        whose tensors are (L*D, B, H), or (L*D, H) unbatched; zeros without hx)."""
+        """Per (layer, direction), its initial states as [B, ·] tensors (views of hx, whose
+        tensors are (L*D, B, ·), or (L*D, ·) unbatched; zeros without hx)."""
         n = self.num_layers * self._num_directions
         if hx is None:
-            zeros = x.new_zeros((x.size(1), self.hidden_size))
-            return [(zeros,) * count] * n
+            return [tuple(x.new_zeros((batch, size)) for size in self._state_sizes())] * n
         if batched:
             return [tuple(t[i] for t in hx) for i in range(n)]
         return [tuple(t[i : i + 1] for t in hx) for i in range(n)]  # B = 1
 
     def _final_states(self, finals: list[tuple[Tensor, ...]], batched: bool) -> tuple[Tensor, ...]:
-        """Per (layer, direction) [B, H] final states -> (L*D, B, H) (or (L*D, H) unbatched)
+        """Per (layer, direction) [B, ·] final states -> (L*D, B, ·) (or (L*D, ·) unbatched)
         per state, layer-major, then direction, as torch.nn orders them."""
         out = []
         for states in zip(*finals, strict=True):
@@ -233,13 +240,15 @@ class RNNLayerBase(Module):
                 out.append(torch.stack(states, 0))
         return tuple(out)
 
-    def _run_layers(self, x: Tensor, initial: list[tuple[Tensor, ...]],
-                    run: Callable) -> tuple[Tensor, list[tuple[Tensor, ...]]]:
-        """All layers and directions over x [T, B, I]: one call of ``run`` (a whole-sequence
-        functional op: ``run(x, w_ih, w_hh, b_ih, b_hh, *states) -> (y, final states)``) per
-        layer and direction. The reverse direction runs on the time-reversed sequence; a layer's
-        output is [forward, reverse] along the features; dropout (training only) on the output
-        of every layer but the last, as in torch.nn. Returns (y [T, B, D*H], finals)."""
+    def _run_layers(self, x: Tensor, initial: list[tuple[Tensor, ...]], run: Callable,
+                    batch_sizes: Tensor | None) -> tuple[Tensor, list[tuple[Tensor, ...]]]:
+        """All layers and directions over x ([T, B, I] padded, or [N, I] packed with
+        ``batch_sizes``): one call of ``run`` (a whole-sequence functional op:
+        ``run(x, weights, states, batch_sizes, reverse) -> (y, final states)``) per layer and
+        direction; the kernels run the reverse direction backwards in time (within each
+        sequence when packed). A layer's output is [forward, reverse] along the features;
+        dropout (training only) on the output of every layer but the last, as in torch.nn.
+        Returns (y, finals)."""
         directions = self._num_directions
         finals = []
         for layer in range(self.num_layers):
@@ -248,16 +257,43 @@ class RNNLayerBase(Module):
             outputs = []
             for direction in range(directions):
                 index = layer * directions + direction
-                weights = self._direction_weights(index)
-                if direction == 0:
-                    y, final = run(x, *weights, *initial[index])
-                else:
-                    y, final = run(torch.flip(x, (0,)), *weights, *initial[index])
-                    y = torch.flip(y, (0,))
+                y, final = run(x, self._direction_weights(index), initial[index], batch_sizes, direction == 1)
                 outputs.append(y)
                 finals.append(final)
-            x = outputs[0] if directions == 1 else torch.cat(outputs, 2)
+            x = outputs[0] if directions == 1 else torch.cat(outputs, -1)
         return x, finals
+
+    def _forward_tensor(self, input: Tensor, hx: Sequence[Tensor] | None, run: Callable,
+                        check_hx: Callable) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """forward() for a padded (or unbatched) tensor input, ``hx`` as a sequence of states."""
+        batched = check_layer_input(self, input)
+        x = self._sequence_first(input, batched)
+        if hx is not None:
+            check_hx(self, hx, input, batched, x.size(1))
+            hx = tuple(hx) if isinstance(hx, (tuple, list)) else (hx,)
+        initial = self._initial_states(x, hx, x.size(1), batched)
+        y, finals = self._run_layers(x, initial, run, None)
+        return self._output_layout(y, batched), self._final_states(finals, batched)
+
+    def _forward_packed(self, input: PackedSequence, hx: Sequence[Tensor] | None, run: Callable,
+                        check_hx: Callable) -> tuple[PackedSequence, tuple[Tensor, ...]]:
+        """forward() for a PackedSequence: the kernels run on the packed rows (no padding), and,
+        as in torch.nn, hx is taken in the caller's batch order and the final states are
+        returned in it."""
+        check_packed_input(self, input)
+        x, batch_sizes, sorted_indices, unsorted_indices = input
+        batch = int(batch_sizes[0])
+        if hx is not None:
+            check_hx(self, hx, x, True, batch)
+            hx = tuple(hx) if isinstance(hx, (tuple, list)) else (hx,)
+            if sorted_indices is not None:
+                hx = tuple(t.index_select(1, sorted_indices) for t in hx)
+        initial = self._initial_states(x, hx, batch, True)
+        y, finals = self._run_layers(x, initial, run, batch_sizes)
+        states = self._final_states(finals, True)
+        if unsorted_indices is not None:
+            states = tuple(t.index_select(1, unsorted_indices) for t in states)
+        return PackedSequence(y, batch_sizes, sorted_indices, unsorted_indices), states
 
     def _sequence_first(self, input: Tensor, batched: bool) -> Tensor:
         """input as [T, B, I] (a view)."""

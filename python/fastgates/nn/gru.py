@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from torch import Tensor
+from torch.nn.utils.rnn import PackedSequence
 
-from .._validation import check_gru_hx, check_layer_input
+from .._validation import check_gru_hx
 from ..ops.functional import _gru
 from ._base import RNNLayerBase
 
@@ -18,9 +19,9 @@ class GRU(RNNLayerBase):
     ``torch.nn.GRU``, so state dicts load both ways. ``num_layers``, ``bidirectional`` and
     ``dropout`` (between layers, in training mode only, drawn with
     ``torch.nn.functional.dropout``) work as in torch.nn: one fused kernel call per layer and
-    direction, the reverse direction on the time-reversed sequence. Implemented so far:
-    float32 / float64 on CPU, padded (not packed) sequences; ``PackedSequence`` input raises
-    ``NotImplementedError``.
+    direction. Input may be a padded tensor or a ``PackedSequence``; packed sequences run in
+    the kernels in packed layout (no work on padding; the reverse direction runs within each
+    sequence). float32 / float64 on the CPU.
 
     Args:
         input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
@@ -57,18 +58,17 @@ class GRU(RNNLayerBase):
             bidirectional, 0, device, dtype,
         )
 
-    def forward(self, input: Tensor, hx: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        batched = check_layer_input(self, input)
-        x = self._sequence_first(input, batched)
-        if hx is not None:
-            check_gru_hx(self, hx, input, batched, x.size(1))
-        initial = self._initial_states(x, None if hx is None else (hx,), 1, batched)
-        y, finals = self._run_layers(x, initial, _gru_step)
-        (h_n,) = self._final_states(finals, batched)
-        return self._output_layout(y, batched), h_n
+    def forward(self, input: Tensor | PackedSequence,
+                hx: Tensor | None = None) -> tuple[Tensor | PackedSequence, Tensor]:
+        if isinstance(input, PackedSequence):
+            output, (h_n,) = self._forward_packed(input, hx, _run_gru, check_gru_hx)
+        else:
+            output, (h_n,) = self._forward_tensor(input, hx, _run_gru, check_gru_hx)
+        return output, h_n
 
 
-def _gru_step(x, w_ih, w_hh, b_ih, b_hh, h0):
+def _run_gru(x, weights, states, batch_sizes, reverse):
     """One layer and direction over the whole sequence: (y, (h_n,))."""
-    y, h_n = _gru(x, w_ih, w_hh, b_ih, b_hh, h0)
+    w_ih, w_hh, b_ih, b_hh, _ = weights
+    y, h_n = _gru(x, w_ih, w_hh, b_ih, b_hh, *states, batch_sizes, reverse)
     return y, (h_n,)

@@ -19,25 +19,61 @@ def combined_bias(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
     return (b_ih + b_hh).contiguous()
 
 
+def sequence_shape(x: Tensor, width: int) -> tuple[int, ...]:
+    """Shape of a sequence array with ``width`` features laid out like x: [T, B, width] when x
+    is padded [T, B, I], [N, width] when x is packed [N, I]."""
+    return (*x.shape[:-1], width)
+
+
+def steps(x: Tensor, batch_sizes: Tensor | None) -> int:
+    """T of a padded [T, B, I] or packed [N, I] sequence."""
+    return x.shape[0] if batch_sizes is None else batch_sizes.numel()
+
+
 def input_side_grads(dgates_x: Tensor, x: Tensor, w_ih: Tensor, need_x: bool, need_w_ih: bool,
                      need_b: bool) -> tuple[Tensor, Tensor, Tensor]:
     """(dx, dW_ih, db) from the gradient of the input projection x W_ihᵀ + b, as large GEMMs;
-    0-sized where not needed."""
-    steps, batch, input_size = x.shape
-    d2d = dgates_x.view(steps * batch, dgates_x.shape[2])
-    dx = torch.mm(d2d, w_ih).view(steps, batch, input_size) if need_x else x.new_empty(EMPTY)
-    dw_ih = torch.mm(d2d.t(), x.reshape(steps * batch, input_size)) if need_w_ih else x.new_empty(EMPTY)
+    0-sized where not needed. x is padded [T, B, I] or packed [N, I]."""
+    input_size = x.shape[-1]
+    d2d = dgates_x.reshape(-1, dgates_x.shape[-1])
+    dx = torch.mm(d2d, w_ih).view(x.shape) if need_x else x.new_empty(EMPTY)
+    dw_ih = torch.mm(d2d.t(), x.reshape(-1, input_size)) if need_w_ih else x.new_empty(EMPTY)
     db = d2d.sum(0) if need_b else x.new_empty(EMPTY)
     return dx, dw_ih, db
 
 
-def recurrent_weight_grad(dgates: Tensor, h0: Tensor, y: Tensor) -> Tensor:
-    """dW_hh = Σ_t dgates_tᵀ h_{t-1} with h_{-1} = h0, without concatenating h0 and y[:-1]."""
-    steps, batch, gate_width = dgates.shape
+def previous_rows(batch_sizes: Tensor, reverse: bool) -> Tensor:
+    """For each row of a packed sequence, the row of ``cat([h0, y])`` that holds its h_{t-1}:
+    the same batch row of the step before (in the direction of travel) when that step has it,
+    else its initial state."""
+    steps = batch_sizes.numel()
+    batch = int(batch_sizes[0])
+    offsets = torch.cumsum(batch_sizes, 0) - batch_sizes
+    step = torch.repeat_interleave(torch.arange(steps), batch_sizes)
+    row = torch.arange(step.numel()) - offsets[step]
+    before = step + 1 if reverse else step - 1
+    clamped = before.clamp(0, steps - 1)
+    continues = (before >= 0) & (before < steps) & (batch_sizes[clamped] > row)
+    return torch.where(continues, batch + offsets[clamped] + row, row)
+
+
+def recurrent_weight_grad(dgates: Tensor, h0: Tensor, y: Tensor, batch_sizes: Tensor | None,
+                          reverse: bool) -> Tensor:
+    """dW_hh = Σ_t dgates_tᵀ h_{t-1}, h_{t-1} the state each row continued (h0 where a
+    sequence starts), for padded [T, B, ·] or packed [N, ·] sequences, either direction."""
+    gate_width = dgates.shape[-1]
     hidden = h0.shape[1]
-    dw = torch.mm(dgates[0].t(), h0) if steps > 0 else h0.new_zeros((gate_width, hidden))
+    if batch_sizes is not None:
+        h_prev = torch.cat([h0, y], 0).index_select(0, previous_rows(batch_sizes, reverse).to(h0.device))
+        return torch.mm(dgates.t(), h_prev)
+    steps = dgates.shape[0]
+    if steps == 0:
+        return h0.new_zeros((gate_width, hidden))
+    # Padded: without concatenating h0 and y. Step `first` starts from h0.
+    first, rest, before = (steps - 1, dgates[:-1], y[1:]) if reverse else (0, dgates[1:], y[:-1])
+    dw = torch.mm(dgates[first].t(), h0)
     if steps > 1:
-        dw = torch.addmm(dw, dgates[1:].reshape(-1, gate_width).t(), y[:-1].reshape(-1, hidden))
+        dw = torch.addmm(dw, rest.reshape(-1, gate_width).t(), before.reshape(-1, hidden))
     return dw
 
 

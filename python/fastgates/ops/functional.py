@@ -45,15 +45,18 @@ def gru(
     return _gru(x, w_ih, w_hh, b_ih, b_hh, h0)
 
 
-def _lstm(x, w_ih, w_hh, b_ih, b_hh, h0, c0):
-    """``lstm`` without the checks, for callers that have checked already (the layers)."""
-    save = _grad_needed(x, w_ih, w_hh, b_ih, b_hh, h0, c0)
-    y, h_n, c_n, _, _ = lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0, save)
+def _lstm(x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr=None, batch_sizes=None, reverse=False):
+    """``lstm`` without the checks, for callers that have checked already (the layers); also
+    takes a projection ``w_hr`` [P, H], packed x [N, I] with ``batch_sizes``, and ``reverse``
+    (see ops/lstm.py)."""
+    save = _grad_needed(x, w_ih, w_hh, b_ih, b_hh, w_hr, h0, c0)
+    y, h_n, c_n, _, _, _ = lstm_forward(x, w_ih, w_hh, b_ih, b_hh, w_hr, h0, c0, batch_sizes, reverse, save)
     return y, (h_n, c_n)
 
 
-def _gru(x, w_ih, w_hh, b_ih, b_hh, h0):
-    """``gru`` without the checks, for callers that have checked already (the layers)."""
+def _gru(x, w_ih, w_hh, b_ih, b_hh, h0, batch_sizes=None, reverse=False):
+    """``gru`` without the checks, for callers that have checked already (the layers); also
+    takes packed x [N, I] with ``batch_sizes``, and ``reverse`` (see ops/gru.py)."""
     save = _grad_needed(x, w_ih, w_hh, b_ih, b_hh, h0)
-    y, h_n, _ = gru_forward(x, w_ih, w_hh, b_ih, b_hh, h0, save)
+    y, h_n, _ = gru_forward(x, w_ih, w_hh, b_ih, b_hh, h0, batch_sizes, reverse, save)
     return y, h_n

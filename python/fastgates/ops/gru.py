@@ -1,8 +1,10 @@
 """The GRU custom ops ``fastgates::gru_forward`` and ``fastgates::gru_backward``.
 
-Shapes: x [T, B, I], w_ih [3H, I], w_hh [3H, H], b_ih / b_hh [3H] or None, h0 [B, H]
-(torch.nn layout; gate order r, z, n; n = tanh(x W_inᵀ + b_in + r ⊙ (h W_hnᵀ + b_hn))).
-The input projection and every weight / input gradient are large torch GEMMs; the kernels in
+Shapes (torch.nn layout; gate order r, z, n; n = tanh(x W_inᵀ + b_in + r ⊙ (h W_hnᵀ + b_hn))):
+x [T, B, I] padded, or [N, I] packed with ``batch_sizes`` (torch's PackedSequence.batch_sizes,
+on the CPU); w_ih [3H, I], w_hh [3H, H], b_ih / b_hh [3H] or None, h0 [B, H]. ``reverse`` runs
+the sequence backwards (within each sequence when packed). The input projection runs inside
+the forward kernel; every weight / input gradient is a large torch GEMM; the kernels in
 ``fastgates._C`` run the sequential part.
 """
 
@@ -21,6 +23,8 @@ from ._common import (
     is_empty,
     no_saved_tensors_error,
     recurrent_weight_grad,
+    sequence_shape,
+    steps as _steps,
 )
 
 GATES = 3
@@ -35,15 +39,17 @@ def gru_forward(
     b_ih: Tensor | None,
     b_hh: Tensor | None,
     h0: Tensor,
+    batch_sizes: Tensor | None,
+    reverse: bool,
     save_for_backward: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Returns (y [T,B,H], h_n [B,H], saved [T,B,4H]); saved is 0-sized unless asked for."""
-    steps, batch, input_size = x.shape
-    hidden = w_hh.shape[1]
-    y = x.new_empty((steps, batch, hidden))
+    """Returns (y [·, H], h_n [B, H], saved [·, 4H]), "·" being x's leading dimensions; saved
+    is 0-sized unless asked for."""
+    batch, hidden = h0.shape[0], w_hh.shape[1]
+    y = x.new_empty(sequence_shape(x, hidden))
     h_n = x.new_empty((batch, hidden))
-    saved = x.new_empty((steps, batch, SAVED_PER_UNIT * hidden) if save_for_backward else EMPTY)
-    if is_empty(steps, batch, hidden):
+    saved = x.new_empty(sequence_shape(x, SAVED_PER_UNIT * hidden) if save_for_backward else EMPTY)
+    if is_empty(*x.shape[:-1], batch, hidden):
         h_n.copy_(h0)
         return y, h_n, saved
     threads = _backend.num_threads()
@@ -54,24 +60,26 @@ def gru_forward(
         w_hh.contiguous(),
         None if b_hh is None else b_hh.contiguous(),
         h0.contiguous(),
-        x.new_empty((steps, batch, GATES * hidden)),
+        batch_sizes,
+        reverse,
+        x.new_empty(sequence_shape(x, GATES * hidden)),
         y,
         h_n,
         saved if save_for_backward else None,
-        _backend.workspace("gru_forward", x.dtype, steps, batch, input_size, hidden, threads),
+        _backend.workspace("gru_forward", x.dtype, _steps(x, batch_sizes), batch, x.shape[-1], hidden,
+                           threads),
         threads,
     )
     return y, h_n, saved
 
 
 @gru_forward.register_fake
-def _(x, w_ih, w_hh, b_ih, b_hh, h0, save_for_backward):
-    steps, batch, _ = x.shape
-    hidden = w_hh.shape[1]
+def _(x, w_ih, w_hh, b_ih, b_hh, h0, batch_sizes, reverse, save_for_backward):
+    batch, hidden = h0.shape[0], w_hh.shape[1]
     return (
-        x.new_empty((steps, batch, hidden)),
+        x.new_empty(sequence_shape(x, hidden)),
         x.new_empty((batch, hidden)),
-        x.new_empty((steps, batch, SAVED_PER_UNIT * hidden) if save_for_backward else EMPTY),
+        x.new_empty(sequence_shape(x, SAVED_PER_UNIT * hidden) if save_for_backward else EMPTY),
     )
 
 
@@ -83,6 +91,8 @@ def gru_backward(
     h0: Tensor,
     y: Tensor,
     saved: Tensor,
+    batch_sizes: Tensor | None,
+    reverse: bool,
     dy: Tensor,
     dh_n: Tensor,
     grad_mask: list[bool],
@@ -93,12 +103,11 @@ def gru_backward(
     """
     check_grad_mask(grad_mask, 5, "fastgates::gru_backward")
     need_x, need_w_ih, need_w_hh, need_b_ih, need_b_hh = grad_mask
-    steps, batch, input_size = x.shape
-    hidden = w_hh.shape[1]
-    dgates_x = x.new_empty((steps, batch, GATES * hidden))
-    dgates_h = x.new_empty((steps, batch, GATES * hidden))
+    batch, hidden = h0.shape[0], w_hh.shape[1]
+    dgates_x = x.new_empty(sequence_shape(x, GATES * hidden))
+    dgates_h = x.new_empty(sequence_shape(x, GATES * hidden))
     dh0 = x.new_empty((batch, hidden))
-    if is_empty(steps, batch, hidden):
+    if is_empty(*x.shape[:-1], batch, hidden):
         dgates_x.zero_()
         dgates_h.zero_()
         dh0.copy_(dh_n)
@@ -109,28 +118,30 @@ def gru_backward(
             saved.contiguous(),
             h0.contiguous(),
             y.contiguous(),
+            batch_sizes,
+            reverse,
             dy.contiguous(),
             dh_n.contiguous(),
             dgates_x,
             dgates_h,
             dh0,
-            _backend.workspace("gru_backward", x.dtype, steps, batch, 0, hidden, threads),
+            _backend.workspace("gru_backward", x.dtype, _steps(x, batch_sizes), batch, 0, hidden, threads),
             threads,
         )
     dx, dw_ih, db_ih = input_side_grads(dgates_x, x, w_ih, need_x, need_w_ih, need_b_ih)
-    dw_hh = recurrent_weight_grad(dgates_h, h0, y) if need_w_hh else x.new_empty(EMPTY)
-    db_hh = dgates_h.view(steps * batch, GATES * hidden).sum(0) if need_b_hh else x.new_empty(EMPTY)
+    dw_hh = recurrent_weight_grad(dgates_h, h0, y, batch_sizes, reverse) if need_w_hh else x.new_empty(EMPTY)
+    db_hh = dgates_h.reshape(-1, GATES * hidden).sum(0) if need_b_hh else x.new_empty(EMPTY)
     return dx, dw_ih, dw_hh, db_ih, db_hh, dh0
 
 
 @gru_backward.register_fake
-def _(x, w_ih, w_hh, h0, y, saved, dy, dh_n, grad_mask):
+def _(x, w_ih, w_hh, h0, y, saved, batch_sizes, reverse, dy, dh_n, grad_mask):
     check_grad_mask(grad_mask, 5, "fastgates::gru_backward")
     need_x, need_w_ih, need_w_hh, need_b_ih, need_b_hh = grad_mask
-    steps, batch, input_size = x.shape
-    hidden = w_hh.shape[1]
+    batch, hidden = h0.shape[0], w_hh.shape[1]
+    input_size = x.shape[-1]
     return (
-        x.new_empty((steps, batch, input_size) if need_x else EMPTY),
+        x.new_empty(x.shape if need_x else EMPTY),
         x.new_empty((GATES * hidden, input_size) if need_w_ih else EMPTY),
         x.new_empty((GATES * hidden, hidden) if need_w_hh else EMPTY),
         x.new_empty((GATES * hidden,) if need_b_ih else EMPTY),
@@ -140,20 +151,21 @@ def _(x, w_ih, w_hh, h0, y, saved, dy, dh_n, grad_mask):
 
 
 def _setup_context(ctx, inputs, output):
-    x, w_ih, w_hh, b_ih, b_hh, h0, save_for_backward = inputs
+    x, w_ih, w_hh, b_ih, b_hh, h0, batch_sizes, reverse, save_for_backward = inputs
     y, _h_n, saved = output
     ctx.mark_non_differentiable(saved)
     ctx.has_saved = save_for_backward
-    ctx.save_for_backward(x, w_ih, w_hh, h0, y, saved)
+    ctx.reverse = reverse
+    ctx.save_for_backward(x, w_ih, w_hh, h0, y, saved, batch_sizes)
 
 
 def _backward(ctx, dy, dh_n, _dsaved):
     if not ctx.has_saved:
         raise no_saved_tensors_error("fastgates::gru_forward")
-    x, w_ih, w_hh, h0, y, saved = ctx.saved_tensors
-    need_x, need_w_ih, need_w_hh, need_b_ih, need_b_hh, need_h0, _ = ctx.needs_input_grad
+    x, w_ih, w_hh, h0, y, saved, batch_sizes = ctx.saved_tensors
+    need_x, need_w_ih, need_w_hh, need_b_ih, need_b_hh, need_h0, *_ = ctx.needs_input_grad
     dx, dw_ih, dw_hh, db_ih, db_hh, dh0 = gru_backward(
-        x, w_ih, w_hh, h0, y, saved,
+        x, w_ih, w_hh, h0, y, saved, batch_sizes, ctx.reverse,
         grad_or_zeros(dy, y),
         grad_or_zeros(dh_n, h0),
         [need_x, need_w_ih, need_w_hh, need_b_ih, need_b_hh],
@@ -165,6 +177,8 @@ def _backward(ctx, dy, dh_n, _dsaved):
         db_ih if need_b_ih else None,
         db_hh if need_b_hh else None,
         dh0 if need_h0 else None,
+        None,
+        None,
         None,
     )
 

@@ -1,8 +1,11 @@
 """The LSTM custom ops ``fastgates::lstm_forward`` and ``fastgates::lstm_backward``.
 
-Shapes: x [T, B, I], w_ih [4H, I], w_hh [4H, H], b_ih / b_hh [4H] or None, h0 / c0 [B, H]
-(torch.nn layout; gate order i, f, g, o). The input projection and every weight / input
-gradient are large torch GEMMs; the kernels in ``fastgates._C`` run the sequential part.
+Shapes (torch.nn layout; gate order i, f, g, o): x [T, B, I] padded, or [N, I] packed with
+``batch_sizes`` (torch's PackedSequence.batch_sizes, on the CPU); w_ih [4H, I], w_hh [4H, K],
+b_ih / b_hh [4H] or None, w_hr [P, H] or None (a projection: K = P, else K = H), h0 [B, K],
+c0 [B, H]. ``reverse`` runs the sequence backwards (within each sequence when packed). The
+input projection runs inside the forward kernel; every weight / input gradient is a large
+torch GEMM; the kernels in ``fastgates._C`` run the sequential part.
 """
 
 from __future__ import annotations
@@ -14,16 +17,24 @@ from .. import _backend
 from ._common import (
     EMPTY,
     check_grad_mask,
+    combined_bias,
     forbid_double_backward,
     grad_or_zeros,
-    combined_bias,
     input_side_grads,
     is_empty,
     no_saved_tensors_error,
     recurrent_weight_grad,
+    sequence_shape,
+    steps as _steps,
 )
 
 GATES = 4
+
+
+def _sizes(x: Tensor, w_hh: Tensor, w_hr: Tensor | None, h0: Tensor) -> tuple[int, int, int]:
+    """(batch B, hidden H, recurrent size K)."""
+    hidden = w_hh.shape[0] // GATES
+    return h0.shape[0], hidden, hidden if w_hr is None else w_hr.shape[0]
 
 
 @torch.library.custom_op("fastgates::lstm_forward", mutates_args=(), device_types="cpu")
@@ -33,56 +44,66 @@ def lstm_forward(
     w_hh: Tensor,
     b_ih: Tensor | None,
     b_hh: Tensor | None,
+    w_hr: Tensor | None,
     h0: Tensor,
     c0: Tensor,
+    batch_sizes: Tensor | None,
+    reverse: bool,
     save_for_backward: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Returns (y [T,B,H], h_n [B,H], c_n [B,H], saved_gates [T,B,4H], saved_c [T,B,H]).
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Returns (y [·, K], h_n [B, K], c_n [B, H], saved_gates [·, 4H], saved_c [·, H],
+    saved_m [·, H]), "·" being x's leading dimensions.
 
-    saved_gates / saved_c are what the backward op needs; both are 0-sized when
-    ``save_for_backward`` is False.
+    saved_* are what the backward op needs; all are 0-sized when ``save_for_backward`` is
+    False, and saved_m (the projection's input) is 0-sized without a projection.
     """
-    steps, batch, input_size = x.shape
-    hidden = w_hh.shape[1]
-    y = x.new_empty((steps, batch, hidden))
-    h_n = x.new_empty((batch, hidden))
+    batch, hidden, k = _sizes(x, w_hh, w_hr, h0)
+    projected = w_hr is not None
+    y = x.new_empty(sequence_shape(x, k))
+    h_n = x.new_empty((batch, k))
     c_n = x.new_empty((batch, hidden))
-    saved_gates = x.new_empty((steps, batch, GATES * hidden) if save_for_backward else EMPTY)
-    saved_c = x.new_empty((steps, batch, hidden) if save_for_backward else EMPTY)
-    if is_empty(steps, batch, hidden):
+    saved_gates = x.new_empty(sequence_shape(x, GATES * hidden) if save_for_backward else EMPTY)
+    saved_c = x.new_empty(sequence_shape(x, hidden) if save_for_backward else EMPTY)
+    saved_m = x.new_empty(sequence_shape(x, hidden) if save_for_backward and projected else EMPTY)
+    if is_empty(*x.shape[:-1], batch, hidden):
         h_n.copy_(h0)
         c_n.copy_(c0)
-        return y, h_n, c_n, saved_gates, saved_c
+        return y, h_n, c_n, saved_gates, saved_c, saved_m
     threads = _backend.num_threads()
     _backend.C().lstm_forward(
         x.contiguous(),
         w_ih.contiguous(),
         combined_bias(b_ih, b_hh),
         w_hh.contiguous(),
+        None if w_hr is None else w_hr.contiguous(),
         h0.contiguous(),
         c0.contiguous(),
-        x.new_empty((steps, batch, GATES * hidden)),
+        batch_sizes,
+        reverse,
+        x.new_empty(sequence_shape(x, GATES * hidden)),
         y,
         h_n,
         c_n,
         saved_gates if save_for_backward else None,
         saved_c if save_for_backward else None,
-        _backend.workspace("lstm_forward", x.dtype, steps, batch, input_size, hidden, threads),
+        saved_m if save_for_backward and projected else None,
+        _backend.workspace("lstm_forward", x.dtype, _steps(x, batch_sizes), batch, x.shape[-1],
+                           hidden, threads, 0 if w_hr is None else k),
         threads,
     )
-    return y, h_n, c_n, saved_gates, saved_c
+    return y, h_n, c_n, saved_gates, saved_c, saved_m
 
 
 @lstm_forward.register_fake
-def _(x, w_ih, w_hh, b_ih, b_hh, h0, c0, save_for_backward):
-    steps, batch, _ = x.shape
-    hidden = w_hh.shape[1]
+def _(x, w_ih, w_hh, b_ih, b_hh, w_hr, h0, c0, batch_sizes, reverse, save_for_backward):
+    batch, hidden, k = _sizes(x, w_hh, w_hr, h0)
     return (
-        x.new_empty((steps, batch, hidden)),
+        x.new_empty(sequence_shape(x, k)),
+        x.new_empty((batch, k)),
         x.new_empty((batch, hidden)),
-        x.new_empty((batch, hidden)),
-        x.new_empty((steps, batch, GATES * hidden) if save_for_backward else EMPTY),
-        x.new_empty((steps, batch, hidden) if save_for_backward else EMPTY),
+        x.new_empty(sequence_shape(x, GATES * hidden) if save_for_backward else EMPTY),
+        x.new_empty(sequence_shape(x, hidden) if save_for_backward else EMPTY),
+        x.new_empty(sequence_shape(x, hidden) if save_for_backward and w_hr is not None else EMPTY),
     )
 
 
@@ -91,87 +112,107 @@ def lstm_backward(
     x: Tensor,
     w_ih: Tensor,
     w_hh: Tensor,
+    w_hr: Tensor | None,
     h0: Tensor,
     c0: Tensor,
     y: Tensor,
     saved_gates: Tensor,
     saved_c: Tensor,
+    saved_m: Tensor,
+    batch_sizes: Tensor | None,
+    reverse: bool,
     dy: Tensor,
     dh_n: Tensor,
     dc_n: Tensor,
     grad_mask: list[bool],
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Returns (dx, dw_ih, dw_hh, db, dh0, dc0); db is the gradient of b_ih and of b_hh.
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Returns (dx, dw_ih, dw_hh, db, dw_hr, dh0, dc0); db is the gradient of b_ih and of b_hh.
 
-    ``grad_mask`` = [x, w_ih, w_hh, bias]: the gradients to compute; the others are 0-sized.
+    ``grad_mask`` = [x, w_ih, w_hh, bias, w_hr]: the gradients to compute; the others are
+    0-sized (dw_hr always is without a projection).
     """
-    check_grad_mask(grad_mask, 4, "fastgates::lstm_backward")
-    need_x, need_w_ih, need_w_hh, need_b = grad_mask
-    steps, batch, input_size = x.shape
-    hidden = w_hh.shape[1]
-    dgates = x.new_empty((steps, batch, GATES * hidden))
-    dh0 = x.new_empty((batch, hidden))
+    check_grad_mask(grad_mask, 5, "fastgates::lstm_backward")
+    need_x, need_w_ih, need_w_hh, need_b, need_w_hr = grad_mask
+    batch, hidden, k = _sizes(x, w_hh, w_hr, h0)
+    projected = w_hr is not None
+    dgates = x.new_empty(sequence_shape(x, GATES * hidden))
+    dh = x.new_empty(sequence_shape(x, k) if projected else EMPTY)
+    dh0 = x.new_empty((batch, k))
     dc0 = x.new_empty((batch, hidden))
-    if is_empty(steps, batch, hidden):
+    if is_empty(*x.shape[:-1], batch, hidden):
         dgates.zero_()
+        dh.zero_()
         dh0.copy_(dh_n)
         dc0.copy_(dc_n)
     else:
         threads = _backend.num_threads()
         _backend.C().lstm_backward(
             w_hh.contiguous(),
+            None if w_hr is None else w_hr.contiguous(),
             saved_gates.contiguous(),
             saved_c.contiguous(),
             c0.contiguous(),
+            batch_sizes,
+            reverse,
             dy.contiguous(),
             dh_n.contiguous(),
             dc_n.contiguous(),
             dgates,
+            dh if projected else None,
             dh0,
             dc0,
-            _backend.workspace("lstm_backward", x.dtype, steps, batch, 0, hidden, threads),
+            _backend.workspace("lstm_backward", x.dtype, _steps(x, batch_sizes), batch, 0, hidden,
+                               threads, k if projected else 0),
             threads,
         )
     dx, dw_ih, db = input_side_grads(dgates, x, w_ih, need_x, need_w_ih, need_b)
-    dw_hh = recurrent_weight_grad(dgates, h0, y) if need_w_hh else x.new_empty(EMPTY)
-    return dx, dw_ih, dw_hh, db, dh0, dc0
+    dw_hh = recurrent_weight_grad(dgates, h0, y, batch_sizes, reverse) if need_w_hh else x.new_empty(EMPTY)
+    if projected and need_w_hr:
+        dw_hr = torch.mm(dh.reshape(-1, k).t(), saved_m.reshape(-1, hidden))
+    else:
+        dw_hr = x.new_empty(EMPTY)
+    return dx, dw_ih, dw_hh, db, dw_hr, dh0, dc0
 
 
 @lstm_backward.register_fake
-def _(x, w_ih, w_hh, h0, c0, y, saved_gates, saved_c, dy, dh_n, dc_n, grad_mask):
-    check_grad_mask(grad_mask, 4, "fastgates::lstm_backward")
-    need_x, need_w_ih, need_w_hh, need_b = grad_mask
-    steps, batch, input_size = x.shape
-    hidden = w_hh.shape[1]
+def _(x, w_ih, w_hh, w_hr, h0, c0, y, saved_gates, saved_c, saved_m, batch_sizes, reverse, dy, dh_n,
+      dc_n, grad_mask):
+    check_grad_mask(grad_mask, 5, "fastgates::lstm_backward")
+    need_x, need_w_ih, need_w_hh, need_b, need_w_hr = grad_mask
+    batch, hidden, k = _sizes(x, w_hh, w_hr, h0)
+    input_size = x.shape[-1]
     return (
-        x.new_empty((steps, batch, input_size) if need_x else EMPTY),
+        x.new_empty(x.shape if need_x else EMPTY),
         x.new_empty((GATES * hidden, input_size) if need_w_ih else EMPTY),
-        x.new_empty((GATES * hidden, hidden) if need_w_hh else EMPTY),
+        x.new_empty((GATES * hidden, k) if need_w_hh else EMPTY),
         x.new_empty((GATES * hidden,) if need_b else EMPTY),
-        x.new_empty((batch, hidden)),
+        x.new_empty((k, hidden) if need_w_hr and w_hr is not None else EMPTY),
+        x.new_empty((batch, k)),
         x.new_empty((batch, hidden)),
     )
 
 
 def _setup_context(ctx, inputs, output):
-    x, w_ih, w_hh, b_ih, b_hh, h0, c0, save_for_backward = inputs
-    y, _h_n, _c_n, saved_gates, saved_c = output
-    ctx.mark_non_differentiable(saved_gates, saved_c)
+    x, w_ih, w_hh, b_ih, b_hh, w_hr, h0, c0, batch_sizes, reverse, save_for_backward = inputs
+    y, _h_n, _c_n, saved_gates, saved_c, saved_m = output
+    ctx.mark_non_differentiable(saved_gates, saved_c, saved_m)
     ctx.has_saved = save_for_backward
-    ctx.save_for_backward(x, w_ih, w_hh, h0, c0, y, saved_gates, saved_c)
+    ctx.reverse = reverse
+    ctx.save_for_backward(x, w_ih, w_hh, w_hr, h0, c0, y, saved_gates, saved_c, saved_m, batch_sizes)
 
 
-def _backward(ctx, dy, dh_n, dc_n, _dsaved_gates, _dsaved_c):
+def _backward(ctx, dy, dh_n, dc_n, _dsaved_gates, _dsaved_c, _dsaved_m):
     if not ctx.has_saved:
         raise no_saved_tensors_error("fastgates::lstm_forward")
-    x, w_ih, w_hh, h0, c0, y, saved_gates, saved_c = ctx.saved_tensors
-    need_x, need_w_ih, need_w_hh, need_b_ih, need_b_hh, need_h0, need_c0, _ = ctx.needs_input_grad
-    dx, dw_ih, dw_hh, db, dh0, dc0 = lstm_backward(
-        x, w_ih, w_hh, h0, c0, y, saved_gates, saved_c,
+    x, w_ih, w_hh, w_hr, h0, c0, y, saved_gates, saved_c, saved_m, batch_sizes = ctx.saved_tensors
+    (need_x, need_w_ih, need_w_hh, need_b_ih, need_b_hh, need_w_hr, need_h0, need_c0,
+     *_) = ctx.needs_input_grad
+    dx, dw_ih, dw_hh, db, dw_hr, dh0, dc0 = lstm_backward(
+        x, w_ih, w_hh, w_hr, h0, c0, y, saved_gates, saved_c, saved_m, batch_sizes, ctx.reverse,
         grad_or_zeros(dy, y),
         grad_or_zeros(dh_n, h0),
         grad_or_zeros(dc_n, c0),
-        [need_x, need_w_ih, need_w_hh, need_b_ih or need_b_hh],
+        [need_x, need_w_ih, need_w_hh, need_b_ih or need_b_hh, need_w_hr],
     )
     # b_ih and b_hh get equal gradients; never hand autograd one tensor for both.
     db_ih = db if need_b_ih else None
@@ -182,8 +223,11 @@ def _backward(ctx, dy, dh_n, dc_n, _dsaved_gates, _dsaved_c):
         dw_hh if need_w_hh else None,
         db_ih,
         db_hh,
+        dw_hr if need_w_hr else None,
         dh0 if need_h0 else None,
         dc0 if need_c0 else None,
+        None,
+        None,
         None,
     )
 
