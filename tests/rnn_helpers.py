@@ -226,3 +226,28 @@ def assert_same_packed_results(actual: dict, expected: dict, what: str = "") -> 
             assert torch.equal(a, b), f"{label}: {a} != {b}"
         else:
             assert_close(a, b, label)
+
+
+def assert_constructed_like(ours, ref) -> None:
+    """Same parameter names, order, shapes, dtypes and values (seeded construction draws the
+    same weights), and the same repr."""
+    ref_params = list(ref.named_parameters())
+    our_params = list(ours.named_parameters())
+    assert [n for n, _ in our_params] == [n for n, _ in ref_params]
+    for (name, a), (_, b) in zip(our_params, ref_params, strict=True):
+        assert a.shape == b.shape, name
+        assert a.dtype == b.dtype, name
+        assert isinstance(a, torch.nn.Parameter) and a.requires_grad, name
+        assert torch.equal(a, b), name
+    assert repr(ours) == repr(ref)
+
+
+def assert_same_parameters(a, b) -> None:
+    """Equal parameters (names, values, dtype, device) held in separate memory: a copy."""
+    named_a, named_b = dict(a.named_parameters()), dict(b.named_parameters())
+    assert list(named_a) == list(named_b)
+    for name, p in named_a.items():
+        q = named_b[name]
+        assert torch.equal(p, q), name
+        assert p.dtype == q.dtype and p.device == q.device, name
+        assert p.data_ptr() != q.data_ptr(), f"{name} is shared, not copied"

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import fastgates
-from rnn_helpers import assert_close
+from rnn_helpers import assert_close, assert_same_parameters
 
 INPUT, HIDDEN = 4, 6
 
@@ -39,16 +39,6 @@ def _flat(out):
     return [t for o in out for t in _flat(o)]
 
 
-def _assert_same_params(a, b):
-    named_a, named_b = dict(a.named_parameters()), dict(b.named_parameters())
-    assert list(named_a) == list(named_b)
-    for name, p in named_a.items():
-        q = named_b[name]
-        assert torch.equal(p, q), name
-        assert p.dtype == q.dtype and p.device == q.device, name
-        assert p.data_ptr() != q.data_ptr(), f"{name} is shared, not copied"
-
-
 @pytest.mark.parametrize("mode,kw", CASES)
 def test_round_trip(mode, kw):
     torch.manual_seed(0)
@@ -58,7 +48,7 @@ def test_round_trip(mode, kw):
     assert type(ours) is getattr(fastgates, mode)
     assert repr(ours) == repr(ref)
     assert ours.training is False
-    _assert_same_params(ours, ref)
+    assert_same_parameters(ours, ref)
     x = _input(mode, kw)
     for a, b in zip(_flat(ours(x)), _flat(ref(x)), strict=True):
         assert_close(a, b, f"{mode} output")
@@ -66,7 +56,7 @@ def test_round_trip(mode, kw):
     back = ours.to_torch()
     assert type(back) is getattr(torch.nn, mode)
     assert repr(back) == repr(ref) and back.training is False
-    _assert_same_params(back, ref)
+    assert_same_parameters(back, ref)
     for a, b in zip(_flat(back(x)), _flat(ref(x)), strict=True):
         assert torch.equal(a, b)
 
@@ -158,4 +148,4 @@ def test_convert_projections_without_a_warning():
     assert type(model[1]) is fastgates.LSTM and model[1].proj_size == 2
     assert type(model[2]) is fastgates.GRU
     assert type(top) is fastgates.LSTM and top is not proj and top.proj_size == 2
-    _assert_same_params(top, proj)
+    assert_same_parameters(top, proj)

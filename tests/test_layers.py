@@ -17,6 +17,7 @@ from rnn_helpers import (
     DTYPES,
     MODES,
     assert_close,
+    assert_constructed_like,
     grad_names,
     make_input,
     make_pair,
@@ -252,16 +253,7 @@ def test_parameters_like_torch_nn(mode, kw):
     ref = getattr(torch.nn, mode)(7, 5, **kw)
     torch.manual_seed(123)
     ours = getattr(fastgates, mode)(7, 5, **kw)
-    ref_params = list(ref.named_parameters())
-    our_params = list(ours.named_parameters())
-    assert [n for n, _ in our_params] == [n for n, _ in ref_params]
-    for (name, a), (_, b) in zip(our_params, ref_params, strict=True):
-        assert a.shape == b.shape, name
-        assert a.dtype == b.dtype, name
-        assert isinstance(a, torch.nn.Parameter) and a.requires_grad, name
-        # Same RNG draws in the same order: a seeded construction gives torch.nn's weights.
-        assert torch.equal(a, b), name
-    assert repr(ours) == repr(ref)
+    assert_constructed_like(ours, ref)
     assert ours.extra_repr() == ref.extra_repr()
     for attr in ("mode", "input_size", "hidden_size", "num_layers", "bias", "batch_first",
                  "dropout", "bidirectional", "proj_size"):

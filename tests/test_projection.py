@@ -16,7 +16,9 @@ import fastgates
 from rnn_helpers import (
     DTYPES,
     assert_close,
+    assert_constructed_like,
     assert_same_packed_results,
+    assert_same_parameters,
     grad_names,
     make_input,
     make_pair,
@@ -240,16 +242,7 @@ def test_projection_parameters_like_torch_nn(kw):
     ref = torch.nn.LSTM(6, 5, **kw)
     torch.manual_seed(123)
     ours = fastgates.LSTM(6, 5, **kw)
-    ref_params = list(ref.named_parameters())
-    our_params = list(ours.named_parameters())
-    assert [n for n, _ in our_params] == [n for n, _ in ref_params]
-    for (name, a), (_, b) in zip(our_params, ref_params, strict=True):
-        assert a.shape == b.shape, name
-        assert a.dtype == b.dtype, name
-        assert isinstance(a, torch.nn.Parameter) and a.requires_grad, name
-        # Same RNG draws in the same order (weight_hr included): torch.nn's weights.
-        assert torch.equal(a, b), name
-    assert repr(ours) == repr(ref)
+    assert_constructed_like(ours, ref)
     assert ours.proj_size == ref.proj_size == kw["proj_size"]
     # all_weights per layer and direction: w_ih, w_hh, [b_ih, b_hh,] w_hr.
     assert [list(ws) for ws in ours._all_weights] == ref._all_weights
@@ -313,16 +306,6 @@ def test_projection_state_dict_mismatch_is_rejected():
         projected.load_state_dict(torch.nn.LSTM(6, 5, proj_size=2).state_dict(), strict=True)
 
 
-def _assert_same_params(a, b):
-    named_a, named_b = dict(a.named_parameters()), dict(b.named_parameters())
-    assert list(named_a) == list(named_b)
-    for name, p in named_a.items():
-        q = named_b[name]
-        assert torch.equal(p, q), name
-        assert p.dtype == q.dtype and p.device == q.device, name
-        assert p.data_ptr() != q.data_ptr(), f"{name} is shared, not copied"
-
-
 @pytest.mark.parametrize(
     "kw",
     [pytest.param({"proj_size": 2}, id="P2"),
@@ -336,7 +319,7 @@ def test_projection_from_torch_and_to_torch_round_trip(kw):
     assert type(ours) is fastgates.LSTM
     assert ours.proj_size == kw["proj_size"]
     assert repr(ours) == repr(ref) and ours.training is False
-    _assert_same_params(ours, ref)
+    assert_same_parameters(ours, ref)
     x, _ = make_input("LSTM", STEPS, BATCH, INPUT, HIDDEN, dtype=torch.float64,
                       batch_first=kw.get("batch_first", False), with_hx=False)
     expected = outputs_flat("LSTM", ref(x))
@@ -348,7 +331,7 @@ def test_projection_from_torch_and_to_torch_round_trip(kw):
     assert type(back) is torch.nn.LSTM
     assert back.proj_size == kw["proj_size"]
     assert repr(back) == repr(ref) and back.training is False
-    _assert_same_params(back, ref)
+    assert_same_parameters(back, ref)
     for a, b in zip(outputs_flat("LSTM", back(x)), expected, strict=True):
         assert torch.equal(a, b)
 
@@ -388,7 +371,7 @@ def test_convert_model_with_projected_lstm():
         warnings.simplefilter("error")
         new = fastgates.convert(top)
     assert type(new) is fastgates.LSTM and new.proj_size == 2
-    _assert_same_params(new, top)
+    assert_same_parameters(new, top)
 
 
 # ---------------------------------------------------------------------------------------------
