@@ -8,7 +8,7 @@
 //
 // What it provides, and nothing more (a kernel that uses anything else does not compile):
 //   dim3; threadIdx, blockIdx, blockDim, gridDim (one per thread); __global__, __device__,
-//   __host__, __forceinline__; __syncthreads(); dynamic shared memory only, through
+//   __host__, __forceinline__, __launch_bounds__ (ignored; the launch checks the block size); __syncthreads(); dynamic shared memory only, through
 //   FG_DYNAMIC_SHARED (there is no `__shared__`, so a static shared array does not compile:
 //   a per-block copy of it cannot be emulated without a compiler); atomicAdd, atomicExch on
 //   unsigned int; __threadfence(); __nanosleep(); __ldcg().
@@ -40,6 +40,7 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline __attribute__((always_inline))
+#define __launch_bounds__(...)
 
 // `extern __shared__ unsigned char name[]` under nvcc; here the running block's buffer.
 #define FG_DYNAMIC_SHARED(name) unsigned char* name = ::fastgates::emulation::dynamic_shared_memory()

@@ -21,6 +21,8 @@ void check_config(const char* op, const cuda::SequenceShape& shape, const cuda::
                   int64_t(c.grid_x - 1) * c.units_per_block < shape.hidden_size &&
                   int64_t(c.grid_y) * cuda::kBatchTile >= shape.batch &&
                   int64_t(c.grid_y - 1) * cuda::kBatchTile < shape.batch &&
+                  c.threads <= (c.strategy == cuda::Strategy::per_step ? cuda::kMaxPerStepThreads
+                                                                        : cuda::kMaxPersistentThreads) &&
                   (c.strategy == cuda::Strategy::per_step || workspace != nullptr);
   if (!ok) throw std::invalid_argument(std::string("fastgates ") + op + ": launch configuration does not match the problem");
 }

@@ -57,6 +57,9 @@ struct DeviceProperties {
 
 // Batch rows per block: each thread keeps this many accumulators in registers.
 constexpr int kBatchTile = 4;
+// Threads per block at most (the kernels' __launch_bounds__).
+constexpr int kMaxPerStepThreads = 256;
+constexpr int kMaxPersistentThreads = 1024;
 
 // How a kernel is launched. Grid: x = hidden-unit slices of `units_per_block` units,
 // y = batch tiles of kBatchTile rows. Block: gates · units_per_block · reduction_lanes threads
@@ -77,12 +80,16 @@ LaunchConfig make_config(Strategy strategy, int64_t batch, int64_t hidden, int g
                          const DeviceProperties& device);
 
 // The heuristic: persistent whenever it can run (it reads W_hh from global memory once per
-// sequence instead of once per step, and saves T launches), else per step. Persistent can run
-// when the grid of S-unit slices × batch tiles fits in one block per SM with S ≤ 64 / G·... —
-// precisely: S = ceil(H / (sm_count / batch_tiles)), G·S ≤ 256, and G·S·H·dtype_bytes plus the
-// reduction buffer within shared_bytes_per_block. Examples (sm_count 108, 163 KiB, float32):
-// LSTM B=8, H=256: 2 batch tiles, S=5, 20 KiB/block → persistent; LSTM B=64, H=1024: 16 tiles,
-// S=171 > 64 → per step.
+// sequence instead of once per step, and saves T − 1 launches), else per step.
+//   Per step: S = min(8, H) units per block, R = 8 lanes.
+//   Persistent: the grid is one block per SM at most: with tiles = ceil(B / kBatchTile) batch
+//   tiles, S = ceil(H / floor(sm_count / tiles)) units per block; it runs if tiles ≤ sm_count,
+//   G·S ≤ 256 gate rows per block, the device has cooperative launches, and the weight slice
+//   G·S·H·dtype_bytes plus the partial sums kBatchTile·G·S·R·dtype_bytes (R = min(8, 1024 / G·S))
+//   fit in shared_bytes_per_block.
+// Examples on an A100 (108 SMs, 163 KiB per block), float32 LSTM: B=8, H=256: 2 tiles, S=5,
+// 22.5 KiB → persistent; B=64, H=1024: 16 tiles, S=171 → per step; B=1, H=1024: S=10 needs
+// 165 KiB → per step; B=512: 128 tiles > 108 SMs → per step (tests/test_cuda_emulated.py).
 LaunchConfig choose_strategy(int64_t batch, int64_t hidden, int gates, int dtype_bytes,
                              const DeviceProperties& device);
 

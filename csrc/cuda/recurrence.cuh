@@ -176,19 +176,22 @@ __device__ __forceinline__ void grid_barrier(unsigned* counter) {
 }
 
 template <class Cell, typename T>
-__global__ void forward_step_kernel(typename Cell::template Forward<T> a, Tiling tiling, int64_t t) {
+__global__ void __launch_bounds__(cuda::kMaxPerStepThreads)
+    forward_step_kernel(typename Cell::template Forward<T> a, Tiling tiling, int64_t t) {
   FG_DYNAMIC_SHARED(shared);
   forward_step<Cell, T>(a, t, tiling, GlobalRows<T>{a.w_hh, a.shape.hidden_size}, reinterpret_cast<T*>(shared));
 }
 
 template <class Cell, typename T>
-__global__ void backward_step_kernel(typename Cell::template Backward<T> a, Tiling tiling, int64_t t) {
+__global__ void __launch_bounds__(cuda::kMaxPerStepThreads)
+    backward_step_kernel(typename Cell::template Backward<T> a, Tiling tiling, int64_t t) {
   FG_DYNAMIC_SHARED(shared);
   backward_step<Cell, T>(a, t, tiling, GlobalColumns<T>{a.w_hh, a.shape.hidden_size}, reinterpret_cast<T*>(shared));
 }
 
 template <class Cell, typename T>
-__global__ void forward_persistent_kernel(typename Cell::template Forward<T> a, Tiling tiling) {
+__global__ void __launch_bounds__(cuda::kMaxPersistentThreads)
+    forward_persistent_kernel(typename Cell::template Forward<T> a, Tiling tiling) {
   constexpr int G = Cell::kGates;
   FG_DYNAMIC_SHARED(shared);
   const int64_t H = a.shape.hidden_size;
@@ -209,7 +212,8 @@ __global__ void forward_persistent_kernel(typename Cell::template Forward<T> a, 
 }
 
 template <class Cell, typename T>
-__global__ void backward_persistent_kernel(typename Cell::template Backward<T> a, Tiling tiling) {
+__global__ void __launch_bounds__(cuda::kMaxPersistentThreads)
+    backward_persistent_kernel(typename Cell::template Backward<T> a, Tiling tiling) {
   constexpr int G = Cell::kGates;
   FG_DYNAMIC_SHARED(shared);
   const int64_t H = a.shape.hidden_size;

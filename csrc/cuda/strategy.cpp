@@ -15,6 +15,7 @@ namespace {
 // fill the device from H = 256 on, and each lane reads H/8 consecutive-in-lanes weights.
 constexpr int kPerStepUnits = 8;
 constexpr int kLanes = 8;
+static_assert(4 * kPerStepUnits * kLanes <= kMaxPerStepThreads, "per-step blocks exceed their launch bounds");
 // Persistent: at most this many gate rows per block (so at least 4 lanes per row).
 constexpr int kMaxPersistentRows = 256;
 
@@ -49,7 +50,7 @@ std::optional<LaunchConfig> persistent_config(int64_t batch, int64_t hidden, int
     *why = "too many hidden units per block (" + std::to_string(units) + ")";
     return std::nullopt;
   }
-  const int lanes = std::min(kLanes, 1024 / (gates * units));
+  const int lanes = std::min(kLanes, kMaxPersistentThreads / (gates * units));
   const size_t shared = size_t(gates) * units * hidden * dtype_bytes + reduction_bytes(gates, units, lanes, dtype_bytes);
   if (shared > device.shared_bytes_per_block) {
     *why = "the weight slice needs " + std::to_string(shared) + " bytes of shared memory, the device has " +
