@@ -133,8 +133,8 @@ def test_kernels_use_no_local_memory_and_do_not_spill(tmp_path):
             lmem = re.search(r"(\d+) bytes lmem", used[2])
             reports[name].update(registers=int(used[1]), lmem=int(lmem[1]) if lmem else 0)
     kernels = {n: r for n, r in reports.items() if any(k in n for k in KERNELS)}
-    # 4 kernels × (LSTM, GRU) × (float, double)
-    assert len(kernels) == 16, sorted(reports)
+    # 4 kernels × (LSTM, GRU) × (float, double, half, bfloat16)
+    assert len(kernels) == 32, sorted(reports)
     for n, r in kernels.items():
         assert r["spill_stores"] == 0 and r["spill_loads"] == 0, (n, r)
         assert r["stack"] == 0 and r["lmem"] == 0, (n, r)

@@ -24,11 +24,19 @@ STRATEGIES = ("per_step", "persistent")
 # (T, B, I, H): a single step and batch row; H and B not multiples of the block's 8 units or
 # 4 batch rows; a grid of several unit slices and batch tiles.
 SHAPES = [(1, 1, 2, 3), (3, 5, 4, 13), (4, 6, 3, 19)]
-DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64"}
+DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16",
+               torch.bfloat16: "bfloat16"}
+HALF_TYPES = (torch.float16, torch.bfloat16)
 
 
 def tolerance(dtype):
-    return {"rtol": 1e-10, "atol": 1e-11} if dtype == torch.float64 else {"rtol": 2e-4, "atol": 2e-5}
+    return {
+        torch.float64: {"rtol": 1e-10, "atol": 1e-11},
+        torch.float32: {"rtol": 2e-4, "atol": 2e-5},
+        # Inputs, saved activations and outputs rounded to 11 or 8 significant bits.
+        torch.float16: {"rtol": 1e-2, "atol": 1e-2},
+        torch.bfloat16: {"rtol": 6e-2, "atol": 6e-2},
+    }[dtype]
 
 
 def close(actual, expected, dtype, what):
@@ -40,6 +48,11 @@ def workspace(kernel, dtype, B, H, strategy):
     config = EMU.launch_config(kernel, DTYPE_NAMES[dtype], B, H, strategy)
     assert config["strategy"] == strategy or strategy == "auto"
     return torch.empty(config["workspace_bytes"], dtype=torch.uint8)
+
+
+def gemm_input(a, w_t, bias):
+    """a @ w_t + bias as a GPU GEMM would give it: accumulated in float (double here), rounded once."""
+    return (a.double() @ w_t.double() + bias.double()).to(a.dtype).contiguous()
 
 
 def problem(G, T, B, I, H, dtype, seed=0):
@@ -68,7 +81,7 @@ def lstm_emulated(p, strategy, *, save=True):
     T, B, _ = p["x"].shape
     H = p["w_hh"].shape[1]
     dtype = p["x"].dtype
-    gates_x = (p["x"] @ p["w_ih"].T + p["b_ih"] + p["b_hh"]).contiguous()
+    gates_x = gemm_input(p["x"], p["w_ih"].T, p["b_ih"].double() + p["b_hh"].double())
     y, h_n, c_n = torch.empty(T, B, H, dtype=dtype), torch.empty(B, H, dtype=dtype), torch.empty(B, H, dtype=dtype)
     saved_gates = torch.empty(T, B, 4 * H, dtype=dtype) if save else None
     saved_c = torch.empty(T, B, H, dtype=dtype) if save else None
@@ -85,11 +98,13 @@ def lstm_emulated_grad(p, fwd, strategy):
     dh0, dc0 = torch.empty(B, H, dtype=dtype), torch.empty(B, H, dtype=dtype)
     EMU.lstm_backward(p["w_hh"], fwd["saved_gates"], fwd["saved_c"], p["c0"], p["dy"], p["dh_n"], p["dc_n"],
                       dgates, dh0, dc0, workspace("lstm_backward", dtype, B, H, strategy), strategy)
-    g = dgates.view(T * B, 4 * H)
+    # The op's GEMMs (here in float64 for every dtype).
+    g, d = dgates.view(T * B, 4 * H).double(), {k: v.double() for k, v in p.items()}
     db = g.sum(0)
     return {
-        "dgates": dgates, "x": (g @ p["w_ih"]).view(T, B, I), "w_ih": g.T @ p["x"].reshape(T * B, I),
-        "w_hh": g.T @ previous_h(p["h0"], fwd["y"]).reshape(T * B, H), "b_ih": db, "b_hh": db, "h0": dh0, "c0": dc0,
+        "dgates": dgates, "x": (g @ d["w_ih"]).view(T, B, I), "w_ih": g.T @ d["x"].reshape(T * B, I),
+        "w_hh": g.T @ previous_h(d["h0"], fwd["y"].double()).reshape(T * B, H), "b_ih": db, "b_hh": db,
+        "h0": dh0, "c0": dc0,
     }
 
 
@@ -97,7 +112,7 @@ def gru_emulated(p, strategy, *, save=True, bias_hh=True):
     T, B, _ = p["x"].shape
     H = p["w_hh"].shape[1]
     dtype = p["x"].dtype
-    gates_x = (p["x"] @ p["w_ih"].T + p["b_ih"]).contiguous()
+    gates_x = gemm_input(p["x"], p["w_ih"].T, p["b_ih"])
     y, h_n = torch.empty(T, B, H, dtype=dtype), torch.empty(B, H, dtype=dtype)
     saved = torch.empty(T, B, 4 * H, dtype=dtype) if save else None
     EMU.gru_forward(gates_x, p["w_hh"], p["b_hh"] if bias_hh else None, p["h0"], y, h_n, saved,
@@ -113,17 +128,23 @@ def gru_emulated_grad(p, fwd, strategy):
     dh0 = torch.empty(B, H, dtype=dtype)
     EMU.gru_backward(p["w_hh"], fwd["saved"], p["h0"], fwd["y"], p["dy"], p["dh_n"], dgx, dgh, dh0,
                      workspace("gru_backward", dtype, B, H, strategy), strategy)
-    gx, gh = dgx.view(T * B, 3 * H), dgh.view(T * B, 3 * H)
+    gx, gh = dgx.view(T * B, 3 * H).double(), dgh.view(T * B, 3 * H).double()
+    d = {k: v.double() for k, v in p.items()}
     return {
-        "dgates_x": dgx, "dgates_h": dgh, "x": (gx @ p["w_ih"]).view(T, B, I), "w_ih": gx.T @ p["x"].reshape(T * B, I),
-        "w_hh": gh.T @ previous_h(p["h0"], fwd["y"]).reshape(T * B, H), "b_ih": gx.sum(0), "b_hh": gh.sum(0),
-        "h0": dh0,
+        "dgates_x": dgx, "dgates_h": dgh, "x": (gx @ d["w_ih"]).view(T, B, I), "w_ih": gx.T @ d["x"].reshape(T * B, I),
+        "w_hh": gh.T @ previous_h(d["h0"], fwd["y"].double()).reshape(T * B, H), "b_ih": gx.sum(0),
+        "b_hh": gh.sum(0), "h0": dh0,
     }
 
 
+# float16/bfloat16: one shape (they share every code path with float32 but the loads and stores).
+CASES = [(shape, dtype) for shape in SHAPES for dtype in (torch.float64, torch.float32)] + [
+    (SHAPES[1], dtype) for dtype in HALF_TYPES]
+CASE_IDS = ["T{}B{}I{}H{}-{}".format(*shape, DTYPE_NAMES[dtype]) for shape, dtype in CASES]
+
+
 @pytest.mark.parametrize("strategy", STRATEGIES)
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "T{}B{}I{}H{}".format(*s))
+@pytest.mark.parametrize("shape, dtype", CASES, ids=CASE_IDS)
 def test_lstm_matches_reference(shape, dtype, strategy):
     p = problem(4, *shape, dtype)
     r = np64(p)
@@ -140,8 +161,7 @@ def test_lstm_matches_reference(shape, dtype, strategy):
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "T{}B{}I{}H{}".format(*s))
+@pytest.mark.parametrize("shape, dtype", CASES, ids=CASE_IDS)
 def test_gru_matches_reference(shape, dtype, strategy):
     p = problem(3, *shape, dtype)
     r = np64(p)
@@ -256,10 +276,11 @@ def test_strategy_heuristic(batch, hidden, gates, dtype_bytes, device, expected)
     assert config["threads"] == gates * config["units_per_block"] * config["reduction_lanes"] <= 1024
     assert config["grid"][0] * config["units_per_block"] >= hidden
     assert config["grid"][1] == -(-batch // 4)
+    # The grid barrier, then the running state in the compute type.
+    assert config["workspace_bytes"] == 16 + batch * hidden * (8 if dtype_bytes == 8 else 4)
     if config["strategy"] == "persistent":
         assert config["grid"][0] * config["grid"][1] <= device["sm_count"]
         assert config["shared_bytes"] <= device["shared_bytes_per_block"]
-        assert config["workspace_bytes"] > 0
     else:
         assert config["shared_bytes"] <= 48 * 1024
 
@@ -289,7 +310,9 @@ def test_valid_arguments_run():
     (lambda a: a.update(h_n=a["c_n"]), ValueError, "shares? memory"),
     (lambda a: a.update(y=a["gates_x"].view(-1)[:12].view(2, 2, 3)), ValueError, "shares? memory"),
     (lambda a: a.update(saved_c=None), ValueError, "together"),
-    (lambda a: a.update(gates_x=a["gates_x"].half()), ValueError, "not supported"),
+    (lambda a: a.update(gates_x=a["gates_x"].to(torch.int32)), ValueError, "not supported"),
+    (lambda a: a.update(gates_x=a["gates_x"].half()), ValueError, "has dtype"),
+    (lambda a: a.update(workspace=a["y"].view(-1).view(torch.uint8)), ValueError, "shares? memory"),
     (lambda a: a.update(gates_x=torch.zeros(2, 2, dtype=torch.float64)), ValueError, "dimensions"),
     (lambda a: a.update(w_hh=[[0.0]]), TypeError, "torch.Tensor"),
     (lambda a: a.update(strategy="fastest"), ValueError, "strategy"),

@@ -62,8 +62,9 @@ cuda::Strategy parse_strategy(const char* op, const std::string& name, bool* aut
 int dtype_bytes(const char* op, const std::string& dtype) {
   if (dtype == "float32") return 4;
   if (dtype == "float64") return 8;
+  if (dtype == "float16" || dtype == "bfloat16") return 2;
   throw py::value_error(std::string(op) + ": dtype " + dtype + " is not supported by the CUDA kernels; expected "
-                        "float32 or float64");
+                        "float32, float64, float16 or bfloat16");
 }
 
 int gates_of(const std::string& kernel) {
@@ -92,7 +93,7 @@ py::dict config_dict(const cuda::LaunchConfig& c) {
   d["grid"] = py::make_tuple(c.grid_x, c.grid_y);
   d["threads"] = c.threads;
   d["shared_bytes"] = c.shared_bytes;
-  d["workspace_bytes"] = cuda::workspace_bytes(c);
+  d["workspace_bytes"] = c.workspace_bytes;
   return d;
 }
 
@@ -199,18 +200,18 @@ class Call {
   void expect_workspace(size_t i, const cuda::LaunchConfig& config) const {
     const TensorView& w = entries_[i].view;
     expect_tensor(w, op_, "uint8", {w.shape.size() == 1 ? w.shape[0] : -1});
-    const size_t needed = cuda::workspace_bytes(config);
+    const size_t needed = config.workspace_bytes;
     if (static_cast<size_t>(w.shape[0]) < needed) {
       throw py::value_error(std::string(op_) + ": workspace has " + std::to_string(w.shape[0]) +
                             " bytes, the kernel needs " + std::to_string(needed));
     }
-    if (needed > 0 && w.data % 16 != 0) throw py::value_error(std::string(op_) + ": workspace must be 16-byte aligned");
+    if (w.data % 16 != 0) throw py::value_error(std::string(op_) + ": workspace must be 16-byte aligned");
   }
 
   void check_aliasing() const {
     std::vector<const TensorView*> outputs, inputs;
     for (const Entry& e : entries_) {
-      if (!e.present || e.view.name == "workspace") continue;
+      if (!e.present) continue;
       (e.output ? outputs : inputs).push_back(&e.view);
     }
     expect_no_overlap(op_, outputs, inputs);
@@ -232,12 +233,17 @@ class Call {
   std::vector<Entry> entries_;
 };
 
+// dtype: one that dtype_bytes() accepted.
 template <class Run>
 void with_dtype(const std::string& dtype, Run run) {
   if (dtype == "float32") {
     run(float{});
-  } else {
+  } else if (dtype == "float64") {
     run(double{});
+  } else if (dtype == "float16") {
+    run(cuda::Half{});
+  } else {
+    run(cuda::BFloat16{});
   }
 }
 

@@ -23,7 +23,7 @@ void check_config(const char* op, const cuda::SequenceShape& shape, const cuda::
                   int64_t(c.grid_y - 1) * cuda::kBatchTile < shape.batch &&
                   c.threads <= (c.strategy == cuda::Strategy::per_step ? cuda::kMaxPerStepThreads
                                                                         : cuda::kMaxPersistentThreads) &&
-                  (c.strategy == cuda::Strategy::per_step || workspace != nullptr);
+                  workspace != nullptr;
   if (!ok) throw std::invalid_argument(std::string("fastgates ") + op + ": launch configuration does not match the problem");
 }
 
@@ -38,7 +38,7 @@ void run_forward(const char* op, const typename Cell::template Forward<T>& a, co
       launch(op, forward_step_kernel<Cell, T>, grid, block, c.shared_bytes, false, stream, a, tiling, t);
     }
   } else {
-    zero_async(a.workspace, cuda::workspace_bytes(c), stream, op);
+    zero_async(a.workspace, cuda::kBarrierBytes, stream, op);
     launch(op, forward_persistent_kernel<Cell, T>, grid, block, c.shared_bytes, true, stream, a, tiling);
   }
 }
@@ -54,7 +54,7 @@ void run_backward(const char* op, const typename Cell::template Backward<T>& a, 
       launch(op, backward_step_kernel<Cell, T>, grid, block, c.shared_bytes, false, stream, a, tiling, t);
     }
   } else {
-    zero_async(a.workspace, cuda::workspace_bytes(c), stream, op);
+    zero_async(a.workspace, cuda::kBarrierBytes, stream, op);
     launch(op, backward_persistent_kernel<Cell, T>, grid, block, c.shared_bytes, true, stream, a, tiling);
   }
 }

@@ -63,6 +63,8 @@ void gru_backward(const GruBackward<T>& args, const LaunchConfig& config, int de
   template void gru_backward<T>(const GruBackward<T>&, const LaunchConfig&, int, void*);
 FG_INSTANTIATE(float)
 FG_INSTANTIATE(double)
+FG_INSTANTIATE(Half)
+FG_INSTANTIATE(BFloat16)
 #undef FG_INSTANTIATE
 
 }  // namespace fastgates::cuda

@@ -20,11 +20,15 @@
 // Conventions for every parameter below
 //   T = steps, B = batch, H = hidden_size; G = gates per unit (LSTM 4: i, f, g, o; GRU 3: r, z, n).
 //   Every array is device memory (host memory for the emulated build), dense, row-major with
-//   exactly the shape given, of element type T (float or double); outputs alias neither inputs
-//   nor each other. "[T, B, G·H]": gate g of unit j at step t, batch row b lives at
+//   exactly the shape given, of element type T: float, double, Half or BFloat16 (below);
+//   outputs alias neither inputs nor each other. The 16-bit types are computed in float (the
+//   recurrent products accumulate in float, the LSTM cell state between steps stays float)
+//   and rounded to nearest even where stored. "[T, B, G·H]": gate g of unit j at step t, batch row b lives at
 //   ((t·B + b)·G + g)·H + j. Arrays marked "or null" may be nullptr.
-//   workspace: workspace_bytes(config) bytes of device memory, 16-byte aligned, contents
-//   undefined on entry and exit (the kernels zero what they need, on the stream).
+//   workspace: LaunchConfig::workspace_bytes of device memory, 16-byte aligned, contents
+//   undefined on entry and exit: 16 bytes for the persistent strategy's grid barrier (zeroed by
+//   the call, on the stream), then the B·H running state of the recurrence in the compute type
+//   (LSTM forward c, LSTM backward dc, GRU backward the z·dh that bypasses W_hh).
 //   All sizes are >= 1; index arithmetic is 64-bit.
 //   The kernels only ever address a step through the step's first row (t·B) and its batch B:
 //   a packed layout (per-step batch sizes) or a reversed direction changes those two helpers
@@ -38,6 +42,15 @@
 #include <cstdint>
 
 namespace fastgates::cuda {
+
+// The 16-bit element types as raw bits (the layout of torch.float16 / torch.bfloat16
+// elements), so that this header needs no CUDA header.
+struct Half {
+  uint16_t bits;  // IEEE 754 binary16
+};
+struct BFloat16 {
+  uint16_t bits;  // the high half of a float32
+};
 
 enum class Strategy {
   // One launch per step (backward: per step plus one for dh0). Any size.
@@ -57,6 +70,8 @@ struct DeviceProperties {
 
 // Batch rows per block: each thread keeps this many accumulators in registers.
 constexpr int kBatchTile = 4;
+// The head of the workspace: the persistent strategy's grid barrier.
+constexpr size_t kBarrierBytes = 16;
 // Threads per block at most (the kernels' __launch_bounds__).
 constexpr int kMaxPerStepThreads = 256;
 constexpr int kMaxPersistentThreads = 1024;
@@ -70,12 +85,14 @@ struct LaunchConfig {
   int units_per_block;  // S
   int reduction_lanes;  // R
   int grid_x, grid_y, threads;
-  size_t shared_bytes;  // dynamic shared memory per block
+  size_t shared_bytes;     // dynamic shared memory per block
+  size_t workspace_bytes;  // of the `workspace` argument
 };
 
 // The configuration of `strategy` for this problem; throws std::invalid_argument if the
 // strategy cannot run it (persistent: the grid does not fit on the device at once, or the
-// weight slice does not fit in shared memory, or no cooperative launch).
+// weight slice does not fit in shared memory, or no cooperative launch). dtype_bytes: 2 (Half,
+// BFloat16), 4 (float) or 8 (double).
 LaunchConfig make_config(Strategy strategy, int64_t batch, int64_t hidden, int gates, int dtype_bytes,
                          const DeviceProperties& device);
 
@@ -85,17 +102,13 @@ LaunchConfig make_config(Strategy strategy, int64_t batch, int64_t hidden, int g
 //   Persistent: the grid is one block per SM at most: with tiles = ceil(B / kBatchTile) batch
 //   tiles, S = ceil(H / floor(sm_count / tiles)) units per block; it runs if tiles ≤ sm_count,
 //   G·S ≤ 256 gate rows per block, the device has cooperative launches, and the weight slice
-//   G·S·H·dtype_bytes plus the partial sums kBatchTile·G·S·R·dtype_bytes (R = min(8, 1024 / G·S))
-//   fit in shared_bytes_per_block.
+//   G·S·H·dtype_bytes (rounded up to 16) plus the partial sums kBatchTile·G·S·R·acc_bytes
+//   (R = min(8, 1024 / G·S); acc_bytes 8 for double, else 4) fit in shared_bytes_per_block.
 // Examples on an A100 (108 SMs, 163 KiB per block), float32 LSTM: B=8, H=256: 2 tiles, S=5,
 // 22.5 KiB → persistent; B=64, H=1024: 16 tiles, S=171 → per step; B=1, H=1024: S=10 needs
 // 165 KiB → per step; B=512: 128 tiles > 108 SMs → per step (tests/test_cuda_emulated.py).
 LaunchConfig choose_strategy(int64_t batch, int64_t hidden, int gates, int dtype_bytes,
                              const DeviceProperties& device);
-
-// Bytes of workspace a kernel needs with this configuration (the persistent strategy's grid
-// barrier; 0 for per-step).
-size_t workspace_bytes(const LaunchConfig& config);
 
 struct SequenceShape {
   int64_t steps;        // T
@@ -112,7 +125,7 @@ struct LstmForward {
   const T* c0;       // [B, H]
   T* y;              // [T, B, H]   out: h_t of every step
   T* h_n;            // [B, H]      out: h at the last step
-  T* c_n;            // [B, H]      out: c at the last step (also the running c between steps)
+  T* c_n;            // [B, H]      out: c at the last step
   T* saved_gates;    // [T, B, 4H]  out or null: σ(i), σ(f), tanh(g), σ(o) of every step, for backward
   T* saved_c;        // [T, B, H]   out or null (null iff saved_gates is): c_t of every step
   void* workspace;
@@ -130,7 +143,7 @@ struct LstmBackward {
   const T* dc_n;         // [B, H]      gradient w.r.t. c_n
   T* dgates;             // [T, B, 4H]  out: gradient w.r.t. the gate pre-activations (= d gates_x)
   T* dh0;                // [B, H]      out
-  T* dc0;                // [B, H]      out (also the running dc between steps)
+  T* dc0;                // [B, H]      out
   void* workspace;
 };
 
@@ -158,7 +171,7 @@ struct GruBackward {
   const T* dh_n;   // [B, H]
   T* dgates_x;     // [T, B, 3H]  out: gradient w.r.t. gates_x
   T* dgates_h;     // [T, B, 3H]  out: gradient w.r.t. h_{t-1} W_hhᵀ + b_hh (= d b_hh summed)
-  T* dh0;          // [B, H]      out (also the running z·dh between steps)
+  T* dh0;          // [B, H]      out
   void* workspace;
 };
 

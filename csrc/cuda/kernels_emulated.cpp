@@ -30,6 +30,8 @@ void gru_backward(const cuda::GruBackward<T>& args, const LaunchConfig& config) 
   template void gru_backward<T>(const cuda::GruBackward<T>&, const LaunchConfig&);
 FG_INSTANTIATE(float)
 FG_INSTANTIATE(double)
+FG_INSTANTIATE(cuda::Half)
+FG_INSTANTIATE(cuda::BFloat16)
 #undef FG_INSTANTIATE
 
 }  // namespace fastgates::cuda_emulated

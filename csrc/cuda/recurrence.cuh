@@ -10,8 +10,8 @@
 //   Backward: thread (unit, lane) computes the unit's column of W_hh times dgates_{t+1} over
 //   the G·H rows ≡ lane (mod G·R); then one thread per (batch row, unit) applies the cell's
 //   backward, whose dgates_t the next step's product reads.
-// Shared memory (dynamic only): [persistent: the block's weight slice][partial sums
-// kBatchTile × G·S × R]. Every sum is taken in the same order whatever the strategy, so the
+// Shared memory (dynamic only): [persistent: the block's weight slice, element type, padded
+// to 16 bytes][partial sums kBatchTile × G·S × R, compute type]. Every sum is taken in the same order whatever the strategy, so the
 // results do not depend on it (up to the weights' source) and are deterministic.
 #pragma once
 
@@ -19,6 +19,7 @@
 
 #include "cuda/device.h"
 #include "cuda/kernels.h"
+#include "cuda/numeric.cuh"
 
 namespace fastgates::FG_CUDA_NAMESPACE {
 
@@ -31,6 +32,20 @@ struct Tiling {
 // layout of time (a packed layout or a reversed direction would change these two).
 __device__ __forceinline__ int64_t step_row(const cuda::SequenceShape& shape, int64_t t) { return t * shape.batch; }
 __device__ __forceinline__ int64_t step_batch(const cuda::SequenceShape& shape, int64_t) { return shape.batch; }
+
+// The workspace (kernels.h): the grid barrier's two counters, then the running state [B, H].
+__device__ __forceinline__ unsigned* barrier_counters(void* workspace) { return static_cast<unsigned*>(workspace); }
+template <typename Acc>
+__device__ __forceinline__ Acc* running_state(void* workspace) {
+  return reinterpret_cast<Acc*>(static_cast<unsigned char*>(workspace) + cuda::kBarrierBytes);
+}
+
+// The partial sums after a persistent block's weight slice of `elements` elements of T.
+template <typename T, typename Acc>
+__device__ __forceinline__ Acc* partials_after(T* slice, int64_t elements) {
+  const int64_t bytes = (elements * int64_t(sizeof(T)) + 15) / 16 * 16;
+  return reinterpret_cast<Acc*>(reinterpret_cast<unsigned char*>(slice) + bytes);
+}
 
 // Where a block reads W_hh from: global memory (per step) or its slice in shared memory.
 // Forward: (row of W_hh, column k, the row's index in the block's slice).
@@ -73,7 +88,9 @@ __device__ __forceinline__ auto previous_h(const Args& a, int64_t t) {
 // One forward step of the block's units and batch tile.
 template <class Cell, typename T, class Weights>
 __device__ __forceinline__ void forward_step(const typename Cell::template Forward<T>& a, int64_t t, Tiling tiling,
-                                             const Weights& weights, T* partials) {
+                                             const Weights& weights, typename Numeric<T>::Acc* partials) {
+  using N = Numeric<T>;
+  using Acc = typename N::Acc;
   constexpr int G = Cell::kGates;
   const int64_t H = a.shape.hidden_size;
   const int64_t B = step_batch(a.shape, t);
@@ -83,16 +100,16 @@ __device__ __forceinline__ void forward_step(const typename Cell::template Forwa
   const int64_t j = int64_t(blockIdx.x) * S + local_row % S;
   const int64_t b0 = int64_t(blockIdx.y) * cuda::kBatchTile;
   const T* h = previous_h(a, t);
-  T acc[cuda::kBatchTile] = {};
+  Acc acc[cuda::kBatchTile] = {};
   if (j < H) {
     // Rows past the batch repeat its last row; their sums are dropped below.
     const T* h_row[cuda::kBatchTile];
     for (int bb = 0; bb < cuda::kBatchTile; ++bb) h_row[bb] = h + (b0 + bb < B ? b0 + bb : B - 1) * H;
     const int64_t w_row = int64_t(local_row / S) * H + j;
     for (int64_t k = lane; k < H; k += R) {
-      const T w = weights(w_row, k, local_row);
-      // __ldcg: h_{t-1} was written by other blocks during this launch (persistent strategy).
-      for (int bb = 0; bb < cuda::kBatchTile; ++bb) acc[bb] += w * __ldcg(h_row[bb] + k);
+      const Acc w = N::load(weights(w_row, k, local_row));
+      // h_{t-1} was written by other blocks during this launch (persistent strategy).
+      for (int bb = 0; bb < cuda::kBatchTile; ++bb) acc[bb] += w * N::load(N::load_coherent(h_row[bb] + k));
     }
   }
   for (int bb = 0; bb < cuda::kBatchTile; ++bb) partials[(bb * rows + local_row) * R + lane] = acc[bb];
@@ -101,10 +118,10 @@ __device__ __forceinline__ void forward_step(const typename Cell::template Forwa
     const int bb = idx / S, unit = idx % S;
     const int64_t b = b0 + bb, jj = int64_t(blockIdx.x) * S + unit;
     if (b >= B || jj >= H) continue;
-    T recurrent[G];
+    Acc recurrent[G];
     for (int g = 0; g < G; ++g) {
-      const T* p = partials + (bb * rows + g * S + unit) * R;
-      T sum = 0;
+      const Acc* p = partials + (bb * rows + g * S + unit) * R;
+      Acc sum = 0;
       for (int r = 0; r < R; ++r) sum += p[r];
       recurrent[g] = sum;
     }
@@ -115,7 +132,9 @@ __device__ __forceinline__ void forward_step(const typename Cell::template Forwa
 // One backward step (t = −1: only dh0 = dgates_0 W_hh plus what bypasses W_hh).
 template <class Cell, typename T, class Weights>
 __device__ __forceinline__ void backward_step(const typename Cell::template Backward<T>& a, int64_t t, Tiling tiling,
-                                              const Weights& weights, T* partials) {
+                                              const Weights& weights, typename Numeric<T>::Acc* partials) {
+  using N = Numeric<T>;
+  using Acc = typename N::Acc;
   constexpr int G = Cell::kGates;
   const int64_t H = a.shape.hidden_size;
   const int64_t B = a.shape.batch;
@@ -124,7 +143,7 @@ __device__ __forceinline__ void backward_step(const typename Cell::template Back
   const int lane = static_cast<int>(threadIdx.x) / S;
   const int64_t j = int64_t(blockIdx.x) * S + unit;
   const int64_t b0 = int64_t(blockIdx.y) * cuda::kBatchTile;
-  T acc[cuda::kBatchTile] = {};
+  Acc acc[cuda::kBatchTile] = {};
   if (t + 1 < a.shape.steps && j < H) {
     const int64_t next_batch = step_batch(a.shape, t + 1);
     const T* d = Cell::recurrent_gradient(a) + step_row(a.shape, t + 1) * G * H;
@@ -133,8 +152,8 @@ __device__ __forceinline__ void backward_step(const typename Cell::template Back
       d_row[bb] = d + (b0 + bb < next_batch ? b0 + bb : next_batch - 1) * G * H;
     }
     for (int64_t row = lane; row < G * H; row += L) {
-      const T w = weights(row, j, unit);
-      for (int bb = 0; bb < cuda::kBatchTile; ++bb) acc[bb] += w * __ldcg(d_row[bb] + row);
+      const Acc w = N::load(weights(row, j, unit));
+      for (int bb = 0; bb < cuda::kBatchTile; ++bb) acc[bb] += w * N::load(N::load_coherent(d_row[bb] + row));
     }
   }
   for (int bb = 0; bb < cuda::kBatchTile; ++bb) partials[(bb * S + unit) * L + lane] = acc[bb];
@@ -143,8 +162,8 @@ __device__ __forceinline__ void backward_step(const typename Cell::template Back
     const int bb = idx / S, u = idx % S;
     const int64_t b = b0 + bb, jj = int64_t(blockIdx.x) * S + u;
     if (b >= B || jj >= H) continue;
-    const T* p = partials + (bb * S + u) * L;
-    T sum = 0;
+    const Acc* p = partials + (bb * S + u) * L;
+    Acc sum = 0;
     for (int r = 0; r < L; ++r) sum += p[r];
     if (t >= 0) {
       Cell::backward_cell(a, t, b, jj, sum);
@@ -179,18 +198,22 @@ template <class Cell, typename T>
 __global__ void __launch_bounds__(cuda::kMaxPerStepThreads)
     forward_step_kernel(typename Cell::template Forward<T> a, Tiling tiling, int64_t t) {
   FG_DYNAMIC_SHARED(shared);
-  forward_step<Cell, T>(a, t, tiling, GlobalRows<T>{a.w_hh, a.shape.hidden_size}, reinterpret_cast<T*>(shared));
+  forward_step<Cell, T>(a, t, tiling, GlobalRows<T>{a.w_hh, a.shape.hidden_size},
+                        reinterpret_cast<typename Numeric<T>::Acc*>(shared));
 }
 
 template <class Cell, typename T>
 __global__ void __launch_bounds__(cuda::kMaxPerStepThreads)
     backward_step_kernel(typename Cell::template Backward<T> a, Tiling tiling, int64_t t) {
   FG_DYNAMIC_SHARED(shared);
-  backward_step<Cell, T>(a, t, tiling, GlobalColumns<T>{a.w_hh, a.shape.hidden_size}, reinterpret_cast<T*>(shared));
+  backward_step<Cell, T>(a, t, tiling, GlobalColumns<T>{a.w_hh, a.shape.hidden_size},
+                         reinterpret_cast<typename Numeric<T>::Acc*>(shared));
 }
 
+// Launch bounds (1024 threads, 1 block per SM, as the persistent grid has): up to 64 registers
+// per thread. Without the block count ptxas aims lower and spills (16-bit LSTM backward).
 template <class Cell, typename T>
-__global__ void __launch_bounds__(cuda::kMaxPersistentThreads)
+__global__ void __launch_bounds__(cuda::kMaxPersistentThreads, 1)
     forward_persistent_kernel(typename Cell::template Forward<T> a, Tiling tiling) {
   constexpr int G = Cell::kGates;
   FG_DYNAMIC_SHARED(shared);
@@ -201,18 +224,19 @@ __global__ void __launch_bounds__(cuda::kMaxPersistentThreads)
   for (int64_t e = threadIdx.x; e < slice_size; e += blockDim.x) {
     const int64_t local_row = e / H, k = e % H;
     const int64_t j = int64_t(blockIdx.x) * S + local_row % S;
-    slice[e] = j < H ? a.w_hh[((local_row / S) * H + j) * H + k] : T(0);
+    slice[e] = j < H ? a.w_hh[((local_row / S) * H + j) * H + k] : T{};
   }
   __syncthreads();
-  unsigned* barrier = static_cast<unsigned*>(a.workspace);
+  unsigned* barrier = barrier_counters(a.workspace);
+  auto* partials = partials_after<T, typename Numeric<T>::Acc>(slice, slice_size);
   for (int64_t t = 0; t < a.shape.steps; ++t) {
     if (t > 0) grid_barrier(barrier);
-    forward_step<Cell, T>(a, t, tiling, SharedRows<T>{slice, H}, slice + slice_size);
+    forward_step<Cell, T>(a, t, tiling, SharedRows<T>{slice, H}, partials);
   }
 }
 
 template <class Cell, typename T>
-__global__ void __launch_bounds__(cuda::kMaxPersistentThreads)
+__global__ void __launch_bounds__(cuda::kMaxPersistentThreads, 1)
     backward_persistent_kernel(typename Cell::template Backward<T> a, Tiling tiling) {
   constexpr int G = Cell::kGates;
   FG_DYNAMIC_SHARED(shared);
@@ -223,13 +247,14 @@ __global__ void __launch_bounds__(cuda::kMaxPersistentThreads)
   for (int64_t e = threadIdx.x; e < slice_size; e += blockDim.x) {
     const int64_t row = e / S;
     const int64_t j = int64_t(blockIdx.x) * S + e % S;
-    slice[e] = j < H ? a.w_hh[row * H + j] : T(0);
+    slice[e] = j < H ? a.w_hh[row * H + j] : T{};
   }
   __syncthreads();
-  unsigned* barrier = static_cast<unsigned*>(a.workspace);
+  unsigned* barrier = barrier_counters(a.workspace);
+  auto* partials = partials_after<T, typename Numeric<T>::Acc>(slice, slice_size);
   for (int64_t t = a.shape.steps - 1; t >= -1; --t) {
     if (t < a.shape.steps - 1) grid_barrier(barrier);
-    backward_step<Cell, T>(a, t, tiling, SharedColumns<T>{slice, S}, slice + slice_size);
+    backward_step<Cell, T>(a, t, tiling, SharedColumns<T>{slice, S}, partials);
   }
 }
 

@@ -21,14 +21,26 @@ constexpr int kMaxPersistentRows = 256;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// The compute type: float for the 16-bit types.
+int acc_bytes(int dtype_bytes) { return dtype_bytes == 8 ? 8 : 4; }
+
+size_t round_up(size_t bytes) { return (bytes + 15) / 16 * 16; }
+
 size_t reduction_bytes(int gates, int units, int lanes, int dtype_bytes) {
-  return size_t{kBatchTile} * gates * units * lanes * dtype_bytes;
+  return size_t{kBatchTile} * gates * units * lanes * acc_bytes(dtype_bytes);
+}
+
+// The grid barrier, then the running state (kernels.h).
+size_t workspace_for(int64_t batch, int64_t hidden, int dtype_bytes) {
+  return kBarrierBytes + size_t(batch) * size_t(hidden) * acc_bytes(dtype_bytes);
 }
 
 void check_problem(int64_t batch, int64_t hidden, int gates, int dtype_bytes) {
   if (batch < 1 || hidden < 1) throw std::invalid_argument("batch and hidden_size must be at least 1");
   if (gates != 3 && gates != 4) throw std::invalid_argument("gates must be 3 (GRU) or 4 (LSTM)");
-  if (dtype_bytes != 4 && dtype_bytes != 8) throw std::invalid_argument("dtype_bytes must be 4 or 8");
+  if (dtype_bytes != 2 && dtype_bytes != 4 && dtype_bytes != 8) {
+    throw std::invalid_argument("dtype_bytes must be 2, 4 or 8");
+  }
   if (ceil_div(batch, kBatchTile) > 65535) throw std::invalid_argument("batch too large (more than 65535 batch tiles)");
   if (hidden > (int64_t{1} << 24)) throw std::invalid_argument("hidden_size too large");
 }
@@ -51,14 +63,16 @@ std::optional<LaunchConfig> persistent_config(int64_t batch, int64_t hidden, int
     return std::nullopt;
   }
   const int lanes = std::min(kLanes, kMaxPersistentThreads / (gates * units));
-  const size_t shared = size_t(gates) * units * hidden * dtype_bytes + reduction_bytes(gates, units, lanes, dtype_bytes);
+  const size_t shared =
+      round_up(size_t(gates) * units * hidden * dtype_bytes) + reduction_bytes(gates, units, lanes, dtype_bytes);
   if (shared > device.shared_bytes_per_block) {
     *why = "the weight slice needs " + std::to_string(shared) + " bytes of shared memory, the device has " +
            std::to_string(device.shared_bytes_per_block);
     return std::nullopt;
   }
   return LaunchConfig{Strategy::persistent, units, lanes, static_cast<int>(ceil_div(hidden, units)),
-                      static_cast<int>(tiles), gates * units * lanes, shared};
+                      static_cast<int>(tiles), gates * units * lanes, shared,
+                      workspace_for(batch, hidden, dtype_bytes)};
 }
 
 LaunchConfig per_step_config(int64_t batch, int64_t hidden, int gates, int dtype_bytes) {
@@ -69,7 +83,8 @@ LaunchConfig per_step_config(int64_t batch, int64_t hidden, int gates, int dtype
                       static_cast<int>(ceil_div(hidden, units)),
                       static_cast<int>(ceil_div(batch, kBatchTile)),
                       gates * units * kLanes,
-                      reduction_bytes(gates, units, kLanes, dtype_bytes)};
+                      reduction_bytes(gates, units, kLanes, dtype_bytes),
+                      workspace_for(batch, hidden, dtype_bytes)};
 }
 
 }  // namespace
@@ -90,11 +105,6 @@ LaunchConfig choose_strategy(int64_t batch, int64_t hidden, int gates, int dtype
   std::string why;
   std::optional<LaunchConfig> config = persistent_config(batch, hidden, gates, dtype_bytes, device, &why);
   return config ? *config : per_step_config(batch, hidden, gates, dtype_bytes);
-}
-
-size_t workspace_bytes(const LaunchConfig& config) {
-  // The grid barrier's two counters, padded to keep the caller's alignment.
-  return config.strategy == Strategy::persistent ? 16 : 0;
 }
 
 }  // namespace fastgates::cuda
