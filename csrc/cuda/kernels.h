@@ -23,16 +23,17 @@
 //   exactly the shape given, of element type T: float, double, Half or BFloat16 (below);
 //   outputs alias neither inputs nor each other. The 16-bit types are computed in float (the
 //   recurrent products accumulate in float, the LSTM cell state between steps stays float)
-//   and rounded to nearest even where stored. "[T, B, G·H]": gate g of unit j at step t, batch row b lives at
-//   ((t·B + b)·G + g)·H + j. Arrays marked "or null" may be nullptr.
+//   and rounded to nearest even where stored. "[T, B, G·H]": gate g of unit j at step t,
+//   batch row b lives at ((t·B + b)·G + g)·H + j. Arrays marked "or null" may be nullptr.
 //   workspace: LaunchConfig::workspace_bytes of device memory, 16-byte aligned, contents
 //   undefined on entry and exit: 16 bytes for the persistent strategy's grid barrier (zeroed by
 //   the call, on the stream), then the B·H running state of the recurrence in the compute type
 //   (LSTM forward c, LSTM backward dc, GRU backward the z·dh that bypasses W_hh).
 //   All sizes are >= 1; index arithmetic is 64-bit.
-//   The kernels only ever address a step through the step's first row (t·B) and its batch B:
-//   a packed layout (per-step batch sizes) or a reversed direction changes those two helpers
-//   in recurrence.cuh, not the kernels.
+//   The kernels address the rows of a step only through step_row() and step_batch()
+//   (recurrence.cuh), and the time loop runs in the host code (per step) or in one loop of
+//   the persistent kernels: a packed layout (per-step batch sizes) or a reversed direction
+//   changes those helpers and loops, not the kernels' structure.
 //   stream: a cudaStream_t (torch.cuda.current_stream().cuda_stream); the calls are
 //   asynchronous on it. Errors (invalid configuration, a failed launch or CUDA API call)
 //   throw std::runtime_error naming the operation.
@@ -63,9 +64,9 @@ enum class Strategy {
 
 // What the strategy heuristic needs to know of the device.
 struct DeviceProperties {
-  int sm_count;                 // streaming multiprocessors
+  int sm_count;                   // streaming multiprocessors
   size_t shared_bytes_per_block;  // dynamic shared memory one block may opt in to
-  bool cooperative_launch;      // the device supports cooperative launches
+  bool cooperative_launch;        // the device supports cooperative launches
 };
 
 // Batch rows per block: each thread keeps this many accumulators in registers.

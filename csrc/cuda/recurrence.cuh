@@ -11,8 +11,8 @@
 //   the G·H rows ≡ lane (mod G·R); then one thread per (batch row, unit) applies the cell's
 //   backward, whose dgates_t the next step's product reads.
 // Shared memory (dynamic only): [persistent: the block's weight slice, element type, padded
-// to 16 bytes][partial sums kBatchTile × G·S × R, compute type]. Every sum is taken in the same order whatever the strategy, so the
-// results do not depend on it (up to the weights' source) and are deterministic.
+// to 16 bytes][partial sums kBatchTile × G·S × R, compute type]. Every sum is taken in the
+// same order whichever the strategy (for the same R), and the results are deterministic.
 #pragma once
 
 #include <cstdint>
@@ -29,7 +29,7 @@ struct Tiling {
 };
 
 // A step's rows in a [T, B, ·] array: rows t·B .. t·B + B − 1. The only place that knows the
-// layout of time (a packed layout or a reversed direction would change these two).
+// layout of time in memory.
 __device__ __forceinline__ int64_t step_row(const cuda::SequenceShape& shape, int64_t t) { return t * shape.batch; }
 __device__ __forceinline__ int64_t step_batch(const cuda::SequenceShape& shape, int64_t) { return shape.batch; }
 
@@ -137,7 +137,7 @@ __device__ __forceinline__ void backward_step(const typename Cell::template Back
   using Acc = typename N::Acc;
   constexpr int G = Cell::kGates;
   const int64_t H = a.shape.hidden_size;
-  const int64_t B = a.shape.batch;
+  const int64_t B = t >= 0 ? step_batch(a.shape, t) : a.shape.batch;
   const int S = tiling.units, L = G * tiling.lanes;
   const int unit = static_cast<int>(threadIdx.x) % S;
   const int lane = static_cast<int>(threadIdx.x) / S;
