@@ -356,3 +356,24 @@ def test_build_info_reports_the_emulation():
     assert info["cuda_emulated"] is True
     assert isinstance(info["cuda"], bool)
     assert "generic" in info["cpu_isas"]
+
+
+@pytest.mark.parametrize("name, match", [
+    ("divergent_barrier", "divergence"),
+    ("too_many_threads", "more than 1024 threads"),
+    ("too_much_shared_memory", "shared memory"),
+    ("exception", "thrown by thread 3"),
+])
+def test_emulation_rejects_kernels_that_break_its_rules(name, match):
+    with pytest.raises(RuntimeError, match=match):
+        EMU.check_emulation(name)
+
+
+@pytest.mark.parametrize("name", ["private_shared_memory", "grid_barrier"])
+def test_emulation_keeps_its_promises(name):
+    EMU.check_emulation(name)
+
+
+def test_unknown_emulation_check():
+    with pytest.raises(ValueError, match="unknown"):
+        EMU.check_emulation("nothing")

@@ -442,6 +442,13 @@ void bind_emulated(py::module_& m) {
     return launch_config<Emulated>(k, d, b, h, s, 0);
   }, py::arg("kernel"), py::arg("dtype"), py::arg("batch"), py::arg("hidden_size"), py::arg("strategy") = "auto");
   m.def("device_properties", [] { return properties_dict(Emulated::properties(0)); });
+  m.def("check_emulation", [](const std::string& name) {
+    try {
+      fastgates::cuda_emulated::check_emulation(name);
+    } catch (const std::invalid_argument& e) {
+      throw py::value_error(e.what());
+    }
+  }, py::arg("name"), "Runs a kernel that checks one promise of the CUDA emulation (for tests).");
 }
 
 #if defined(FG_WITH_CUDA)

@@ -41,6 +41,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace fastgates::cuda {
 
@@ -198,5 +199,10 @@ template <typename T> void lstm_forward(const cuda::LstmForward<T>& args, const 
 template <typename T> void lstm_backward(const cuda::LstmBackward<T>& args, const LaunchConfig& config);
 template <typename T> void gru_forward(const cuda::GruForward<T>& args, const LaunchConfig& config);
 template <typename T> void gru_backward(const cuda::GruBackward<T>& args, const LaunchConfig& config);
+
+// Runs a kernel that checks one promise of the emulation (emulation_checks.cpp): throws
+// std::runtime_error for divergent_barrier, too_many_threads, too_much_shared_memory and
+// exception (the kernel breaks a rule); returns for private_shared_memory and grid_barrier.
+void check_emulation(const std::string& name);
 
 }  // namespace fastgates::cuda_emulated
