@@ -8,13 +8,15 @@
 //
 // What it provides, and nothing more (a kernel that uses anything else does not compile):
 //   dim3; threadIdx, blockIdx, blockDim, gridDim (one per thread); __global__, __device__,
-//   __host__, __forceinline__, __launch_bounds__ (ignored; the launch checks the block size); __syncthreads(); dynamic shared memory only, through
-//   FG_DYNAMIC_SHARED (there is no `__shared__`, so a static shared array does not compile:
-//   a per-block copy of it cannot be emulated without a compiler); atomicAdd, atomicExch on
-//   unsigned int; __threadfence(); __nanosleep(); __ldcg().
+//   __host__, __forceinline__, __launch_bounds__ (ignored: the launch checks the block size);
+//   __syncthreads(); dynamic shared memory only, through FG_DYNAMIC_SHARED (there is no
+//   `__shared__`, so a static shared array does not compile: a per-block copy of it cannot be
+//   emulated without a compiler); atomicAdd, atomicExch on unsigned int; __threadfence();
+//   __nanosleep(); __ldcg(). No warp shuffles: the kernels reduce through shared memory.
 // What it checks: block and grid sizes against the CUDA limits, dynamic shared memory against
-// the limit the launch passes, and __syncthreads divergence (a thread that leaves the kernel
-// while the others of its block wait at a barrier, or a barrier reached after a thread left).
+// the limit the launch passes (and it fills it with NaN bytes first), and __syncthreads
+// divergence (a thread that leaves the kernel while the others of its block wait at a barrier,
+// or a barrier reached after a thread left).
 // An error in any thread (a violation above or an exception thrown by kernel code) stops every
 // thread of the launch and is rethrown by run_kernel() as std::runtime_error.
 // Small shapes only: a block of 256 threads is 256 POSIX threads.
@@ -65,8 +67,12 @@ class Launch;
 // One thread block: its shared memory and its barrier.
 class Block {
  public:
+  // Shared memory starts as all-ones bytes (NaN as float or double): on the GPU it starts as
+  // garbage, and a kernel that reads it before writing it should fail the tests.
+  static constexpr unsigned char kUninitialised = 0xff;
+
   Block(Launch& launch, unsigned threads, size_t shared_bytes)
-      : launch_(launch), threads_(threads), shared_(shared_bytes ? shared_bytes : 1) {}
+      : launch_(launch), threads_(threads), shared_(shared_bytes ? shared_bytes : 1, kUninitialised) {}
 
   unsigned char* shared() { return shared_.data(); }
 
