@@ -19,6 +19,9 @@ using fastgates::bindings::TensorView;
 using fastgates::bindings::view_tensor;
 namespace cpu = fastgates::cpu;
 
+// The CUDA kernels' entry points and build_info() (csrc/bindings/cuda_module.cpp).
+void bind_cuda(py::module_& m);
+
 namespace {
 
 cpu::DType parse_dtype(const std::string& op, const std::string& dtype) {
@@ -506,4 +509,5 @@ PYBIND11_MODULE(_C, m) {
   m.def("set_multiply_adds_per_thread", &cpu::set_multiply_adds_per_thread, py::arg("value"),
         "Multiply-adds of a time step per extra thread (for tests: 0 runs every shape on all "
         "threads it can use). Returns the previous value.");
+  bind_cuda(m);
 }

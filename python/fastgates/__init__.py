@@ -40,6 +40,7 @@ __all__ = [
     "ops",
     "reference",
     "cpu_isa",
+    "build_info",
     "__version__",
 ]
 
@@ -49,6 +50,16 @@ def cpu_isa() -> str:
     from ._backend import C
 
     return C().cpu_isa()
+
+
+def build_info() -> dict:
+    """What the compiled module contains: ``cuda`` (bool: the CUDA kernels were compiled),
+    ``cuda_archs`` (list of str, CMake's CUDA architectures), ``cuda_version`` (nvcc's, or None),
+    ``cuda_emulated`` (the emulated CUDA kernels for tests, always built), ``cpu_isas`` (the
+    instruction-set builds of the CPU kernels)."""
+    from ._backend import C
+
+    return dict(C().build_info())
 
 
 _NEEDS_TORCH = ("LSTM", "GRU", "LSTMCell", "GRUCell", "from_torch", "convert", "ops")

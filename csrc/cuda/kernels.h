@@ -1,0 +1,208 @@
+// The CUDA recurrent kernels: one call runs a whole sequence of one layer and one direction.
+// Plain C++ (no CUDA header), so that the bindings compile with the host compiler alone.
+//
+// What the kernels do and what they leave to the caller
+//   The same conventions as the CPU kernels (csrc/cpu/kernels.h: gate order, layouts, what
+//   forward saves, what backward produces), with one difference: the input projection
+//   x W_ihᵀ + bias is not inside the kernel. The caller computes gates_x with one large GEMM
+//   (torch, i.e. cuBLAS) first and passes it in. Backward likewise leaves dW_ih, dW_hh, dx and
+//   the bias gradients to GEMMs/reductions by the caller.
+//   Per step the recurrent product h_{t-1} W_hhᵀ (forward) or dgates_{t+1} W_hh (backward) is
+//   fused with the cell's gate math (csrc/cell/), so gates never go to global memory. Two
+//   strategies (see LaunchConfig): one launch per step, or one persistent cooperative launch
+//   whose blocks keep their slice of W_hh in shared memory.
+//
+// Two builds of the same kernel sources (csrc/cuda/recurrence.cuh):
+//   fastgates::cuda           nvcc, runs on the GPU (only when the build found nvcc: FG_WITH_CUDA)
+//   fastgates::cuda_emulated  g++ with csrc/cuda/emulation.h, runs on the CPU (always built;
+//                             for tests, small shapes only: every CUDA thread is a CPU thread)
+//
+// Conventions for every parameter below
+//   T = steps, B = batch, H = hidden_size; G = gates per unit (LSTM 4: i, f, g, o; GRU 3: r, z, n).
+//   Every array is device memory (host memory for the emulated build), dense, row-major with
+//   exactly the shape given, of element type T: float, double, Half or BFloat16 (below);
+//   outputs alias neither inputs nor each other. The 16-bit types are computed in float (the
+//   recurrent products accumulate in float, the LSTM cell state between steps stays float)
+//   and rounded to nearest even where stored. "[T, B, G·H]": gate g of unit j at step t,
+//   batch row b lives at ((t·B + b)·G + g)·H + j. Arrays marked "or null" may be nullptr.
+//   workspace: LaunchConfig::workspace_bytes of device memory, 16-byte aligned, contents
+//   undefined on entry and exit: 16 bytes for the persistent strategy's grid barrier (zeroed by
+//   the call, on the stream), then the B·H running state of the recurrence in the compute type
+//   (LSTM forward c, LSTM backward dc, GRU backward the z·dh that bypasses W_hh).
+//   All sizes are >= 1; index arithmetic is 64-bit.
+//   The kernels address the rows of a step only through step_row() and step_batch()
+//   (recurrence.cuh), and the time loop runs in the host code (per step) or in one loop of
+//   the persistent kernels: a packed layout (per-step batch sizes) or a reversed direction
+//   changes those helpers and loops, not the kernels' structure.
+//   stream: a cudaStream_t (torch.cuda.current_stream().cuda_stream); the calls are
+//   asynchronous on it. Errors (invalid configuration, a failed launch or CUDA API call)
+//   throw std::runtime_error naming the operation.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace fastgates::cuda {
+
+// The 16-bit element types as raw bits (the layout of torch.float16 / torch.bfloat16
+// elements), so that this header needs no CUDA header.
+struct Half {
+  uint16_t bits;  // IEEE 754 binary16
+};
+struct BFloat16 {
+  uint16_t bits;  // the high half of a float32
+};
+
+enum class Strategy {
+  // One launch per step (backward: per step plus one for dh0). Any size.
+  per_step,
+  // One cooperative launch for the whole sequence; each block keeps its G·S·H slice of W_hh
+  // in shared memory and the blocks meet at a grid barrier per step. Needs every block
+  // resident at once and the slice within the shared memory of a block.
+  persistent,
+};
+
+// What the strategy heuristic needs to know of the device.
+struct DeviceProperties {
+  int sm_count;                   // streaming multiprocessors
+  size_t shared_bytes_per_block;  // dynamic shared memory one block may opt in to
+  bool cooperative_launch;        // the device supports cooperative launches
+};
+
+// Batch rows per block: each thread keeps this many accumulators in registers.
+constexpr int kBatchTile = 4;
+// The head of the workspace: the persistent strategy's grid barrier.
+constexpr size_t kBarrierBytes = 16;
+// Threads per block at most (the kernels' __launch_bounds__).
+constexpr int kMaxPerStepThreads = 256;
+constexpr int kMaxPersistentThreads = 1024;
+
+// How a kernel is launched. Grid: x = hidden-unit slices of `units_per_block` units,
+// y = batch tiles of kBatchTile rows. Block: gates · units_per_block · reduction_lanes threads
+// (forward: reduction_lanes threads share one gate row's dot product over H; backward: the
+// same threads split the G·H rows of one unit's column of W_hh).
+struct LaunchConfig {
+  Strategy strategy;
+  int units_per_block;  // S
+  int reduction_lanes;  // R
+  int grid_x, grid_y, threads;
+  size_t shared_bytes;     // dynamic shared memory per block
+  size_t workspace_bytes;  // of the `workspace` argument
+};
+
+// The configuration of `strategy` for this problem; throws std::invalid_argument if the
+// strategy cannot run it (persistent: the grid does not fit on the device at once, or the
+// weight slice does not fit in shared memory, or no cooperative launch). dtype_bytes: 2 (Half,
+// BFloat16), 4 (float) or 8 (double).
+LaunchConfig make_config(Strategy strategy, int64_t batch, int64_t hidden, int gates, int dtype_bytes,
+                         const DeviceProperties& device);
+
+// The heuristic: persistent whenever it can run (it reads W_hh from global memory once per
+// sequence instead of once per step, and saves T − 1 launches), else per step.
+//   Per step: S = min(8, H) units per block, R = 8 lanes.
+//   Persistent: the grid is one block per SM at most: with tiles = ceil(B / kBatchTile) batch
+//   tiles, S = ceil(H / floor(sm_count / tiles)) units per block; it runs if tiles ≤ sm_count,
+//   G·S ≤ 256 gate rows per block, the device has cooperative launches, and the weight slice
+//   G·S·H·dtype_bytes (rounded up to 16) plus the partial sums kBatchTile·G·S·R·acc_bytes
+//   (R = min(8, 1024 / G·S); acc_bytes 8 for double, else 4) fit in shared_bytes_per_block.
+// Examples on an A100 (108 SMs, 163 KiB per block), float32 LSTM: B=8, H=256: 2 tiles, S=5,
+// 22.5 KiB → persistent; B=64, H=1024: 16 tiles, S=171 → per step; B=1, H=1024: S=10 needs
+// 165 KiB → per step; B=512: 128 tiles > 108 SMs → per step (tests/test_cuda_emulated.py).
+LaunchConfig choose_strategy(int64_t batch, int64_t hidden, int gates, int dtype_bytes,
+                             const DeviceProperties& device);
+
+struct SequenceShape {
+  int64_t steps;        // T
+  int64_t batch;        // B
+  int64_t hidden_size;  // H
+};
+
+template <typename T>
+struct LstmForward {
+  SequenceShape shape;
+  const T* gates_x;  // [T, B, 4H]  x_t W_ihᵀ + b_ih + b_hh, computed by the caller
+  const T* w_hh;     // [4H, H]     torch.nn weight_hh_l0
+  const T* h0;       // [B, H]
+  const T* c0;       // [B, H]
+  T* y;              // [T, B, H]   out: h_t of every step
+  T* h_n;            // [B, H]      out: h at the last step
+  T* c_n;            // [B, H]      out: c at the last step
+  T* saved_gates;    // [T, B, 4H]  out or null: σ(i), σ(f), tanh(g), σ(o) of every step, for backward
+  T* saved_c;        // [T, B, H]   out or null (null iff saved_gates is): c_t of every step
+  void* workspace;
+};
+
+template <typename T>
+struct LstmBackward {
+  SequenceShape shape;
+  const T* w_hh;         // [4H, H]
+  const T* saved_gates;  // [T, B, 4H]  from LstmForward
+  const T* saved_c;      // [T, B, H]   from LstmForward
+  const T* c0;           // [B, H]
+  const T* dy;           // [T, B, H]   gradient of the loss w.r.t. y
+  const T* dh_n;         // [B, H]      gradient w.r.t. h_n
+  const T* dc_n;         // [B, H]      gradient w.r.t. c_n
+  T* dgates;             // [T, B, 4H]  out: gradient w.r.t. the gate pre-activations (= d gates_x)
+  T* dh0;                // [B, H]      out
+  T* dc0;                // [B, H]      out
+  void* workspace;
+};
+
+template <typename T>
+struct GruForward {
+  SequenceShape shape;
+  const T* gates_x;  // [T, B, 3H]  x_t W_ihᵀ + b_ih, computed by the caller
+  const T* w_hh;     // [3H, H]     torch.nn weight_hh_l0
+  const T* b_hh;     // [3H] or null: torch.nn bias_hh_l0 (null: no bias)
+  const T* h0;       // [B, H]
+  T* y;              // [T, B, H]   out: h_t of every step
+  T* h_n;            // [B, H]      out
+  T* saved;          // [T, B, 4H]  out or null: r, z, n, W_hn h_{t-1} + b_hn of every step, for backward
+  void* workspace;
+};
+
+template <typename T>
+struct GruBackward {
+  SequenceShape shape;
+  const T* w_hh;   // [3H, H]
+  const T* saved;  // [T, B, 4H]  from GruForward
+  const T* h0;     // [B, H]
+  const T* y;      // [T, B, H]   from GruForward (h_{t-1} of step t is y[t-1])
+  const T* dy;     // [T, B, H]
+  const T* dh_n;   // [B, H]
+  T* dgates_x;     // [T, B, 3H]  out: gradient w.r.t. gates_x
+  T* dgates_h;     // [T, B, 3H]  out: gradient w.r.t. h_{t-1} W_hhᵀ + b_hh (= d b_hh summed)
+  T* dh0;          // [B, H]      out
+  void* workspace;
+};
+
+#if defined(FG_WITH_CUDA)
+// The GPU build. `device`: the CUDA device index of the arrays (made current for the call).
+DeviceProperties device_properties(int device);
+template <typename T> void lstm_forward(const LstmForward<T>& args, const LaunchConfig& config, int device, void* stream);
+template <typename T> void lstm_backward(const LstmBackward<T>& args, const LaunchConfig& config, int device, void* stream);
+template <typename T> void gru_forward(const GruForward<T>& args, const LaunchConfig& config, int device, void* stream);
+template <typename T> void gru_backward(const GruBackward<T>& args, const LaunchConfig& config, int device, void* stream);
+#endif
+
+}  // namespace fastgates::cuda
+
+namespace fastgates::cuda_emulated {
+
+using cuda::LaunchConfig;
+
+// The device the emulation pretends to be (8 SMs, 99 KiB of shared memory per block,
+// cooperative launches), so that the heuristic and both strategies can be tested.
+cuda::DeviceProperties device_properties();
+template <typename T> void lstm_forward(const cuda::LstmForward<T>& args, const LaunchConfig& config);
+template <typename T> void lstm_backward(const cuda::LstmBackward<T>& args, const LaunchConfig& config);
+template <typename T> void gru_forward(const cuda::GruForward<T>& args, const LaunchConfig& config);
+template <typename T> void gru_backward(const cuda::GruBackward<T>& args, const LaunchConfig& config);
+
+// Runs a kernel that checks one promise of the emulation (emulation_checks.cpp): throws
+// std::runtime_error for divergent_barrier, too_many_threads, too_much_shared_memory and
+// exception (the kernel breaks a rule); returns for private_shared_memory and grid_barrier.
+void check_emulation(const std::string& name);
+
+}  // namespace fastgates::cuda_emulated

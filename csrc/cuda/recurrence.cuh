@@ -1,0 +1,261 @@
+// The two recurrent strategies as templates over a cell policy (lstm_cells.cuh, gru_cells.cuh).
+// Compiled by nvcc for the GPU and by the host compiler with the emulation (device.h).
+//
+// Work split (both strategies, forward and backward): blockIdx.x owns S = tiling.units hidden
+// units, blockIdx.y a tile of kBatchTile batch rows. A block has G·S·R threads.
+//   Forward: thread (row, lane) with row = (gate g, unit) computes the dot product of that row
+//   of W_hh with h_{t-1} over k ≡ lane (mod R), for each batch row of the tile (kBatchTile
+//   accumulators in registers); the partial sums meet in shared memory and one thread per
+//   (batch row, unit) adds them in a fixed order and applies the cell to all G gates.
+//   Backward: thread (unit, lane) computes the unit's column of W_hh times dgates_{t+1} over
+//   the G·H rows ≡ lane (mod G·R); then one thread per (batch row, unit) applies the cell's
+//   backward, whose dgates_t the next step's product reads.
+// Shared memory (dynamic only): [persistent: the block's weight slice, element type, padded
+// to 16 bytes][partial sums kBatchTile × G·S × R, compute type]. Every sum is taken in the
+// same order whichever the strategy (for the same R), and the results are deterministic.
+#pragma once
+
+#include <cstdint>
+
+#include "cuda/device.h"
+#include "cuda/kernels.h"
+#include "cuda/numeric.cuh"
+
+namespace fastgates::FG_CUDA_NAMESPACE {
+
+struct Tiling {
+  int units;  // S: hidden units per block
+  int lanes;  // R: threads per gate row (forward); G·R threads per unit column (backward)
+};
+
+// A step's rows in a [T, B, ·] array: rows t·B .. t·B + B − 1. The only place that knows the
+// layout of time in memory.
+__device__ __forceinline__ int64_t step_row(const cuda::SequenceShape& shape, int64_t t) { return t * shape.batch; }
+__device__ __forceinline__ int64_t step_batch(const cuda::SequenceShape& shape, int64_t) { return shape.batch; }
+
+// The workspace (kernels.h): the grid barrier's two counters, then the running state [B, H].
+__device__ __forceinline__ unsigned* barrier_counters(void* workspace) { return static_cast<unsigned*>(workspace); }
+template <typename Acc>
+__device__ __forceinline__ Acc* running_state(void* workspace) {
+  return reinterpret_cast<Acc*>(static_cast<unsigned char*>(workspace) + cuda::kBarrierBytes);
+}
+
+// The partial sums after a persistent block's weight slice of `elements` elements of T.
+template <typename T, typename Acc>
+__device__ __forceinline__ Acc* partials_after(T* slice, int64_t elements) {
+  const int64_t bytes = (elements * int64_t(sizeof(T)) + 15) / 16 * 16;
+  return reinterpret_cast<Acc*>(reinterpret_cast<unsigned char*>(slice) + bytes);
+}
+
+// Where a block reads W_hh from: global memory (per step) or its slice in shared memory.
+// Forward: (row of W_hh, column k, the row's index in the block's slice).
+template <typename T>
+struct GlobalRows {
+  const T* w;
+  int64_t hidden;
+  __device__ __forceinline__ T operator()(int64_t row, int64_t k, int) const { return w[row * hidden + k]; }
+};
+template <typename T>
+struct SharedRows {
+  const T* slice;  // [G·S, H]
+  int64_t hidden;
+  __device__ __forceinline__ T operator()(int64_t, int64_t k, int local_row) const {
+    return slice[local_row * hidden + k];
+  }
+};
+// Backward: (row of W_hh, column j, the column's index in the block's slice).
+template <typename T>
+struct GlobalColumns {
+  const T* w;
+  int64_t hidden;
+  __device__ __forceinline__ T operator()(int64_t row, int64_t j, int) const { return w[row * hidden + j]; }
+};
+template <typename T>
+struct SharedColumns {
+  const T* slice;  // [G·H, S]
+  int units;
+  __device__ __forceinline__ T operator()(int64_t row, int64_t, int local_unit) const {
+    return slice[row * units + local_unit];
+  }
+};
+
+// h_{t-1}: [B, H] rows of step t − 1 of y, or h0.
+template <class Args>
+__device__ __forceinline__ auto previous_h(const Args& a, int64_t t) {
+  return t == 0 ? a.h0 : a.y + step_row(a.shape, t - 1) * a.shape.hidden_size;
+}
+
+// One forward step of the block's units and batch tile.
+template <class Cell, typename T, class Weights>
+__device__ __forceinline__ void forward_step(const typename Cell::template Forward<T>& a, int64_t t, Tiling tiling,
+                                             const Weights& weights, typename Numeric<T>::Acc* partials) {
+  using N = Numeric<T>;
+  using Acc = typename N::Acc;
+  constexpr int G = Cell::kGates;
+  const int64_t H = a.shape.hidden_size;
+  const int64_t B = step_batch(a.shape, t);
+  const int S = tiling.units, R = tiling.lanes, rows = G * S;
+  const int lane = static_cast<int>(threadIdx.x) % R;
+  const int local_row = static_cast<int>(threadIdx.x) / R;
+  const int64_t j = int64_t(blockIdx.x) * S + local_row % S;
+  const int64_t b0 = int64_t(blockIdx.y) * cuda::kBatchTile;
+  const T* h = previous_h(a, t);
+  Acc acc[cuda::kBatchTile] = {};
+  if (j < H) {
+    // Rows past the batch repeat its last row; their sums are dropped below.
+    const T* h_row[cuda::kBatchTile];
+    for (int bb = 0; bb < cuda::kBatchTile; ++bb) h_row[bb] = h + (b0 + bb < B ? b0 + bb : B - 1) * H;
+    const int64_t w_row = int64_t(local_row / S) * H + j;
+    for (int64_t k = lane; k < H; k += R) {
+      const Acc w = N::load(weights(w_row, k, local_row));
+      // h_{t-1} was written by other blocks during this launch (persistent strategy).
+      for (int bb = 0; bb < cuda::kBatchTile; ++bb) acc[bb] += w * N::load(N::load_coherent(h_row[bb] + k));
+    }
+  }
+  for (int bb = 0; bb < cuda::kBatchTile; ++bb) partials[(bb * rows + local_row) * R + lane] = acc[bb];
+  __syncthreads();
+  for (int idx = static_cast<int>(threadIdx.x); idx < cuda::kBatchTile * S; idx += static_cast<int>(blockDim.x)) {
+    const int bb = idx / S, unit = idx % S;
+    const int64_t b = b0 + bb, jj = int64_t(blockIdx.x) * S + unit;
+    if (b >= B || jj >= H) continue;
+    Acc recurrent[G];
+    for (int g = 0; g < G; ++g) {
+      const Acc* p = partials + (bb * rows + g * S + unit) * R;
+      Acc sum = 0;
+      for (int r = 0; r < R; ++r) sum += p[r];
+      recurrent[g] = sum;
+    }
+    Cell::forward_cell(a, t, b, jj, recurrent);
+  }
+}
+
+// One backward step (t = −1: only dh0 = dgates_0 W_hh plus what bypasses W_hh).
+template <class Cell, typename T, class Weights>
+__device__ __forceinline__ void backward_step(const typename Cell::template Backward<T>& a, int64_t t, Tiling tiling,
+                                              const Weights& weights, typename Numeric<T>::Acc* partials) {
+  using N = Numeric<T>;
+  using Acc = typename N::Acc;
+  constexpr int G = Cell::kGates;
+  const int64_t H = a.shape.hidden_size;
+  const int64_t B = t >= 0 ? step_batch(a.shape, t) : a.shape.batch;
+  const int S = tiling.units, L = G * tiling.lanes;
+  const int unit = static_cast<int>(threadIdx.x) % S;
+  const int lane = static_cast<int>(threadIdx.x) / S;
+  const int64_t j = int64_t(blockIdx.x) * S + unit;
+  const int64_t b0 = int64_t(blockIdx.y) * cuda::kBatchTile;
+  Acc acc[cuda::kBatchTile] = {};
+  if (t + 1 < a.shape.steps && j < H) {
+    const int64_t next_batch = step_batch(a.shape, t + 1);
+    const T* d = Cell::recurrent_gradient(a) + step_row(a.shape, t + 1) * G * H;
+    const T* d_row[cuda::kBatchTile];
+    for (int bb = 0; bb < cuda::kBatchTile; ++bb) {
+      d_row[bb] = d + (b0 + bb < next_batch ? b0 + bb : next_batch - 1) * G * H;
+    }
+    for (int64_t row = lane; row < G * H; row += L) {
+      const Acc w = N::load(weights(row, j, unit));
+      for (int bb = 0; bb < cuda::kBatchTile; ++bb) acc[bb] += w * N::load(N::load_coherent(d_row[bb] + row));
+    }
+  }
+  for (int bb = 0; bb < cuda::kBatchTile; ++bb) partials[(bb * S + unit) * L + lane] = acc[bb];
+  __syncthreads();
+  for (int idx = static_cast<int>(threadIdx.x); idx < cuda::kBatchTile * S; idx += static_cast<int>(blockDim.x)) {
+    const int bb = idx / S, u = idx % S;
+    const int64_t b = b0 + bb, jj = int64_t(blockIdx.x) * S + u;
+    if (b >= B || jj >= H) continue;
+    const Acc* p = partials + (bb * S + u) * L;
+    Acc sum = 0;
+    for (int r = 0; r < L; ++r) sum += p[r];
+    if (t >= 0) {
+      Cell::backward_cell(a, t, b, jj, sum);
+    } else {
+      Cell::finish_backward(a, b, jj, sum);
+    }
+  }
+}
+
+// All blocks of a cooperative launch meet here. counter[0]: blocks arrived in this round;
+// counter[1]: rounds completed. Both zero before the launch. The fences make the writes of
+// every block before the barrier visible to every block after it.
+__device__ __forceinline__ void grid_barrier(unsigned* counter) {
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const unsigned blocks = gridDim.x * gridDim.y;
+    const unsigned round = atomicAdd(counter + 1, 0u);
+    __threadfence();
+    if (atomicAdd(counter, 1u) == blocks - 1) {
+      atomicExch(counter, 0u);
+      __threadfence();
+      atomicAdd(counter + 1, 1u);
+    } else {
+      while (atomicAdd(counter + 1, 0u) == round) __nanosleep(32);
+    }
+    __threadfence();
+  }
+  __syncthreads();
+}
+
+template <class Cell, typename T>
+__global__ void __launch_bounds__(cuda::kMaxPerStepThreads)
+    forward_step_kernel(typename Cell::template Forward<T> a, Tiling tiling, int64_t t) {
+  FG_DYNAMIC_SHARED(shared);
+  forward_step<Cell, T>(a, t, tiling, GlobalRows<T>{a.w_hh, a.shape.hidden_size},
+                        reinterpret_cast<typename Numeric<T>::Acc*>(shared));
+}
+
+template <class Cell, typename T>
+__global__ void __launch_bounds__(cuda::kMaxPerStepThreads)
+    backward_step_kernel(typename Cell::template Backward<T> a, Tiling tiling, int64_t t) {
+  FG_DYNAMIC_SHARED(shared);
+  backward_step<Cell, T>(a, t, tiling, GlobalColumns<T>{a.w_hh, a.shape.hidden_size},
+                         reinterpret_cast<typename Numeric<T>::Acc*>(shared));
+}
+
+// Launch bounds (1024 threads, 1 block per SM, as the persistent grid has): up to 64 registers
+// per thread. Without the block count ptxas aims lower and spills (16-bit LSTM backward).
+template <class Cell, typename T>
+__global__ void __launch_bounds__(cuda::kMaxPersistentThreads, 1)
+    forward_persistent_kernel(typename Cell::template Forward<T> a, Tiling tiling) {
+  constexpr int G = Cell::kGates;
+  FG_DYNAMIC_SHARED(shared);
+  const int64_t H = a.shape.hidden_size;
+  const int S = tiling.units;
+  T* slice = reinterpret_cast<T*>(shared);  // [G·S, H]: rows g·H + j of W_hh for the block's units j
+  const int64_t slice_size = int64_t(G) * S * H;
+  for (int64_t e = threadIdx.x; e < slice_size; e += blockDim.x) {
+    const int64_t local_row = e / H, k = e % H;
+    const int64_t j = int64_t(blockIdx.x) * S + local_row % S;
+    slice[e] = j < H ? a.w_hh[((local_row / S) * H + j) * H + k] : T{};
+  }
+  __syncthreads();
+  unsigned* barrier = barrier_counters(a.workspace);
+  auto* partials = partials_after<T, typename Numeric<T>::Acc>(slice, slice_size);
+  for (int64_t t = 0; t < a.shape.steps; ++t) {
+    if (t > 0) grid_barrier(barrier);
+    forward_step<Cell, T>(a, t, tiling, SharedRows<T>{slice, H}, partials);
+  }
+}
+
+template <class Cell, typename T>
+__global__ void __launch_bounds__(cuda::kMaxPersistentThreads, 1)
+    backward_persistent_kernel(typename Cell::template Backward<T> a, Tiling tiling) {
+  constexpr int G = Cell::kGates;
+  FG_DYNAMIC_SHARED(shared);
+  const int64_t H = a.shape.hidden_size;
+  const int S = tiling.units;
+  T* slice = reinterpret_cast<T*>(shared);  // [G·H, S]: columns j of W_hh for the block's units j
+  const int64_t slice_size = int64_t(G) * H * S;
+  for (int64_t e = threadIdx.x; e < slice_size; e += blockDim.x) {
+    const int64_t row = e / S;
+    const int64_t j = int64_t(blockIdx.x) * S + e % S;
+    slice[e] = j < H ? a.w_hh[row * H + j] : T{};
+  }
+  __syncthreads();
+  unsigned* barrier = barrier_counters(a.workspace);
+  auto* partials = partials_after<T, typename Numeric<T>::Acc>(slice, slice_size);
+  for (int64_t t = a.shape.steps - 1; t >= -1; --t) {
+    if (t < a.shape.steps - 1) grid_barrier(barrier);
+    backward_step<Cell, T>(a, t, tiling, SharedColumns<T>{slice, S}, partials);
+  }
+}
+
+}  // namespace fastgates::FG_CUDA_NAMESPACE

@@ -1,0 +1,129 @@
+"""Thin wrappers over the CUDA kernels (``fastgates._C.cuda``) for the custom ops.
+
+Each wrapper checks nothing itself (the binding checks every tensor: device, dtype, exact
+shape, contiguity, no aliasing of outputs, and raises ValueError), passes the current CUDA
+stream of the tensors' device, allocates the workspace with torch when none is given, and
+returns once the kernels are queued on that stream. Kernel errors raise RuntimeError.
+Shapes, layouts and semantics of every argument: ``csrc/cuda/kernels.h`` (the same
+conventions as the CPU kernels, ``csrc/cpu/kernels.h``). ``strategy``: "auto" (the size
+heuristic), "per_step" or "persistent" (ValueError if it cannot run the problem).
+
+How an op uses them (T steps, B batch, I input, H hidden; G = 4 for LSTM, 3 for GRU; all
+tensors contiguous, on one CUDA device, float32 or float64):
+
+LSTM forward::
+
+    gates_x = torch.addmm(b_ih + b_hh, x.reshape(T * B, I), w_ih.t()).view(T, B, 4 * H)
+    y, h_n, c_n = (torch.empty(...) for ...)            # [T, B, H], [B, H], [B, H]
+    saved_gates, saved_c = [T, B, 4H], [T, B, H]         # or both None without autograd
+    _cuda.lstm_forward(gates_x, w_hh, h0, c0, y, h_n, c_n, saved_gates, saved_c)
+
+LSTM backward (dy, dh_n, dc_n: zeros where no gradient flows)::
+
+    dgates = torch.empty(T, B, 4 * H); dh0, dc0 = torch.empty(B, H), torch.empty(B, H)
+    _cuda.lstm_backward(w_hh, saved_gates, saved_c, c0, dy, dh_n, dc_n, dgates, dh0, dc0)
+    g = dgates.view(T * B, 4 * H)
+    dx = (g @ w_ih).view(T, B, I)
+    dw_ih = g.t() @ x.reshape(T * B, I)
+    dw_hh = g.t() @ torch.cat([h0[None], y[:-1]]).reshape(T * B, H)
+    db_ih = db_hh = g.sum(0)
+
+GRU forward (b_hh may be None)::
+
+    gates_x = torch.addmm(b_ih, x.reshape(T * B, I), w_ih.t()).view(T, B, 3 * H)
+    _cuda.gru_forward(gates_x, w_hh, b_hh, h0, y, h_n, saved)   # saved: [T, B, 4H] or None
+
+GRU backward::
+
+    _cuda.gru_backward(w_hh, saved, h0, y, dy, dh_n, dgates_x, dgates_h, dh0)
+    gx, gh = dgates_x.view(T * B, 3 * H), dgates_h.view(T * B, 3 * H)
+    dx = (gx @ w_ih).view(T, B, I);  dw_ih = gx.t() @ x.reshape(T * B, I);  db_ih = gx.sum(0)
+    dw_hh = gh.t() @ torch.cat([h0[None], y[:-1]]).reshape(T * B, H);   db_hh = gh.sum(0)
+
+The outputs of one call must not alias its inputs or each other (dgates may not reuse the
+memory of gates_x within one call, for example).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._backend import C
+
+_DTYPES = {torch.float32: "float32", torch.float64: "float64"}
+
+
+def available() -> bool:
+    """True if this build has the CUDA kernels and torch sees a CUDA device."""
+    return bool(C().build_info()["cuda"]) and torch.cuda.is_available()
+
+
+def _gpu():
+    module = getattr(C(), "cuda", None)
+    if module is None:
+        raise RuntimeError("fastgates was built without the CUDA kernels (nvcc was not found at build time)")
+    return module
+
+
+def _device_index(tensor: torch.Tensor) -> int:
+    if tensor.device.type != "cuda":
+        raise ValueError(f"fastgates CUDA kernels: expected a CUDA tensor, got one on {tensor.device}")
+    return tensor.device.index if tensor.device.index is not None else torch.cuda.current_device()
+
+
+def _stream(device: int) -> int:
+    return torch.cuda.current_stream(device).cuda_stream
+
+
+def launch_config(kernel: str, dtype: torch.dtype, batch: int, hidden_size: int, device: int,
+                  strategy: str = "auto") -> dict:
+    """The launch configuration (strategy, grid, threads, shared and workspace bytes) the kernel
+    would use on this device; ``kernel`` is lstm_forward, lstm_backward, gru_forward or gru_backward."""
+    if dtype not in _DTYPES:
+        raise ValueError(f"fastgates CUDA kernels: dtype {dtype} is not supported (float32 or float64)")
+    return _gpu().launch_config(kernel, _DTYPES[dtype], batch, hidden_size, strategy, device)
+
+
+def workspace_bytes(kernel: str, dtype: torch.dtype, batch: int, hidden_size: int, device: int,
+                    strategy: str = "auto") -> int:
+    return launch_config(kernel, dtype, batch, hidden_size, device, strategy)["workspace_bytes"]
+
+
+def _workspace(kernel: str, like: torch.Tensor, batch: int, hidden_size: int, strategy: str) -> torch.Tensor:
+    device = _device_index(like)
+    size = workspace_bytes(kernel, like.dtype, batch, hidden_size, device, strategy)
+    return torch.empty(size, dtype=torch.uint8, device=like.device)
+
+
+def lstm_forward(gates_x, w_hh, h0, c0, y, h_n, c_n, saved_gates=None, saved_c=None, workspace=None,
+                 strategy: str = "auto") -> None:
+    device = _device_index(gates_x)
+    if workspace is None:
+        workspace = _workspace("lstm_forward", gates_x, h0.shape[0], w_hh.shape[1], strategy)
+    _gpu().lstm_forward(gates_x, w_hh, h0, c0, y, h_n, c_n, saved_gates, saved_c, workspace, strategy, device,
+                        _stream(device))
+
+
+def lstm_backward(w_hh, saved_gates, saved_c, c0, dy, dh_n, dc_n, dgates, dh0, dc0, workspace=None,
+                  strategy: str = "auto") -> None:
+    device = _device_index(w_hh)
+    if workspace is None:
+        workspace = _workspace("lstm_backward", w_hh, c0.shape[0], w_hh.shape[1], strategy)
+    _gpu().lstm_backward(w_hh, saved_gates, saved_c, c0, dy, dh_n, dc_n, dgates, dh0, dc0, workspace, strategy,
+                         device, _stream(device))
+
+
+def gru_forward(gates_x, w_hh, b_hh, h0, y, h_n, saved=None, workspace=None, strategy: str = "auto") -> None:
+    device = _device_index(gates_x)
+    if workspace is None:
+        workspace = _workspace("gru_forward", gates_x, h0.shape[0], w_hh.shape[1], strategy)
+    _gpu().gru_forward(gates_x, w_hh, b_hh, h0, y, h_n, saved, workspace, strategy, device, _stream(device))
+
+
+def gru_backward(w_hh, saved, h0, y, dy, dh_n, dgates_x, dgates_h, dh0, workspace=None,
+                 strategy: str = "auto") -> None:
+    device = _device_index(w_hh)
+    if workspace is None:
+        workspace = _workspace("gru_backward", w_hh, h0.shape[0], w_hh.shape[1], strategy)
+    _gpu().gru_backward(w_hh, saved, h0, y, dy, dh_n, dgates_x, dgates_h, dh0, workspace, strategy, device,
+                        _stream(device))
