@@ -44,8 +44,9 @@ def close(actual, expected, dtype, what):
     torch.testing.assert_close(actual.double(), expected, **tolerance(dtype), msg=lambda m: f"{what}: {m}")
 
 
-def workspace(kernel, dtype, B, H, strategy):
-    config = EMU.launch_config(kernel, DTYPE_NAMES[dtype], B, H, strategy)
+def workspace(kernel, dtype, B, H, strategy, batch_sizes=None):
+    packed_steps = 0 if batch_sizes is None else len(batch_sizes)
+    config = EMU.launch_config(kernel, DTYPE_NAMES[dtype], B, H, strategy, packed_steps)
     assert config["strategy"] == strategy or strategy == "auto"
     return torch.empty(config["workspace_bytes"], dtype=torch.uint8)
 
@@ -55,18 +56,27 @@ def gemm_input(a, w_t, bias):
     return (a.double() @ w_t.double() + bias.double()).to(a.dtype).contiguous()
 
 
-def problem(G, T, B, I, H, dtype, seed=0):
+def problem(G, T, B, I, H, dtype, seed=0, lengths=None):
+    """Padded [T, B, ·] sequence arrays, or packed [N, ·] ones for sequences of these `lengths`
+    (non-increasing: B = len(lengths), T = lengths[0])."""
     g = torch.Generator().manual_seed(seed)
 
     def rnd(*shape, scale=1.0):
         return (torch.rand(*shape, generator=g, dtype=torch.float64) * 2 - 1).mul(scale).to(dtype)
 
+    lead = (T, B) if lengths is None else (sum(lengths),)
+    B = B if lengths is None else len(lengths)
     k = 1 / H**0.5
     return {
-        "x": rnd(T, B, I), "w_ih": rnd(G * H, I, scale=k), "w_hh": rnd(G * H, H, scale=k),
+        "x": rnd(*lead, I), "w_ih": rnd(G * H, I, scale=k), "w_hh": rnd(G * H, H, scale=k),
         "b_ih": rnd(G * H, scale=k), "b_hh": rnd(G * H, scale=k), "h0": rnd(B, H), "c0": rnd(B, H),
-        "dy": rnd(T, B, H), "dh_n": rnd(B, H), "dc_n": rnd(B, H),
+        "dy": rnd(*lead, H), "dh_n": rnd(B, H), "dc_n": rnd(B, H),
     }
+
+
+def batch_sizes_of(lengths):
+    """torch's PackedSequence.batch_sizes for sequences of these (non-increasing) lengths."""
+    return torch.tensor([sum(n > t for n in lengths) for t in range(lengths[0])], dtype=torch.int64)
 
 
 def np64(p):
@@ -77,63 +87,78 @@ def previous_h(h0, y):
     return torch.cat([h0[None], y[:-1]])
 
 
-def lstm_emulated(p, strategy, *, save=True):
-    T, B, _ = p["x"].shape
-    H = p["w_hh"].shape[1]
+def sizes(p):
+    """(leading shape of the sequence arrays, B, H) of a problem."""
+    return p["x"].shape[:-1], p["h0"].shape[0], p["w_hh"].shape[1]
+
+
+def lstm_emulated(p, strategy, *, save=True, batch_sizes=None, reverse=False):
+    lead, B, H = sizes(p)
     dtype = p["x"].dtype
     gates_x = gemm_input(p["x"], p["w_ih"].T, p["b_ih"].double() + p["b_hh"].double())
-    y, h_n, c_n = torch.empty(T, B, H, dtype=dtype), torch.empty(B, H, dtype=dtype), torch.empty(B, H, dtype=dtype)
-    saved_gates = torch.empty(T, B, 4 * H, dtype=dtype) if save else None
-    saved_c = torch.empty(T, B, H, dtype=dtype) if save else None
-    EMU.lstm_forward(gates_x, p["w_hh"], p["h0"], p["c0"], y, h_n, c_n, saved_gates, saved_c,
-                     workspace("lstm_forward", dtype, B, H, strategy), strategy)
+    y, h_n, c_n = torch.empty(*lead, H, dtype=dtype), torch.empty(B, H, dtype=dtype), torch.empty(B, H, dtype=dtype)
+    saved_gates = torch.empty(*lead, 4 * H, dtype=dtype) if save else None
+    saved_c = torch.empty(*lead, H, dtype=dtype) if save else None
+    EMU.lstm_forward(gates_x, p["w_hh"], p["h0"], p["c0"], batch_sizes, reverse, y, h_n, c_n, saved_gates, saved_c,
+                     workspace("lstm_forward", dtype, B, H, strategy, batch_sizes), strategy)
     return {"y": y, "h_n": h_n, "c_n": c_n, "saved_gates": saved_gates, "saved_c": saved_c}
+
+
+def lstm_emulated_backward(p, fwd, strategy, *, batch_sizes=None, reverse=False):
+    lead, B, H = sizes(p)
+    dtype = p["x"].dtype
+    dgates = torch.empty(*lead, 4 * H, dtype=dtype)
+    dh0, dc0 = torch.empty(B, H, dtype=dtype), torch.empty(B, H, dtype=dtype)
+    EMU.lstm_backward(p["w_hh"], fwd["saved_gates"], fwd["saved_c"], p["c0"], batch_sizes, reverse, p["dy"],
+                      p["dh_n"], p["dc_n"], dgates, dh0, dc0,
+                      workspace("lstm_backward", dtype, B, H, strategy, batch_sizes), strategy)
+    return {"dgates": dgates, "h0": dh0, "c0": dc0}
 
 
 def lstm_emulated_grad(p, fwd, strategy):
     T, B, I = p["x"].shape
     H = p["w_hh"].shape[1]
-    dtype = p["x"].dtype
-    dgates = torch.empty(T, B, 4 * H, dtype=dtype)
-    dh0, dc0 = torch.empty(B, H, dtype=dtype), torch.empty(B, H, dtype=dtype)
-    EMU.lstm_backward(p["w_hh"], fwd["saved_gates"], fwd["saved_c"], p["c0"], p["dy"], p["dh_n"], p["dc_n"],
-                      dgates, dh0, dc0, workspace("lstm_backward", dtype, B, H, strategy), strategy)
+    out = lstm_emulated_backward(p, fwd, strategy)
     # The op's GEMMs (here in float64 for every dtype).
-    g, d = dgates.view(T * B, 4 * H).double(), {k: v.double() for k, v in p.items()}
+    g, d = out["dgates"].view(T * B, 4 * H).double(), {k: v.double() for k, v in p.items()}
     db = g.sum(0)
     return {
-        "dgates": dgates, "x": (g @ d["w_ih"]).view(T, B, I), "w_ih": g.T @ d["x"].reshape(T * B, I),
+        **out, "x": (g @ d["w_ih"]).view(T, B, I), "w_ih": g.T @ d["x"].reshape(T * B, I),
         "w_hh": g.T @ previous_h(d["h0"], fwd["y"].double()).reshape(T * B, H), "b_ih": db, "b_hh": db,
-        "h0": dh0, "c0": dc0,
     }
 
 
-def gru_emulated(p, strategy, *, save=True, bias_hh=True):
-    T, B, _ = p["x"].shape
-    H = p["w_hh"].shape[1]
+def gru_emulated(p, strategy, *, save=True, bias_hh=True, batch_sizes=None, reverse=False):
+    lead, B, H = sizes(p)
     dtype = p["x"].dtype
     gates_x = gemm_input(p["x"], p["w_ih"].T, p["b_ih"])
-    y, h_n = torch.empty(T, B, H, dtype=dtype), torch.empty(B, H, dtype=dtype)
-    saved = torch.empty(T, B, 4 * H, dtype=dtype) if save else None
-    EMU.gru_forward(gates_x, p["w_hh"], p["b_hh"] if bias_hh else None, p["h0"], y, h_n, saved,
-                    workspace("gru_forward", dtype, B, H, strategy), strategy)
+    y, h_n = torch.empty(*lead, H, dtype=dtype), torch.empty(B, H, dtype=dtype)
+    saved = torch.empty(*lead, 4 * H, dtype=dtype) if save else None
+    EMU.gru_forward(gates_x, p["w_hh"], p["b_hh"] if bias_hh else None, p["h0"], batch_sizes, reverse, y, h_n, saved,
+                    workspace("gru_forward", dtype, B, H, strategy, batch_sizes), strategy)
     return {"y": y, "h_n": h_n, "saved": saved}
+
+
+def gru_emulated_backward(p, fwd, strategy, *, batch_sizes=None, reverse=False):
+    lead, B, H = sizes(p)
+    dtype = p["x"].dtype
+    dgx, dgh = torch.empty(*lead, 3 * H, dtype=dtype), torch.empty(*lead, 3 * H, dtype=dtype)
+    dh0 = torch.empty(B, H, dtype=dtype)
+    EMU.gru_backward(p["w_hh"], fwd["saved"], p["h0"], fwd["y"], batch_sizes, reverse, p["dy"], p["dh_n"], dgx, dgh,
+                     dh0, workspace("gru_backward", dtype, B, H, strategy, batch_sizes), strategy)
+    return {"dgates_x": dgx, "dgates_h": dgh, "h0": dh0}
 
 
 def gru_emulated_grad(p, fwd, strategy):
     T, B, I = p["x"].shape
     H = p["w_hh"].shape[1]
-    dtype = p["x"].dtype
-    dgx, dgh = torch.empty(T, B, 3 * H, dtype=dtype), torch.empty(T, B, 3 * H, dtype=dtype)
-    dh0 = torch.empty(B, H, dtype=dtype)
-    EMU.gru_backward(p["w_hh"], fwd["saved"], p["h0"], fwd["y"], p["dy"], p["dh_n"], dgx, dgh, dh0,
-                     workspace("gru_backward", dtype, B, H, strategy), strategy)
-    gx, gh = dgx.view(T * B, 3 * H).double(), dgh.view(T * B, 3 * H).double()
+    out = gru_emulated_backward(p, fwd, strategy)
+    gx, gh = out["dgates_x"].view(T * B, 3 * H).double(), out["dgates_h"].view(T * B, 3 * H).double()
     d = {k: v.double() for k, v in p.items()}
     return {
-        "dgates_x": dgx, "dgates_h": dgh, "x": (gx @ d["w_ih"]).view(T, B, I), "w_ih": gx.T @ d["x"].reshape(T * B, I),
+        **out, "x": (gx @ d["w_ih"]).view(T, B, I), "w_ih": gx.T @ d["x"].reshape(T * B, I),
         "w_hh": gh.T @ previous_h(d["h0"], fwd["y"].double()).reshape(T * B, H), "b_ih": gx.sum(0),
-        "b_hh": gh.sum(0), "h0": dh0,
+        "b_hh": gh.sum(0),
     }
 
 
@@ -175,36 +200,42 @@ def test_gru_matches_reference(shape, dtype, strategy):
         close(grad[name], value, dtype, f"d{name}")
 
 
-def cpu_kernel_lstm(p):
-    T, B, I = p["x"].shape
-    H = p["w_hh"].shape[1]
-    dtype, name = p["x"].dtype, DTYPE_NAMES[p["x"].dtype]
-    e = lambda *s: torch.empty(*s, dtype=dtype)  # noqa: E731
-    out = {"gates_x": e(T, B, 4 * H), "y": e(T, B, H), "h_n": e(B, H), "c_n": e(B, H),
-           "saved_gates": e(T, B, 4 * H), "saved_c": e(T, B, H)}
-    ws = torch.empty(C().workspace_bytes("lstm_forward", name, T, B, I, H, 1), dtype=torch.uint8)
-    C().lstm_forward(p["x"], p["w_ih"], p["b_ih"] + p["b_hh"], p["w_hh"], p["h0"], p["c0"], out["gates_x"], out["y"],
-                     out["h_n"], out["c_n"], out["saved_gates"], out["saved_c"], ws, 1)
-    dgates, dh0, dc0 = e(T, B, 4 * H), e(B, H), e(B, H)
-    ws = torch.empty(C().workspace_bytes("lstm_backward", name, T, B, 0, H, 1), dtype=torch.uint8)
-    C().lstm_backward(p["w_hh"], out["saved_gates"], out["saved_c"], p["c0"], p["dy"], p["dh_n"], p["dc_n"],
-                      dgates, dh0, dc0, ws, 1)
+def cpu_workspace(kernel, p, batch_sizes, input_size):
+    _, B, H = sizes(p)
+    T = p["x"].shape[0] if batch_sizes is None else len(batch_sizes)
+    size = C().workspace_bytes(kernel, DTYPE_NAMES[p["x"].dtype], T, B, input_size, H, 1)
+    return torch.empty(size, dtype=torch.uint8)
+
+
+def cpu_kernel_lstm(p, batch_sizes=None, reverse=False):
+    """The CPU kernels (csrc/cpu/) on the same problem: forward and backward."""
+    lead, B, H = sizes(p)
+    I = p["x"].shape[-1]
+    e = lambda *s: torch.empty(*s, dtype=p["x"].dtype)  # noqa: E731
+    out = {"gates_x": e(*lead, 4 * H), "y": e(*lead, H), "h_n": e(B, H), "c_n": e(B, H),
+           "saved_gates": e(*lead, 4 * H), "saved_c": e(*lead, H)}
+    C().lstm_forward(p["x"], p["w_ih"], p["b_ih"] + p["b_hh"], p["w_hh"], None, p["h0"], p["c0"], batch_sizes,
+                     reverse, out["gates_x"], out["y"], out["h_n"], out["c_n"], out["saved_gates"], out["saved_c"],
+                     None, cpu_workspace("lstm_forward", p, batch_sizes, I), 1)
+    dgates, dh0, dc0 = e(*lead, 4 * H), e(B, H), e(B, H)
+    C().lstm_backward(p["w_hh"], None, out["saved_gates"], out["saved_c"], p["c0"], batch_sizes, reverse, p["dy"],
+                      p["dh_n"], p["dc_n"], dgates, None, dh0, dc0, cpu_workspace("lstm_backward", p, batch_sizes, 0),
+                      1)
     out.update(dgates=dgates, h0=dh0, c0=dc0)
     return out
 
 
-def cpu_kernel_gru(p):
-    T, B, I = p["x"].shape
-    H = p["w_hh"].shape[1]
-    dtype, name = p["x"].dtype, DTYPE_NAMES[p["x"].dtype]
-    e = lambda *s: torch.empty(*s, dtype=dtype)  # noqa: E731
-    out = {"gates_x": e(T, B, 3 * H), "y": e(T, B, H), "h_n": e(B, H), "saved": e(T, B, 4 * H)}
-    ws = torch.empty(C().workspace_bytes("gru_forward", name, T, B, I, H, 1), dtype=torch.uint8)
-    C().gru_forward(p["x"], p["w_ih"], p["b_ih"], p["w_hh"], p["b_hh"], p["h0"], out["gates_x"], out["y"],
-                    out["h_n"], out["saved"], ws, 1)
-    dgx, dgh, dh0 = e(T, B, 3 * H), e(T, B, 3 * H), e(B, H)
-    ws = torch.empty(C().workspace_bytes("gru_backward", name, T, B, 0, H, 1), dtype=torch.uint8)
-    C().gru_backward(p["w_hh"], out["saved"], p["h0"], out["y"], p["dy"], p["dh_n"], dgx, dgh, dh0, ws, 1)
+def cpu_kernel_gru(p, batch_sizes=None, reverse=False):
+    lead, B, H = sizes(p)
+    I = p["x"].shape[-1]
+    e = lambda *s: torch.empty(*s, dtype=p["x"].dtype)  # noqa: E731
+    out = {"gates_x": e(*lead, 3 * H), "y": e(*lead, H), "h_n": e(B, H), "saved": e(*lead, 4 * H)}
+    C().gru_forward(p["x"], p["w_ih"], p["b_ih"], p["w_hh"], p["b_hh"], p["h0"], batch_sizes, reverse,
+                    out["gates_x"], out["y"], out["h_n"], out["saved"], cpu_workspace("gru_forward", p, batch_sizes, I),
+                    1)
+    dgx, dgh, dh0 = e(*lead, 3 * H), e(*lead, 3 * H), e(B, H)
+    C().gru_backward(p["w_hh"], out["saved"], p["h0"], out["y"], batch_sizes, reverse, p["dy"], p["dh_n"], dgx, dgh,
+                     dh0, cpu_workspace("gru_backward", p, batch_sizes, 0), 1)
     out.update(dgates_x=dgx, dgates_h=dgh, h0=dh0)
     return out
 
@@ -294,8 +325,8 @@ def test_heuristic_rejects_bad_sizes():
 
 def valid_lstm_args(dtype=torch.float64, T=2, B=2, H=3):
     e = lambda *s: torch.zeros(*s, dtype=dtype)  # noqa: E731
-    return dict(gates_x=e(T, B, 4 * H), w_hh=e(4 * H, H), h0=e(B, H), c0=e(B, H), y=e(T, B, H), h_n=e(B, H),
-                c_n=e(B, H), saved_gates=e(T, B, 4 * H), saved_c=e(T, B, H),
+    return dict(gates_x=e(T, B, 4 * H), w_hh=e(4 * H, H), h0=e(B, H), c0=e(B, H), batch_sizes=None, reverse=False,
+                y=e(T, B, H), h_n=e(B, H), c_n=e(B, H), saved_gates=e(T, B, 4 * H), saved_c=e(T, B, H),
                 workspace=torch.zeros(64, dtype=torch.uint8))
 
 
@@ -341,13 +372,14 @@ def test_backward_arguments_are_checked():
     e = lambda *s: torch.zeros(*s, dtype=torch.float64)  # noqa: E731
     with pytest.raises(ValueError, match="shares memory|share memory"):
         dh0 = e(B, H)
-        EMU.lstm_backward(e(4 * H, H), e(T, B, 4 * H), e(T, B, H), e(B, H), e(T, B, H), e(B, H), e(B, H),
+        EMU.lstm_backward(e(4 * H, H), e(T, B, 4 * H), e(T, B, H), e(B, H), None, False, e(T, B, H), e(B, H), e(B, H),
                           e(T, B, 4 * H), dh0, dh0, torch.zeros(64, dtype=torch.uint8), "auto")
     with pytest.raises(ValueError, match="shape"):
-        EMU.gru_backward(e(3 * H, H), e(T, B, 3 * H), e(B, H), e(T, B, H), e(T, B, H), e(B, H), e(T, B, 3 * H),
+        EMU.gru_backward(e(3 * H, H), e(T, B, 3 * H), e(B, H), e(T, B, H), None, False, e(T, B, H), e(B, H),
+                         e(T, B, 3 * H),
                          e(T, B, 3 * H), e(B, H), torch.zeros(64, dtype=torch.uint8), "auto")
     with pytest.raises(ValueError, match="b_hh"):
-        EMU.gru_forward(e(T, B, 3 * H), e(3 * H, H), e(4 * H), e(B, H), e(T, B, H), e(B, H), None,
+        EMU.gru_forward(e(T, B, 3 * H), e(3 * H, H), e(4 * H), e(B, H), None, False, e(T, B, H), e(B, H), None,
                         torch.zeros(64, dtype=torch.uint8), "auto")
 
 
@@ -377,3 +409,112 @@ def test_emulation_keeps_its_promises(name):
 def test_unknown_emulation_check():
     with pytest.raises(ValueError, match="unknown"):
         EMU.check_emulation("nothing")
+
+
+# Packed sequences and the reverse direction: the same semantics as the CPU kernels
+# (csrc/cpu/kernels.h: SequenceLayout), compared with them on the same inputs. Layouts: (T, B)
+# when padded, else the lengths of the packed sequences (non-increasing).
+LAYOUTS = [
+    pytest.param((3, 6), None, True, id="padded-reverse"),
+    pytest.param((1, 3), None, True, id="padded-T1-reverse"),
+    pytest.param(None, [5, 5, 3, 1], False, id="packed-repeated-sizes"),
+    pytest.param(None, [5, 5, 3, 1], True, id="packed-repeated-sizes-reverse"),
+    pytest.param(None, [7, 6, 4, 4, 3, 2, 1], False, id="packed-strictly-decreasing"),
+    pytest.param(None, [7, 6, 4, 4, 3, 2, 1], True, id="packed-strictly-decreasing-reverse"),
+    pytest.param(None, [4], True, id="packed-B1-reverse"),
+    pytest.param(None, [1, 1, 1], False, id="packed-T1"),
+]
+I_PACKED, H_PACKED = 3, 10
+
+
+def layout_problem(G, padded, lengths, dtype, seed):
+    if lengths is None:
+        return problem(G, *padded, I_PACKED, H_PACKED, dtype, seed), None
+    return problem(G, 0, 0, I_PACKED, H_PACKED, dtype, seed, lengths=lengths), batch_sizes_of(lengths)
+
+
+def compare_strategies_with_cpu(emulated, cpu, names, dtype):
+    for name in names:
+        close(emulated[0][name], cpu[name].double(), dtype, name)
+        # The same sums in the same order whether the weights come from global or shared memory.
+        assert torch.equal(emulated[0][name], emulated[1][name]), name
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("padded, lengths, reverse", LAYOUTS)
+def test_lstm_packed_and_reverse_match_the_cpu_kernels(padded, lengths, reverse, dtype):
+    p, batch_sizes = layout_problem(4, padded, lengths, dtype, seed=11)
+    cpu = cpu_kernel_lstm(p, batch_sizes, reverse)
+    results = []
+    for strategy in STRATEGIES:
+        fwd = lstm_emulated(p, strategy, batch_sizes=batch_sizes, reverse=reverse)
+        results.append({**fwd, **lstm_emulated_backward(p, fwd, strategy, batch_sizes=batch_sizes, reverse=reverse)})
+    compare_strategies_with_cpu(results, cpu, ("y", "h_n", "c_n", "saved_gates", "saved_c", "dgates", "h0", "c0"),
+                                dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("padded, lengths, reverse", LAYOUTS)
+def test_gru_packed_and_reverse_match_the_cpu_kernels(padded, lengths, reverse, dtype):
+    p, batch_sizes = layout_problem(3, padded, lengths, dtype, seed=12)
+    cpu = cpu_kernel_gru(p, batch_sizes, reverse)
+    results = []
+    for strategy in STRATEGIES:
+        fwd = gru_emulated(p, strategy, batch_sizes=batch_sizes, reverse=reverse)
+        results.append({**fwd, **gru_emulated_backward(p, fwd, strategy, batch_sizes=batch_sizes, reverse=reverse)})
+    compare_strategies_with_cpu(results, cpu, ("y", "h_n", "saved", "dgates_x", "dgates_h", "h0"), dtype)
+
+
+def test_packed_sequences_match_separate_padded_runs():
+    """Each packed sequence gives what it gives alone, padded (independent of the CPU kernels)."""
+    lengths = [4, 2, 1]
+    p, batch_sizes = layout_problem(4, None, lengths, torch.float64, seed=13)
+    packed = lstm_emulated(p, "per_step", batch_sizes=batch_sizes, reverse=True)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.int64), batch_sizes.cumsum(0)])
+    for b, n in enumerate(lengths):
+        rows = offsets[:n] + b
+        alone = {k: p[k][rows][:, None] if k in ("x", "dy") else p[k] for k in p}
+        for k in ("h0", "c0"):
+            alone[k] = p[k][b:b + 1]
+        single = lstm_emulated(alone, "per_step", reverse=True)
+        close(packed["y"][rows], single["y"][:, 0], torch.float64, "y")
+        close(packed["h_n"][b], single["h_n"][0], torch.float64, "h_n")
+        close(packed["c_n"][b], single["c_n"][0], torch.float64, "c_n")
+
+
+def packed_lstm_args(H=3):
+    """Valid packed arguments: batch_sizes [2, 2, 1], N = 5 rows."""
+    args = valid_lstm_args(B=2, H=H)
+    e = lambda *s: torch.zeros(*s, dtype=torch.float64)  # noqa: E731
+    args.update(gates_x=e(5, 4 * H), y=e(5, H), saved_gates=e(5, 4 * H), saved_c=e(5, H),
+                batch_sizes=torch.tensor([2, 2, 1]), workspace=torch.zeros(256, dtype=torch.uint8))
+    return args
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_valid_packed_arguments_run(strategy):
+    EMU.lstm_forward(**packed_lstm_args(), strategy=strategy)
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda a: a.update(batch_sizes=torch.tensor([2, 3, 1])), "non-increasing"),
+    (lambda a: a.update(batch_sizes=torch.tensor([2, 0, 0])), "at least 1"),
+    (lambda a: a.update(batch_sizes=torch.tensor([2, 2, 1], dtype=torch.int32)), "dtype"),
+    (lambda a: a.update(batch_sizes=torch.tensor([[2, 2, 1]])), "dimensions"),
+    (lambda a: a.update(batch_sizes=torch.tensor([2, 2, 2])), "add up to"),
+    (lambda a: a.update(batch_sizes=torch.tensor([3, 2])), "shape"),  # h0 has 2 rows
+    (lambda a: a.update(batch_sizes=torch.tensor([2, 2, 1, 0, 0])[:5:2]), "contiguous"),
+    (lambda a: a.update(gates_x=a["gates_x"].view(5, 1, 12)), "dimensions"),
+    (lambda a: a.update(workspace=torch.zeros(16, dtype=torch.uint8)), "workspace"),
+])
+def test_bad_batch_sizes_raise(change, match):
+    args = packed_lstm_args()
+    change(args)
+    with pytest.raises(ValueError, match=match):
+        EMU.lstm_forward(**args, strategy="per_step")
+
+
+def test_packed_workspace_holds_the_step_table():
+    padded = EMU.launch_config("gru_backward", "float32", 3, 5, "persistent")["workspace_bytes"]
+    packed = EMU.launch_config("gru_backward", "float32", 3, 5, "persistent", 7)["workspace_bytes"]
+    assert packed == (padded + 15) // 16 * 16 + 8 * 8

@@ -156,16 +156,18 @@ class Call {
  public:
   Call(const char* op, int device) : op_(op), device_(device) {}
 
-  // Adds a tensor (None allowed if optional) and returns its index.
-  size_t add(py::handle object, const char* name, bool output, bool optional = false) {
+  // Adds a tensor (None allowed if optional) and returns its index. `host`: a CPU tensor
+  // whichever the backend (batch_sizes).
+  size_t add(py::handle object, const char* name, bool output, bool optional = false, bool host = false) {
     Entry e;
     e.output = output;
     e.present = !(optional && object.is_none());
     if (e.present) {
       e.view = view_tensor(object, name);
-      if (e.view.device != Backend::device_type) {
+      const std::string expected = host ? "cpu" : Backend::device_type;
+      if (e.view.device != expected) {
         throw py::value_error(std::string(op_) + ": argument '" + name + "' is on device '" + e.view.device +
-                              "', expected '" + Backend::device_type + "'");
+                              "', expected '" + expected + "'");
       }
       if (e.view.device == "cuda" && object.attr("device").attr("index").cast<int>() != device_) {
         throw py::value_error(std::string(op_) + ": argument '" + name + "' is not on CUDA device " +
@@ -197,10 +199,10 @@ class Call {
     if (entries_[i].present) expect_tensor(entries_[i].view, op_, dtype, shape);
   }
 
-  void expect_workspace(size_t i, const cuda::LaunchConfig& config) const {
+  void expect_workspace(size_t i, const cuda::LaunchConfig& config, int64_t steps, bool packed) const {
     const TensorView& w = entries_[i].view;
     expect_tensor(w, op_, "uint8", {w.shape.size() == 1 ? w.shape[0] : -1});
-    const size_t needed = config.workspace_bytes;
+    const size_t needed = cuda::workspace_bytes(config, steps, packed);
     if (static_cast<size_t>(w.shape[0]) < needed) {
       throw py::value_error(std::string(op_) + ": workspace has " + std::to_string(w.shape[0]) +
                             " bytes, the kernel needs " + std::to_string(needed));
@@ -233,6 +235,69 @@ class Call {
   std::vector<Entry> entries_;
 };
 
+// The rows of a call's sequence arrays: [T, B, X] when padded, [N, X] when packed
+// (batch_sizes: a 1-D int64 CPU tensor in torch's PackedSequence layout, checked here so that
+// the kernels never index out of bounds); the CPU binding's rules (module.cpp).
+class SequenceRows {
+ public:
+  // `sized_by`: a sequence array of the call (gates_x, or a saved array): T and B when padded.
+  SequenceRows(const char* op, const TensorView& sized_by, const TensorView* batch_sizes) : op_(op) {
+    if (batch_sizes == nullptr) {
+      expect_rank(sized_by, 3);
+      steps_ = sized_by.shape[0];
+      batch_ = sized_by.shape[1];
+      return;
+    }
+    const TensorView& b = *batch_sizes;
+    expect_rank(b, 1);
+    steps_ = b.shape[0];
+    expect_tensor(b, op, "int64", {steps_});
+    sizes_ = reinterpret_cast<const int64_t*>(b.data);
+    batch_ = sizes_[0];
+    int64_t total = 0;
+    for (int64_t t = 0; t < steps_; ++t) {
+      const int64_t rows = sizes_[t];
+      if (rows < 1 || rows > (t == 0 ? rows : sizes_[t - 1])) {
+        throw py::value_error(std::string(op) + ": batch_sizes must be at least 1 and non-increasing, got " +
+                              std::to_string(rows) + " at step " + std::to_string(t) +
+                              (t > 0 ? " after " + std::to_string(sizes_[t - 1]) : std::string()));
+      }
+      total += rows;
+    }
+    expect_rank(sized_by, 2);
+    if (sized_by.shape[0] != total) {
+      throw py::value_error(std::string(op) + ": argument '" + sized_by.name + "' has shape " +
+                            fastgates::bindings::shape_string(sized_by.shape) + ", but batch_sizes add up to " +
+                            std::to_string(total) + " rows");
+    }
+    total_ = total;
+  }
+
+  int64_t steps() const { return steps_; }
+  int64_t batch() const { return batch_; }
+  bool packed() const { return sizes_ != nullptr; }
+  // Shape of a sequence array of `width` features.
+  std::vector<int64_t> shape(int64_t width) const {
+    return packed() ? std::vector<int64_t>{total_, width} : std::vector<int64_t>{steps_, batch_, width};
+  }
+  cuda::SequenceLayout layout(bool reverse) const { return {sizes_, reverse}; }
+
+ private:
+  void expect_rank(const TensorView& v, size_t rank) const {
+    bool ok = v.shape.size() == rank;
+    for (size_t d = 0; ok && d < rank; ++d) ok = v.shape[d] >= 1;
+    if (!ok) {
+      throw py::value_error(std::string(op_) + ": argument '" + v.name + "' must have " + std::to_string(rank) +
+                            " dimensions with every size at least 1, got shape " +
+                            fastgates::bindings::shape_string(v.shape));
+    }
+  }
+
+  const char* op_;
+  int64_t steps_ = 0, batch_ = 0, total_ = 0;
+  const int64_t* sizes_ = nullptr;
+};
+
 // dtype: one that dtype_bytes() accepted.
 template <class Run>
 void with_dtype(const std::string& dtype, Run run) {
@@ -260,16 +325,14 @@ void run_kernel(const Args& args, const cuda::LaunchConfig& config, int device, 
 }
 
 template <class Backend>
-void lstm_forward(py::handle gates_x, py::handle w_hh, py::handle h0, py::handle c0, py::handle y, py::handle h_n,
-                  py::handle c_n, py::handle saved_gates, py::handle saved_c, py::handle workspace,
-                  const std::string& strategy, int device, uintptr_t stream) {
+void lstm_forward(py::handle gates_x, py::handle w_hh, py::handle h0, py::handle c0, py::handle batch_sizes,
+                  bool reverse, py::handle y, py::handle h_n, py::handle c_n, py::handle saved_gates,
+                  py::handle saved_c, py::handle workspace, const std::string& strategy, int device,
+                  uintptr_t stream) {
   const char* op = "lstm_forward";
   Call<Backend> a(op, device);
   a.add(gates_x, "gates_x", false);
   a.add(w_hh, "w_hh", false);
-  const int64_t T = a.size(0, 3, 0), B = a.size(0, 3, 1), H = a.size(1, 2, 1);
-  const std::string dtype = a.view(0).dtype;
-  const int bytes = dtype_bytes(op, dtype);
   a.add(h0, "h0", false);
   a.add(c0, "c0", false);
   a.add(y, "y", true);
@@ -278,36 +341,48 @@ void lstm_forward(py::handle gates_x, py::handle w_hh, py::handle h0, py::handle
   a.add(saved_gates, "saved_gates", true, true);
   a.add(saved_c, "saved_c", true, true);
   const size_t ws = a.add(workspace, "workspace", true);
-  const std::vector<int64_t> state{B, H}, gates{T, B, 4 * H}, sequence{T, B, H};
-  const std::vector<std::vector<int64_t>> shapes{gates, {4 * H, H}, state, state, sequence, state, state, gates, sequence};
+  const size_t bs = a.add(batch_sizes, "batch_sizes", false, true, true);
+  const SequenceRows rows(op, a.view(0), a.present(bs) ? &a.view(bs) : nullptr);
+  const int64_t T = rows.steps(), B = rows.batch(), H = a.size(1, 2, 1);
+  const std::string dtype = a.view(0).dtype;
+  const int bytes = dtype_bytes(op, dtype);
+  const std::vector<int64_t> state{B, H}, gates = rows.shape(4 * H), sequence = rows.shape(H);
+  const std::vector<std::vector<int64_t>> shapes{gates, {4 * H, H}, state, state,   sequence,
+                                                 state, state,      gates, sequence};
   for (size_t i = 0; i < shapes.size(); ++i) a.expect(i, dtype, shapes[i]);
   if (a.present(7) != a.present(8)) {
     throw py::value_error("lstm_forward: saved_gates and saved_c must be given together or both be None");
   }
   const cuda::LaunchConfig config = config_for(op, strategy, B, H, 4, bytes, Backend::properties(device));
-  a.expect_workspace(ws, config);
+  a.expect_workspace(ws, config, T, rows.packed());
   a.check_aliasing();
   with_dtype(dtype, [&](auto zero) {
     using T_ = decltype(zero);
-    const cuda::LstmForward<T_> args{{T, B, H},     a.template ptr<T_>(0), a.template ptr<T_>(1),
-                                     a.template ptr<T_>(2), a.template ptr<T_>(3), a.template ptr<T_>(4),
-                                     a.template ptr<T_>(5), a.template ptr<T_>(6), a.template ptr<T_>(7),
-                                     a.template ptr<T_>(8), a.template ptr<void>(ws)};
+    const cuda::LstmForward<T_> args{{T, B, H},
+                                     rows.layout(reverse),
+                                     a.template ptr<T_>(0),
+                                     a.template ptr<T_>(1),
+                                     a.template ptr<T_>(2),
+                                     a.template ptr<T_>(3),
+                                     a.template ptr<T_>(4),
+                                     a.template ptr<T_>(5),
+                                     a.template ptr<T_>(6),
+                                     a.template ptr<T_>(7),
+                                     a.template ptr<T_>(8),
+                                     a.template ptr<void>(ws)};
     run_kernel<Backend>(args, config, device, stream);
   });
 }
 
 template <class Backend>
-void lstm_backward(py::handle w_hh, py::handle saved_gates, py::handle saved_c, py::handle c0, py::handle dy,
-                   py::handle dh_n, py::handle dc_n, py::handle dgates, py::handle dh0, py::handle dc0,
-                   py::handle workspace, const std::string& strategy, int device, uintptr_t stream) {
+void lstm_backward(py::handle w_hh, py::handle saved_gates, py::handle saved_c, py::handle c0,
+                   py::handle batch_sizes, bool reverse, py::handle dy, py::handle dh_n, py::handle dc_n,
+                   py::handle dgates, py::handle dh0, py::handle dc0, py::handle workspace,
+                   const std::string& strategy, int device, uintptr_t stream) {
   const char* op = "lstm_backward";
   Call<Backend> a(op, device);
   a.add(w_hh, "w_hh", false);
   a.add(saved_gates, "saved_gates", false);
-  const int64_t H = a.size(0, 2, 1), T = a.size(1, 3, 0), B = a.size(1, 3, 1);
-  const std::string dtype = a.view(0).dtype;
-  const int bytes = dtype_bytes(op, dtype);
   a.add(saved_c, "saved_c", false);
   a.add(c0, "c0", false);
   a.add(dy, "dy", false);
@@ -317,65 +392,86 @@ void lstm_backward(py::handle w_hh, py::handle saved_gates, py::handle saved_c, 
   a.add(dh0, "dh0", true);
   a.add(dc0, "dc0", true);
   const size_t ws = a.add(workspace, "workspace", true);
-  const std::vector<int64_t> state{B, H}, gates{T, B, 4 * H}, sequence{T, B, H};
+  const size_t bs = a.add(batch_sizes, "batch_sizes", false, true, true);
+  const SequenceRows rows(op, a.view(1), a.present(bs) ? &a.view(bs) : nullptr);
+  const int64_t T = rows.steps(), B = rows.batch(), H = a.size(0, 2, 1);
+  const std::string dtype = a.view(0).dtype;
+  const int bytes = dtype_bytes(op, dtype);
+  const std::vector<int64_t> state{B, H}, gates = rows.shape(4 * H), sequence = rows.shape(H);
   const std::vector<std::vector<int64_t>> shapes{{4 * H, H}, gates, sequence, state, sequence,
                                                  state,      state, gates,    state, state};
   for (size_t i = 0; i < shapes.size(); ++i) a.expect(i, dtype, shapes[i]);
   const cuda::LaunchConfig config = config_for(op, strategy, B, H, 4, bytes, Backend::properties(device));
-  a.expect_workspace(ws, config);
+  a.expect_workspace(ws, config, T, rows.packed());
   a.check_aliasing();
   with_dtype(dtype, [&](auto zero) {
     using T_ = decltype(zero);
-    const cuda::LstmBackward<T_> args{{T, B, H},     a.template ptr<T_>(0), a.template ptr<T_>(1),
-                                      a.template ptr<T_>(2), a.template ptr<T_>(3), a.template ptr<T_>(4),
-                                      a.template ptr<T_>(5), a.template ptr<T_>(6), a.template ptr<T_>(7),
-                                      a.template ptr<T_>(8), a.template ptr<T_>(9), a.template ptr<void>(ws)};
+    const cuda::LstmBackward<T_> args{{T, B, H},
+                                      rows.layout(reverse),
+                                      a.template ptr<T_>(0),
+                                      a.template ptr<T_>(1),
+                                      a.template ptr<T_>(2),
+                                      a.template ptr<T_>(3),
+                                      a.template ptr<T_>(4),
+                                      a.template ptr<T_>(5),
+                                      a.template ptr<T_>(6),
+                                      a.template ptr<T_>(7),
+                                      a.template ptr<T_>(8),
+                                      a.template ptr<T_>(9),
+                                      a.template ptr<void>(ws)};
     run_kernel<Backend>(args, config, device, stream);
   });
 }
 
 template <class Backend>
-void gru_forward(py::handle gates_x, py::handle w_hh, py::handle b_hh, py::handle h0, py::handle y, py::handle h_n,
-                 py::handle saved, py::handle workspace, const std::string& strategy, int device, uintptr_t stream) {
+void gru_forward(py::handle gates_x, py::handle w_hh, py::handle b_hh, py::handle h0, py::handle batch_sizes,
+                 bool reverse, py::handle y, py::handle h_n, py::handle saved, py::handle workspace,
+                 const std::string& strategy, int device, uintptr_t stream) {
   const char* op = "gru_forward";
   Call<Backend> a(op, device);
   a.add(gates_x, "gates_x", false);
   a.add(w_hh, "w_hh", false);
-  const int64_t T = a.size(0, 3, 0), B = a.size(0, 3, 1), H = a.size(1, 2, 1);
-  const std::string dtype = a.view(0).dtype;
-  const int bytes = dtype_bytes(op, dtype);
   a.add(b_hh, "b_hh", false, true);
   a.add(h0, "h0", false);
   a.add(y, "y", true);
   a.add(h_n, "h_n", true);
   a.add(saved, "saved", true, true);
   const size_t ws = a.add(workspace, "workspace", true);
-  const std::vector<std::vector<int64_t>> shapes{{T, B, 3 * H}, {3 * H, H}, {3 * H},      {B, H},
-                                                 {T, B, H},     {B, H},     {T, B, 4 * H}};
+  const size_t bs = a.add(batch_sizes, "batch_sizes", false, true, true);
+  const SequenceRows rows(op, a.view(0), a.present(bs) ? &a.view(bs) : nullptr);
+  const int64_t T = rows.steps(), B = rows.batch(), H = a.size(1, 2, 1);
+  const std::string dtype = a.view(0).dtype;
+  const int bytes = dtype_bytes(op, dtype);
+  const std::vector<std::vector<int64_t>> shapes{rows.shape(3 * H), {3 * H, H}, {3 * H},          {B, H},
+                                                 rows.shape(H),     {B, H},     rows.shape(4 * H)};
   for (size_t i = 0; i < shapes.size(); ++i) a.expect(i, dtype, shapes[i]);
   const cuda::LaunchConfig config = config_for(op, strategy, B, H, 3, bytes, Backend::properties(device));
-  a.expect_workspace(ws, config);
+  a.expect_workspace(ws, config, T, rows.packed());
   a.check_aliasing();
   with_dtype(dtype, [&](auto zero) {
     using T_ = decltype(zero);
-    const cuda::GruForward<T_> args{{T, B, H},     a.template ptr<T_>(0), a.template ptr<T_>(1),
-                                    a.template ptr<T_>(2), a.template ptr<T_>(3), a.template ptr<T_>(4),
-                                    a.template ptr<T_>(5), a.template ptr<T_>(6), a.template ptr<void>(ws)};
+    const cuda::GruForward<T_> args{{T, B, H},
+                                    rows.layout(reverse),
+                                    a.template ptr<T_>(0),
+                                    a.template ptr<T_>(1),
+                                    a.template ptr<T_>(2),
+                                    a.template ptr<T_>(3),
+                                    a.template ptr<T_>(4),
+                                    a.template ptr<T_>(5),
+                                    a.template ptr<T_>(6),
+                                    a.template ptr<void>(ws)};
     run_kernel<Backend>(args, config, device, stream);
   });
 }
 
 template <class Backend>
-void gru_backward(py::handle w_hh, py::handle saved, py::handle h0, py::handle y, py::handle dy, py::handle dh_n,
-                  py::handle dgates_x, py::handle dgates_h, py::handle dh0, py::handle workspace,
-                  const std::string& strategy, int device, uintptr_t stream) {
+void gru_backward(py::handle w_hh, py::handle saved, py::handle h0, py::handle y, py::handle batch_sizes,
+                  bool reverse, py::handle dy, py::handle dh_n, py::handle dgates_x, py::handle dgates_h,
+                  py::handle dh0, py::handle workspace, const std::string& strategy, int device, uintptr_t stream) {
   const char* op = "gru_backward";
   Call<Backend> a(op, device);
   a.add(w_hh, "w_hh", false);
   a.add(saved, "saved", false);
-  const int64_t H = a.size(0, 2, 1), T = a.size(1, 3, 0), B = a.size(1, 3, 1);
-  const std::string dtype = a.view(0).dtype;
-  const int bytes = dtype_bytes(op, dtype);
   a.add(h0, "h0", false);
   a.add(y, "y", false);
   a.add(dy, "dy", false);
@@ -384,63 +480,84 @@ void gru_backward(py::handle w_hh, py::handle saved, py::handle h0, py::handle y
   a.add(dgates_h, "dgates_h", true);
   a.add(dh0, "dh0", true);
   const size_t ws = a.add(workspace, "workspace", true);
-  const std::vector<int64_t> state{B, H}, sequence{T, B, H}, gates{T, B, 3 * H};
-  const std::vector<std::vector<int64_t>> shapes{{3 * H, H}, {T, B, 4 * H}, state, sequence, sequence,
-                                                 state,      gates,         gates, state};
+  const size_t bs = a.add(batch_sizes, "batch_sizes", false, true, true);
+  const SequenceRows rows(op, a.view(1), a.present(bs) ? &a.view(bs) : nullptr);
+  const int64_t T = rows.steps(), B = rows.batch(), H = a.size(0, 2, 1);
+  const std::string dtype = a.view(0).dtype;
+  const int bytes = dtype_bytes(op, dtype);
+  const std::vector<int64_t> state{B, H}, sequence = rows.shape(H), gates = rows.shape(3 * H);
+  const std::vector<std::vector<int64_t>> shapes{{3 * H, H}, rows.shape(4 * H), state, sequence, sequence,
+                                                 state,      gates,             gates, state};
   for (size_t i = 0; i < shapes.size(); ++i) a.expect(i, dtype, shapes[i]);
   const cuda::LaunchConfig config = config_for(op, strategy, B, H, 3, bytes, Backend::properties(device));
-  a.expect_workspace(ws, config);
+  a.expect_workspace(ws, config, T, rows.packed());
   a.check_aliasing();
   with_dtype(dtype, [&](auto zero) {
     using T_ = decltype(zero);
-    const cuda::GruBackward<T_> args{{T, B, H},     a.template ptr<T_>(0), a.template ptr<T_>(1),
-                                     a.template ptr<T_>(2), a.template ptr<T_>(3), a.template ptr<T_>(4),
-                                     a.template ptr<T_>(5), a.template ptr<T_>(6), a.template ptr<T_>(7),
-                                     a.template ptr<T_>(8), a.template ptr<void>(ws)};
+    const cuda::GruBackward<T_> args{{T, B, H},
+                                     rows.layout(reverse),
+                                     a.template ptr<T_>(0),
+                                     a.template ptr<T_>(1),
+                                     a.template ptr<T_>(2),
+                                     a.template ptr<T_>(3),
+                                     a.template ptr<T_>(4),
+                                     a.template ptr<T_>(5),
+                                     a.template ptr<T_>(6),
+                                     a.template ptr<T_>(7),
+                                     a.template ptr<T_>(8),
+                                     a.template ptr<void>(ws)};
     run_kernel<Backend>(args, config, device, stream);
   });
 }
 
+// packed_steps: T of a packed call (its workspace holds the step table), 0 when padded.
 template <class Backend>
 py::dict launch_config(const std::string& kernel, const std::string& dtype, int64_t batch, int64_t hidden_size,
-                       const std::string& strategy, int device) {
-  return config_dict(config_for("launch_config", strategy, batch, hidden_size, gates_of(kernel),
-                                dtype_bytes("launch_config", dtype), Backend::properties(device)));
+                       const std::string& strategy, int device, int64_t packed_steps) {
+  if (packed_steps < 0) throw py::value_error("launch_config: packed_steps must be at least 0");
+  const cuda::LaunchConfig config = config_for("launch_config", strategy, batch, hidden_size, gates_of(kernel),
+                                               dtype_bytes("launch_config", dtype), Backend::properties(device));
+  py::dict d = config_dict(config);
+  d["workspace_bytes"] = cuda::workspace_bytes(config, packed_steps, packed_steps > 0);
+  return d;
 }
 
 // Python signatures: the emulated ones without device and stream.
 void bind_emulated(py::module_& m) {
-  auto lstm_f = [](py::handle gx, py::handle w, py::handle h0, py::handle c0, py::handle y, py::handle hn,
-                   py::handle cn, py::handle sg, py::handle sc, py::handle ws, const std::string& s) {
-    lstm_forward<Emulated>(gx, w, h0, c0, y, hn, cn, sg, sc, ws, s, 0, 0);
+  auto lstm_f = [](py::handle gx, py::handle w, py::handle h0, py::handle c0, py::handle bs, bool rev, py::handle y,
+                   py::handle hn, py::handle cn, py::handle sg, py::handle sc, py::handle ws, const std::string& s) {
+    lstm_forward<Emulated>(gx, w, h0, c0, bs, rev, y, hn, cn, sg, sc, ws, s, 0, 0);
   };
-  auto lstm_b = [](py::handle w, py::handle sg, py::handle sc, py::handle c0, py::handle dy, py::handle dhn,
-                   py::handle dcn, py::handle dg, py::handle dh0, py::handle dc0, py::handle ws, const std::string& s) {
-    lstm_backward<Emulated>(w, sg, sc, c0, dy, dhn, dcn, dg, dh0, dc0, ws, s, 0, 0);
+  auto lstm_b = [](py::handle w, py::handle sg, py::handle sc, py::handle c0, py::handle bs, bool rev, py::handle dy,
+                   py::handle dhn, py::handle dcn, py::handle dg, py::handle dh0, py::handle dc0, py::handle ws,
+                   const std::string& s) {
+    lstm_backward<Emulated>(w, sg, sc, c0, bs, rev, dy, dhn, dcn, dg, dh0, dc0, ws, s, 0, 0);
   };
-  auto gru_f = [](py::handle gx, py::handle w, py::handle b, py::handle h0, py::handle y, py::handle hn,
-                  py::handle sv, py::handle ws, const std::string& s) {
-    gru_forward<Emulated>(gx, w, b, h0, y, hn, sv, ws, s, 0, 0);
+  auto gru_f = [](py::handle gx, py::handle w, py::handle b, py::handle h0, py::handle bs, bool rev, py::handle y,
+                  py::handle hn, py::handle sv, py::handle ws, const std::string& s) {
+    gru_forward<Emulated>(gx, w, b, h0, bs, rev, y, hn, sv, ws, s, 0, 0);
   };
-  auto gru_b = [](py::handle w, py::handle sv, py::handle h0, py::handle y, py::handle dy, py::handle dhn,
-                  py::handle dgx, py::handle dgh, py::handle dh0, py::handle ws, const std::string& s) {
-    gru_backward<Emulated>(w, sv, h0, y, dy, dhn, dgx, dgh, dh0, ws, s, 0, 0);
+  auto gru_b = [](py::handle w, py::handle sv, py::handle h0, py::handle y, py::handle bs, bool rev, py::handle dy,
+                  py::handle dhn, py::handle dgx, py::handle dgh, py::handle dh0, py::handle ws, const std::string& s) {
+    gru_backward<Emulated>(w, sv, h0, y, bs, rev, dy, dhn, dgx, dgh, dh0, ws, s, 0, 0);
   };
-  m.def("lstm_forward", lstm_f, py::arg("gates_x"), py::arg("w_hh"), py::arg("h0"), py::arg("c0"), py::arg("y"),
-        py::arg("h_n"), py::arg("c_n"), py::arg("saved_gates").none(true), py::arg("saved_c").none(true),
-        py::arg("workspace"), py::arg("strategy") = "auto");
+  m.def("lstm_forward", lstm_f, py::arg("gates_x"), py::arg("w_hh"), py::arg("h0"), py::arg("c0"),
+        py::arg("batch_sizes").none(true), py::arg("reverse"), py::arg("y"), py::arg("h_n"), py::arg("c_n"),
+        py::arg("saved_gates").none(true), py::arg("saved_c").none(true), py::arg("workspace"),
+        py::arg("strategy") = "auto");
   m.def("lstm_backward", lstm_b, py::arg("w_hh"), py::arg("saved_gates"), py::arg("saved_c"), py::arg("c0"),
-        py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("dgates"), py::arg("dh0"), py::arg("dc0"),
-        py::arg("workspace"), py::arg("strategy") = "auto");
+        py::arg("batch_sizes").none(true), py::arg("reverse"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"),
+        py::arg("dgates"), py::arg("dh0"), py::arg("dc0"), py::arg("workspace"), py::arg("strategy") = "auto");
   m.def("gru_forward", gru_f, py::arg("gates_x"), py::arg("w_hh"), py::arg("b_hh").none(true), py::arg("h0"),
-        py::arg("y"), py::arg("h_n"), py::arg("saved").none(true), py::arg("workspace"),
-        py::arg("strategy") = "auto");
-  m.def("gru_backward", gru_b, py::arg("w_hh"), py::arg("saved"), py::arg("h0"), py::arg("y"), py::arg("dy"),
-        py::arg("dh_n"), py::arg("dgates_x"), py::arg("dgates_h"), py::arg("dh0"), py::arg("workspace"),
-        py::arg("strategy") = "auto");
-  m.def("launch_config", [](const std::string& k, const std::string& d, int64_t b, int64_t h, const std::string& s) {
-    return launch_config<Emulated>(k, d, b, h, s, 0);
-  }, py::arg("kernel"), py::arg("dtype"), py::arg("batch"), py::arg("hidden_size"), py::arg("strategy") = "auto");
+        py::arg("batch_sizes").none(true), py::arg("reverse"), py::arg("y"), py::arg("h_n"),
+        py::arg("saved").none(true), py::arg("workspace"), py::arg("strategy") = "auto");
+  m.def("gru_backward", gru_b, py::arg("w_hh"), py::arg("saved"), py::arg("h0"), py::arg("y"),
+        py::arg("batch_sizes").none(true), py::arg("reverse"), py::arg("dy"), py::arg("dh_n"), py::arg("dgates_x"),
+        py::arg("dgates_h"), py::arg("dh0"), py::arg("workspace"), py::arg("strategy") = "auto");
+  m.def("launch_config", [](const std::string& k, const std::string& d, int64_t b, int64_t h, const std::string& s,
+                            int64_t packed_steps) { return launch_config<Emulated>(k, d, b, h, s, 0, packed_steps); },
+        py::arg("kernel"), py::arg("dtype"), py::arg("batch"), py::arg("hidden_size"), py::arg("strategy") = "auto",
+        py::arg("packed_steps") = 0);
   m.def("device_properties", [] { return properties_dict(Emulated::properties(0)); });
   m.def("check_emulation", [](const std::string& name) {
     try {
@@ -454,20 +571,23 @@ void bind_emulated(py::module_& m) {
 #if defined(FG_WITH_CUDA)
 void bind_gpu(py::module_& m) {
   m.def("lstm_forward", &lstm_forward<Gpu>, py::arg("gates_x"), py::arg("w_hh"), py::arg("h0"), py::arg("c0"),
-        py::arg("y"), py::arg("h_n"), py::arg("c_n"), py::arg("saved_gates").none(true),
-        py::arg("saved_c").none(true), py::arg("workspace"), py::arg("strategy"), py::arg("device"),
-        py::arg("stream"));
-  m.def("lstm_backward", &lstm_backward<Gpu>, py::arg("w_hh"), py::arg("saved_gates"), py::arg("saved_c"),
-        py::arg("c0"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("dgates"), py::arg("dh0"),
-        py::arg("dc0"), py::arg("workspace"), py::arg("strategy"), py::arg("device"), py::arg("stream"));
-  m.def("gru_forward", &gru_forward<Gpu>, py::arg("gates_x"), py::arg("w_hh"), py::arg("b_hh").none(true),
-        py::arg("h0"), py::arg("y"), py::arg("h_n"), py::arg("saved").none(true), py::arg("workspace"),
+        py::arg("batch_sizes").none(true), py::arg("reverse"), py::arg("y"), py::arg("h_n"), py::arg("c_n"),
+        py::arg("saved_gates").none(true), py::arg("saved_c").none(true), py::arg("workspace"),
         py::arg("strategy"), py::arg("device"), py::arg("stream"));
+  m.def("lstm_backward", &lstm_backward<Gpu>, py::arg("w_hh"), py::arg("saved_gates"), py::arg("saved_c"),
+        py::arg("c0"), py::arg("batch_sizes").none(true), py::arg("reverse"), py::arg("dy"), py::arg("dh_n"),
+        py::arg("dc_n"), py::arg("dgates"), py::arg("dh0"), py::arg("dc0"), py::arg("workspace"),
+        py::arg("strategy"), py::arg("device"), py::arg("stream"));
+  m.def("gru_forward", &gru_forward<Gpu>, py::arg("gates_x"), py::arg("w_hh"), py::arg("b_hh").none(true),
+        py::arg("h0"), py::arg("batch_sizes").none(true), py::arg("reverse"), py::arg("y"), py::arg("h_n"),
+        py::arg("saved").none(true), py::arg("workspace"), py::arg("strategy"), py::arg("device"),
+        py::arg("stream"));
   m.def("gru_backward", &gru_backward<Gpu>, py::arg("w_hh"), py::arg("saved"), py::arg("h0"), py::arg("y"),
-        py::arg("dy"), py::arg("dh_n"), py::arg("dgates_x"), py::arg("dgates_h"), py::arg("dh0"),
-        py::arg("workspace"), py::arg("strategy"), py::arg("device"), py::arg("stream"));
+        py::arg("batch_sizes").none(true), py::arg("reverse"), py::arg("dy"), py::arg("dh_n"), py::arg("dgates_x"),
+        py::arg("dgates_h"), py::arg("dh0"), py::arg("workspace"), py::arg("strategy"), py::arg("device"),
+        py::arg("stream"));
   m.def("launch_config", &launch_config<Gpu>, py::arg("kernel"), py::arg("dtype"), py::arg("batch"),
-        py::arg("hidden_size"), py::arg("strategy"), py::arg("device"));
+        py::arg("hidden_size"), py::arg("strategy"), py::arg("device"), py::arg("packed_steps") = 0);
   m.def("device_properties", [](int device) { return properties_dict(Gpu::properties(device)); }, py::arg("device"));
 }
 #endif

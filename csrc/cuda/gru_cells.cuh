@@ -18,13 +18,13 @@ struct GruCell {
   template <typename T> using Forward = cuda::GruForward<T>;
   template <typename T> using Backward = cuda::GruBackward<T>;
 
-  // recurrent[g]: row g·H + j of W_hh times h_{t-1} of batch row b.
+  // recurrent[g]: row g·H + j of W_hh times h_{t-1} of row b of the step.
   template <typename T, typename Acc>
-  __device__ static __forceinline__ void forward_cell(const Forward<T>& a, int64_t t, int64_t b, int64_t j,
+  __device__ static __forceinline__ void forward_cell(const Forward<T>& a, const StepRows& step, int64_t b, int64_t j,
                                                       const Acc* recurrent) {
     using N = Numeric<T>;
     const int64_t H = a.shape.hidden_size;
-    const int64_t row = step_row(a.shape, t) + b;
+    const int64_t row = step.offset + b;
     const int64_t state = b * H + j;
     const T* x = a.gates_x + row * 3 * H + j;
     const T* bias = a.b_hh;
@@ -33,7 +33,7 @@ struct GruCell {
                                      recurrent[1] + (bias ? N::load(bias[H + j]) : Acc(0)),
                                      recurrent[2] + (bias ? N::load(bias[2 * H + j]) : Acc(0))};
     // h_{t-1} as stored (the recurrent product read it the same way).
-    const Acc h_prev = N::load(t == 0 ? a.h0[state] : a.y[(step_row(a.shape, t - 1) + b) * H + j]);
+    const Acc h_prev = N::load(previous_h(a, step, b)[j]);
     Acc h;
     const cell::GruSaved<Acc> s = cell::gru_forward(input, hidden, h_prev, &h);
     a.y[row * H + j] = N::store(h);
@@ -44,31 +44,30 @@ struct GruCell {
       out[2 * H] = N::store(s.n);
       out[3 * H] = N::store(s.h_n);
     }
-    if (t == a.shape.steps - 1) a.h_n[state] = N::store(h);
+    if (b >= step.carried) a.h_n[state] = N::store(h);  // sequence b ends at this step
   }
 
-  // The gradient whose product with W_hh flows back into h_{t-1}: dgates_h, [T, B, 3H].
+  // The gradient whose product with W_hh flows back into h_{t-1}: dgates_h, [N, 3H].
   template <typename T>
   __device__ static __forceinline__ const T* recurrent_gradient(const Backward<T>& a) {
     return a.dgates_h;
   }
 
-  // recurrent: (dgates_h_{t+1} W_hh)[b, j], 0 at the last step.
+  // recurrent: (dgates_h of the step after W_hh)[b, j], 0 where sequence b ends at this step.
   template <typename T, typename Acc>
-  __device__ static __forceinline__ void backward_cell(const Backward<T>& a, int64_t t, int64_t b, int64_t j,
+  __device__ static __forceinline__ void backward_cell(const Backward<T>& a, const StepRows& step, int64_t b, int64_t j,
                                                        Acc recurrent) {
     using N = Numeric<T>;
     const int64_t H = a.shape.hidden_size;
-    const int64_t row = step_row(a.shape, t) + b;
+    const int64_t row = step.offset + b;
     const int64_t state = b * H + j;
-    // The running state: z·dh of step t+1, the part of dh_t that bypasses W_hh (same thread
-    // for each (b, j)).
+    // The running state: z·dh of the step after, the part of dh_t that bypasses W_hh (same
+    // thread for each (b, j)); where sequence b ends, dh_n instead.
     Acc* bypass = running_state<Acc>(a.workspace) + state;
-    const Acc dh = N::load(a.dy[row * H + j]) + (t == a.shape.steps - 1 ? N::load(a.dh_n[state]) : *bypass) +
-                   recurrent;
+    const Acc dh = N::load(a.dy[row * H + j]) + (b >= step.carried ? N::load(a.dh_n[state]) : *bypass) + recurrent;
     const T* s = a.saved + row * 4 * H + j;
     const cell::GruSaved<Acc> saved{N::load(s[0]), N::load(s[H]), N::load(s[2 * H]), N::load(s[3 * H])};
-    const Acc h_prev = N::load(t == 0 ? a.h0[state] : a.y[(step_row(a.shape, t - 1) + b) * H + j]);
+    const Acc h_prev = N::load(previous_h(a, step, b)[j]);
     cell::GruGates<Acc> dx, dh_part;
     *bypass = cell::gru_backward(saved, h_prev, dh, &dx, &dh_part);
     T* out_x = a.dgates_x + row * 3 * H + j;
@@ -81,7 +80,7 @@ struct GruCell {
     out_h[2 * H] = N::store(dh_part.n);
   }
 
-  // After step 0: dh0 = z·dh of step 0 + (dgates_h_0 W_hh)[b, j].
+  // Sequence b started at the step visited last: dh0 = z·dh of that step + (its dgates_h W_hh)[b, j].
   template <typename T, typename Acc>
   __device__ static __forceinline__ void finish_backward(const Backward<T>& a, int64_t b, int64_t j, Acc recurrent) {
     const int64_t state = b * a.shape.hidden_size + j;

@@ -23,17 +23,21 @@
 //   exactly the shape given, of element type T: float, double, Half or BFloat16 (below);
 //   outputs alias neither inputs nor each other. The 16-bit types are computed in float (the
 //   recurrent products accumulate in float, the LSTM cell state between steps stays float)
-//   and rounded to nearest even where stored. "[T, B, G·H]": gate g of unit j at step t,
-//   batch row b lives at ((t·B + b)·G + g)·H + j. Arrays marked "or null" may be nullptr.
-//   workspace: LaunchConfig::workspace_bytes of device memory, 16-byte aligned, contents
-//   undefined on entry and exit: 16 bytes for the persistent strategy's grid barrier (zeroed by
-//   the call, on the stream), then the B·H running state of the recurrence in the compute type
-//   (LSTM forward c, LSTM backward dc, GRU backward the z·dh that bypasses W_hh).
+//   and rounded to nearest even where stored. Arrays marked "or null" may be nullptr.
+//   Sequence arrays are "[N, X]": the rows of all steps, step after step, where step t has
+//   rows(t) rows (SequenceLayout) and N = Σ rows(t); padded sequences have rows(t) = B, so
+//   [N, X] is [T, B, X]; packed ones are torch's PackedSequence layout. "[N, G·H]": gate g of
+//   unit j of row n lives at (n·G + g)·H + j (the torch.nn stacking of gates).
+//   workspace: workspace_bytes(config, T, packed) bytes of device memory, 16-byte aligned,
+//   contents undefined on entry and exit: 16 bytes for the persistent strategy's grid barrier
+//   (zeroed by the call, on the stream), then the B·H running state of the recurrence in the
+//   compute type (LSTM forward c, LSTM backward dc, GRU backward the z·dh that bypasses W_hh);
+//   with packed sequences then, from byte schedule_table_offset(config) on, the T + 1 step
+//   offsets (int64) the persistent kernels read (written by the call, on the stream).
 //   All sizes are >= 1; index arithmetic is 64-bit.
-//   The kernels address the rows of a step only through step_row() and step_batch()
-//   (recurrence.cuh), and the time loop runs in the host code (per step) or in one loop of
-//   the persistent kernels: a packed layout (per-step batch sizes) or a reversed direction
-//   changes those helpers and loops, not the kernels' structure.
+//   The kernels address the rows of a step only through the step description the host code
+//   or the persistent kernel's time loop derives from the layout (recurrence.cuh: Schedule,
+//   StepRows), the same schedule as the CPU kernels' StepSchedule (csrc/cpu/recurrence.h).
 //   stream: a cudaStream_t (torch.cuda.current_stream().cuda_stream); the calls are
 //   asynchronous on it. Errors (invalid configuration, a failed launch or CUDA API call)
 //   throw std::runtime_error naming the operation.
@@ -112,68 +116,93 @@ LaunchConfig make_config(Strategy strategy, int64_t batch, int64_t hidden, int g
 LaunchConfig choose_strategy(int64_t batch, int64_t hidden, int gates, int dtype_bytes,
                              const DeviceProperties& device);
 
+// Bytes of workspace a call of T = `steps` steps needs: config.workspace_bytes when padded;
+// packed, the step table after it (at schedule_table_offset(config), (T + 1)·8 bytes).
+size_t workspace_bytes(const LaunchConfig& config, int64_t steps, bool packed);
+size_t schedule_table_offset(const LaunchConfig& config);
+
 struct SequenceShape {
   int64_t steps;        // T
-  int64_t batch;        // B
+  int64_t batch;        // B: rows of the largest step (the first, when packed)
   int64_t hidden_size;  // H
+};
+
+// Which rows each step has and in which order the steps run: the CPU kernels' SequenceLayout
+// (csrc/cpu/kernels.h), with the same meaning.
+//   batch_sizes: [T] or null, in HOST memory (unlike every other array; torch keeps
+//     PackedSequence.batch_sizes on the CPU), read by the host code before the call returns.
+//     Null: every step has B rows (padded). Otherwise rows(t) = batch_sizes[t], at least 1,
+//     non-increasing, batch_sizes[0] = B (torch's PackedSequence layout; std::invalid_argument
+//     otherwise); row b of step t belongs to sequence b, whose initial and final states are
+//     row b of the [B, H] state arrays.
+//   reverse: run the steps from T-1 down to 0 (the reverse direction of a bidirectional
+//     layer). With packed rows each sequence is reversed within its own length: sequence b
+//     starts from its initial state at its last step and ends at step 0.
+struct SequenceLayout {
+  const int64_t* batch_sizes = nullptr;
+  bool reverse = false;
 };
 
 template <typename T>
 struct LstmForward {
   SequenceShape shape;
-  const T* gates_x;  // [T, B, 4H]  x_t W_ihᵀ + b_ih + b_hh, computed by the caller
+  SequenceLayout layout;
+  const T* gates_x;  // [N, 4H]     x_t W_ihᵀ + b_ih + b_hh, computed by the caller
   const T* w_hh;     // [4H, H]     torch.nn weight_hh_l0
   const T* h0;       // [B, H]
   const T* c0;       // [B, H]
-  T* y;              // [T, B, H]   out: h_t of every step
-  T* h_n;            // [B, H]      out: h at the last step
-  T* c_n;            // [B, H]      out: c at the last step
-  T* saved_gates;    // [T, B, 4H]  out or null: σ(i), σ(f), tanh(g), σ(o) of every step, for backward
-  T* saved_c;        // [T, B, H]   out or null (null iff saved_gates is): c_t of every step
+  T* y;              // [N, H]      out: h_t of every step
+  T* h_n;            // [B, H]      out: h of each sequence at its last step
+  T* c_n;            // [B, H]      out: c of each sequence at its last step
+  T* saved_gates;    // [N, 4H]     out or null: σ(i), σ(f), tanh(g), σ(o) of every step, for backward
+  T* saved_c;        // [N, H]      out or null (null iff saved_gates is): c_t of every step
   void* workspace;
 };
 
 template <typename T>
 struct LstmBackward {
   SequenceShape shape;
+  SequenceLayout layout;
   const T* w_hh;         // [4H, H]
-  const T* saved_gates;  // [T, B, 4H]  from LstmForward
-  const T* saved_c;      // [T, B, H]   from LstmForward
+  const T* saved_gates;  // [N, 4H]  from LstmForward
+  const T* saved_c;      // [N, H]   from LstmForward
   const T* c0;           // [B, H]
-  const T* dy;           // [T, B, H]   gradient of the loss w.r.t. y
-  const T* dh_n;         // [B, H]      gradient w.r.t. h_n
-  const T* dc_n;         // [B, H]      gradient w.r.t. c_n
-  T* dgates;             // [T, B, 4H]  out: gradient w.r.t. the gate pre-activations (= d gates_x)
-  T* dh0;                // [B, H]      out
-  T* dc0;                // [B, H]      out
+  const T* dy;           // [N, H]   gradient of the loss w.r.t. y
+  const T* dh_n;         // [B, H]   gradient w.r.t. h_n
+  const T* dc_n;         // [B, H]   gradient w.r.t. c_n
+  T* dgates;             // [N, 4H]  out: gradient w.r.t. the gate pre-activations (= d gates_x)
+  T* dh0;                // [B, H]   out
+  T* dc0;                // [B, H]   out
   void* workspace;
 };
 
 template <typename T>
 struct GruForward {
   SequenceShape shape;
-  const T* gates_x;  // [T, B, 3H]  x_t W_ihᵀ + b_ih, computed by the caller
+  SequenceLayout layout;
+  const T* gates_x;  // [N, 3H]     x_t W_ihᵀ + b_ih, computed by the caller
   const T* w_hh;     // [3H, H]     torch.nn weight_hh_l0
   const T* b_hh;     // [3H] or null: torch.nn bias_hh_l0 (null: no bias)
   const T* h0;       // [B, H]
-  T* y;              // [T, B, H]   out: h_t of every step
-  T* h_n;            // [B, H]      out
-  T* saved;          // [T, B, 4H]  out or null: r, z, n, W_hn h_{t-1} + b_hn of every step, for backward
+  T* y;              // [N, H]      out: h_t of every step
+  T* h_n;            // [B, H]      out: h of each sequence at its last step
+  T* saved;          // [N, 4H]     out or null: r, z, n, W_hn h_{t-1} + b_hn of every step, for backward
   void* workspace;
 };
 
 template <typename T>
 struct GruBackward {
   SequenceShape shape;
+  SequenceLayout layout;
   const T* w_hh;   // [3H, H]
-  const T* saved;  // [T, B, 4H]  from GruForward
+  const T* saved;  // [N, 4H]  from GruForward
   const T* h0;     // [B, H]
-  const T* y;      // [T, B, H]   from GruForward (h_{t-1} of step t is y[t-1])
-  const T* dy;     // [T, B, H]
+  const T* y;      // [N, H]   from GruForward (h_{t-1} of each row)
+  const T* dy;     // [N, H]
   const T* dh_n;   // [B, H]
-  T* dgates_x;     // [T, B, 3H]  out: gradient w.r.t. gates_x
-  T* dgates_h;     // [T, B, 3H]  out: gradient w.r.t. h_{t-1} W_hhᵀ + b_hh (= d b_hh summed)
-  T* dh0;          // [B, H]      out
+  T* dgates_x;     // [N, 3H]  out: gradient w.r.t. gates_x
+  T* dgates_h;     // [N, 3H]  out: gradient w.r.t. h_{t-1} W_hhᵀ + b_hh (= d b_hh summed)
+  T* dh0;          // [B, H]   out
   void* workspace;
 };
 

@@ -28,10 +28,50 @@ struct Tiling {
   int lanes;  // R: threads per gate row (forward); G·R threads per unit column (backward)
 };
 
-// A step's rows in a [T, B, ·] array: rows t·B .. t·B + B − 1. The only place that knows the
-// layout of time in memory.
-__device__ __forceinline__ int64_t step_row(const cuda::SequenceShape& shape, int64_t t) { return t * shape.batch; }
-__device__ __forceinline__ int64_t step_batch(const cuda::SequenceShape& shape, int64_t) { return shape.batch; }
+// One step as a kernel sees it: where its rows are and which of them continue or hand on a
+// state (the CPU kernels' StepSchedule, csrc/cpu/recurrence.h). A step with no rows (rows 0)
+// stands for "no step": before the first step the backward visits, or after the last.
+struct StepRows {
+  int64_t offset;     // first row of step t in the [N, ·] arrays
+  int64_t rows;       // rows(t); 0 for no step
+  int64_t before;     // first row of the step whose state rows [0, continued) continue
+  int64_t continued;  // rows [0, continued) continue a state; the others start from h0/c0
+  int64_t carried;    // rows [0, carried) hand their state on; the others end at t (h_n, c_n)
+};
+
+// The order of the steps and their rows (kernels.h: SequenceLayout). `offsets`: the T + 1 step
+// offsets (host memory in host code, the workspace's table in a kernel), or null when padded.
+struct Schedule {
+  const int64_t* offsets;
+  int64_t steps, batch;
+  bool reverse;
+
+  __host__ __device__ __forceinline__ int64_t offset(int64_t t) const { return offsets ? offsets[t] : t * batch; }
+  __host__ __device__ __forceinline__ int64_t rows(int64_t t) const { return offset(t + 1) - offset(t); }
+  // The k-th step the forward pass runs.
+  __host__ __device__ __forceinline__ int64_t at(int64_t k) const { return reverse ? steps - 1 - k : k; }
+  // The step whose state step t continues (−1: none), and the one that continues step t's.
+  __host__ __device__ __forceinline__ int64_t before(int64_t t) const { return within(reverse ? t + 1 : t - 1); }
+  __host__ __device__ __forceinline__ int64_t after(int64_t t) const { return within(reverse ? t - 1 : t + 1); }
+  __host__ __device__ __forceinline__ int64_t within(int64_t t) const { return t >= 0 && t < steps ? t : -1; }
+
+  // Step t (−1: no step).
+  __host__ __device__ __forceinline__ StepRows step(int64_t t) const {
+    if (t < 0) return StepRows{0, 0, 0, 0, 0};
+    const int64_t rows_t = rows(t), b = before(t), a = after(t);
+    const int64_t continued = b < 0 ? 0 : (rows(b) < rows_t ? rows(b) : rows_t);
+    const int64_t carried = a < 0 ? 0 : (rows(a) < rows_t ? rows(a) : rows_t);
+    return StepRows{offset(t), rows_t, b < 0 ? 0 : offset(b), continued, carried};
+  }
+  // The backward's pass k (0..T): step at(T−1−k) (none for k = T) and the step visited before
+  // it, whose dgates feed the recurrent product (none for k = 0).
+  __host__ __device__ __forceinline__ StepRows backward_step(int64_t k) const {
+    return step(k < steps ? at(steps - 1 - k) : -1);
+  }
+  __host__ __device__ __forceinline__ StepRows backward_later(int64_t k) const {
+    return step(k > 0 ? at(steps - k) : -1);
+  }
+};
 
 // The workspace (kernels.h): the grid barrier's two counters, then the running state [B, H].
 __device__ __forceinline__ unsigned* barrier_counters(void* workspace) { return static_cast<unsigned*>(workspace); }
@@ -79,32 +119,34 @@ struct SharedColumns {
   }
 };
 
-// h_{t-1}: [B, H] rows of step t − 1 of y, or h0.
+// The h_{t-1} of row b of step s: its row of the step before in y, or row b of h0.
 template <class Args>
-__device__ __forceinline__ auto previous_h(const Args& a, int64_t t) {
-  return t == 0 ? a.h0 : a.y + step_row(a.shape, t - 1) * a.shape.hidden_size;
+__device__ __forceinline__ auto previous_h(const Args& a, const StepRows& s, int64_t b) {
+  return b < s.continued ? a.y + (s.before + b) * a.shape.hidden_size : a.h0 + b * a.shape.hidden_size;
 }
 
 // One forward step of the block's units and batch tile.
 template <class Cell, typename T, class Weights>
-__device__ __forceinline__ void forward_step(const typename Cell::template Forward<T>& a, int64_t t, Tiling tiling,
-                                             const Weights& weights, typename Numeric<T>::Acc* partials) {
+__device__ __forceinline__ void forward_step(const typename Cell::template Forward<T>& a, const StepRows& s,
+                                             Tiling tiling, const Weights& weights,
+                                             typename Numeric<T>::Acc* partials) {
   using N = Numeric<T>;
   using Acc = typename N::Acc;
   constexpr int G = Cell::kGates;
   const int64_t H = a.shape.hidden_size;
-  const int64_t B = step_batch(a.shape, t);
+  const int64_t B = s.rows;
   const int S = tiling.units, R = tiling.lanes, rows = G * S;
   const int lane = static_cast<int>(threadIdx.x) % R;
   const int local_row = static_cast<int>(threadIdx.x) / R;
   const int64_t j = int64_t(blockIdx.x) * S + local_row % S;
   const int64_t b0 = int64_t(blockIdx.y) * cuda::kBatchTile;
-  const T* h = previous_h(a, t);
+  // A tile past the step's rows has nothing to do (the same for the whole block).
+  if (b0 >= B) return;
   Acc acc[cuda::kBatchTile] = {};
   if (j < H) {
-    // Rows past the batch repeat its last row; their sums are dropped below.
+    // Rows past the step's rows repeat its last row; their sums are dropped below.
     const T* h_row[cuda::kBatchTile];
-    for (int bb = 0; bb < cuda::kBatchTile; ++bb) h_row[bb] = h + (b0 + bb < B ? b0 + bb : B - 1) * H;
+    for (int bb = 0; bb < cuda::kBatchTile; ++bb) h_row[bb] = previous_h(a, s, b0 + bb < B ? b0 + bb : B - 1);
     const int64_t w_row = int64_t(local_row / S) * H + j;
     for (int64_t k = lane; k < H; k += R) {
       const Acc w = N::load(weights(w_row, k, local_row));
@@ -125,31 +167,36 @@ __device__ __forceinline__ void forward_step(const typename Cell::template Forwa
       for (int r = 0; r < R; ++r) sum += p[r];
       recurrent[g] = sum;
     }
-    Cell::forward_cell(a, t, b, jj, recurrent);
+    Cell::forward_cell(a, s, b, jj, recurrent);
   }
 }
 
-// One backward step (t = −1: only dh0 = dgates_0 W_hh plus what bypasses W_hh).
+// One pass of the backward: the cell's backward of step s (none after the last pass) and
+// dh0 of the rows that started at step `later`, the step visited before. Both need
+// dgates_later W_hh: rows [0, s.carried) as the recurrent part of their dh_t, rows
+// [s.carried, later.rows) (which started at `later`) as their dh0.
 template <class Cell, typename T, class Weights>
-__device__ __forceinline__ void backward_step(const typename Cell::template Backward<T>& a, int64_t t, Tiling tiling,
-                                              const Weights& weights, typename Numeric<T>::Acc* partials) {
+__device__ __forceinline__ void backward_step(const typename Cell::template Backward<T>& a, const StepRows& s,
+                                              const StepRows& later, Tiling tiling, const Weights& weights,
+                                              typename Numeric<T>::Acc* partials) {
   using N = Numeric<T>;
   using Acc = typename N::Acc;
   constexpr int G = Cell::kGates;
   const int64_t H = a.shape.hidden_size;
-  const int64_t B = t >= 0 ? step_batch(a.shape, t) : a.shape.batch;
+  const int64_t B = s.rows > later.rows ? s.rows : later.rows;
   const int S = tiling.units, L = G * tiling.lanes;
   const int unit = static_cast<int>(threadIdx.x) % S;
   const int lane = static_cast<int>(threadIdx.x) / S;
   const int64_t j = int64_t(blockIdx.x) * S + unit;
   const int64_t b0 = int64_t(blockIdx.y) * cuda::kBatchTile;
+  // A tile past both steps' rows has nothing to do (the same for the whole block).
+  if (b0 >= B) return;
   Acc acc[cuda::kBatchTile] = {};
-  if (t + 1 < a.shape.steps && j < H) {
-    const int64_t next_batch = step_batch(a.shape, t + 1);
-    const T* d = Cell::recurrent_gradient(a) + step_row(a.shape, t + 1) * G * H;
+  if (later.rows > 0 && j < H) {
+    const T* d = Cell::recurrent_gradient(a) + later.offset * G * H;
     const T* d_row[cuda::kBatchTile];
     for (int bb = 0; bb < cuda::kBatchTile; ++bb) {
-      d_row[bb] = d + (b0 + bb < next_batch ? b0 + bb : next_batch - 1) * G * H;
+      d_row[bb] = d + (b0 + bb < later.rows ? b0 + bb : later.rows - 1) * G * H;
     }
     for (int64_t row = lane; row < G * H; row += L) {
       const Acc w = N::load(weights(row, j, unit));
@@ -165,8 +212,9 @@ __device__ __forceinline__ void backward_step(const typename Cell::template Back
     const Acc* p = partials + (bb * S + u) * L;
     Acc sum = 0;
     for (int r = 0; r < L; ++r) sum += p[r];
-    if (t >= 0) {
-      Cell::backward_cell(a, t, b, jj, sum);
+    // Rows past later.rows summed a repeated row: they end at step s and get no recurrent part.
+    if (b < s.rows) {
+      Cell::backward_cell(a, s, b, jj, b < later.rows ? sum : Acc(0));
     } else {
       Cell::finish_backward(a, b, jj, sum);
     }
@@ -196,17 +244,17 @@ __device__ __forceinline__ void grid_barrier(unsigned* counter) {
 
 template <class Cell, typename T>
 __global__ void __launch_bounds__(cuda::kMaxPerStepThreads)
-    forward_step_kernel(typename Cell::template Forward<T> a, Tiling tiling, int64_t t) {
+    forward_step_kernel(typename Cell::template Forward<T> a, Tiling tiling, StepRows s) {
   FG_DYNAMIC_SHARED(shared);
-  forward_step<Cell, T>(a, t, tiling, GlobalRows<T>{a.w_hh, a.shape.hidden_size},
+  forward_step<Cell, T>(a, s, tiling, GlobalRows<T>{a.w_hh, a.shape.hidden_size},
                         reinterpret_cast<typename Numeric<T>::Acc*>(shared));
 }
 
 template <class Cell, typename T>
 __global__ void __launch_bounds__(cuda::kMaxPerStepThreads)
-    backward_step_kernel(typename Cell::template Backward<T> a, Tiling tiling, int64_t t) {
+    backward_step_kernel(typename Cell::template Backward<T> a, Tiling tiling, StepRows s, StepRows later) {
   FG_DYNAMIC_SHARED(shared);
-  backward_step<Cell, T>(a, t, tiling, GlobalColumns<T>{a.w_hh, a.shape.hidden_size},
+  backward_step<Cell, T>(a, s, later, tiling, GlobalColumns<T>{a.w_hh, a.shape.hidden_size},
                          reinterpret_cast<typename Numeric<T>::Acc*>(shared));
 }
 
@@ -214,7 +262,7 @@ __global__ void __launch_bounds__(cuda::kMaxPerStepThreads)
 // per thread. Without the block count ptxas aims lower and spills (16-bit LSTM backward).
 template <class Cell, typename T>
 __global__ void __launch_bounds__(cuda::kMaxPersistentThreads, 1)
-    forward_persistent_kernel(typename Cell::template Forward<T> a, Tiling tiling) {
+    forward_persistent_kernel(typename Cell::template Forward<T> a, Tiling tiling, Schedule schedule) {
   constexpr int G = Cell::kGates;
   FG_DYNAMIC_SHARED(shared);
   const int64_t H = a.shape.hidden_size;
@@ -229,15 +277,15 @@ __global__ void __launch_bounds__(cuda::kMaxPersistentThreads, 1)
   __syncthreads();
   unsigned* barrier = barrier_counters(a.workspace);
   auto* partials = partials_after<T, typename Numeric<T>::Acc>(slice, slice_size);
-  for (int64_t t = 0; t < a.shape.steps; ++t) {
-    if (t > 0) grid_barrier(barrier);
-    forward_step<Cell, T>(a, t, tiling, SharedRows<T>{slice, H}, partials);
+  for (int64_t k = 0; k < a.shape.steps; ++k) {
+    if (k > 0) grid_barrier(barrier);
+    forward_step<Cell, T>(a, schedule.step(schedule.at(k)), tiling, SharedRows<T>{slice, H}, partials);
   }
 }
 
 template <class Cell, typename T>
 __global__ void __launch_bounds__(cuda::kMaxPersistentThreads, 1)
-    backward_persistent_kernel(typename Cell::template Backward<T> a, Tiling tiling) {
+    backward_persistent_kernel(typename Cell::template Backward<T> a, Tiling tiling, Schedule schedule) {
   constexpr int G = Cell::kGates;
   FG_DYNAMIC_SHARED(shared);
   const int64_t H = a.shape.hidden_size;
@@ -252,9 +300,10 @@ __global__ void __launch_bounds__(cuda::kMaxPersistentThreads, 1)
   __syncthreads();
   unsigned* barrier = barrier_counters(a.workspace);
   auto* partials = partials_after<T, typename Numeric<T>::Acc>(slice, slice_size);
-  for (int64_t t = a.shape.steps - 1; t >= -1; --t) {
-    if (t < a.shape.steps - 1) grid_barrier(barrier);
-    backward_step<Cell, T>(a, t, tiling, SharedColumns<T>{slice, S}, partials);
+  for (int64_t k = 0; k <= a.shape.steps; ++k) {
+    if (k > 0) grid_barrier(barrier);
+    backward_step<Cell, T>(a, schedule.backward_step(k), schedule.backward_later(k), tiling,
+                           SharedColumns<T>{slice, S}, partials);
   }
 }
 

@@ -107,4 +107,11 @@ LaunchConfig choose_strategy(int64_t batch, int64_t hidden, int gates, int dtype
   return config ? *config : per_step_config(batch, hidden, gates, dtype_bytes);
 }
 
+size_t schedule_table_offset(const LaunchConfig& config) { return round_up(config.workspace_bytes); }
+
+size_t workspace_bytes(const LaunchConfig& config, int64_t steps, bool packed) {
+  if (!packed) return config.workspace_bytes;
+  return schedule_table_offset(config) + size_t(steps + 1) * sizeof(int64_t);
+}
+
 }  // namespace fastgates::cuda

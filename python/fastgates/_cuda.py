@@ -9,36 +9,49 @@ conventions as the CPU kernels, ``csrc/cpu/kernels.h``). ``strategy``: "auto" (t
 heuristic), "per_step" or "persistent" (ValueError if it cannot run the problem).
 
 How an op uses them (T steps, B batch, I input, H hidden; G = 4 for LSTM, 3 for GRU; all
-tensors contiguous, on one CUDA device, float32 or float64):
+tensors contiguous, on one CUDA device, float32 or float64). Sequence arrays are [T, B, X] when
+padded and [N, X] when packed (``batch_sizes``: PackedSequence.batch_sizes, a CPU int64 tensor,
+N = its sum; the flattened padded case is N = T·B); ``reverse=True`` runs the reverse direction
+(each packed sequence within its own length). The same semantics as the CPU kernels.
 
 LSTM forward::
 
-    gates_x = torch.addmm(b_ih + b_hh, x.reshape(T * B, I), w_ih.t()).view(T, B, 4 * H)
-    y, h_n, c_n = (torch.empty(...) for ...)            # [T, B, H], [B, H], [B, H]
-    saved_gates, saved_c = [T, B, 4H], [T, B, H]         # or both None without autograd
-    _cuda.lstm_forward(gates_x, w_hh, h0, c0, y, h_n, c_n, saved_gates, saved_c)
+    x2 = x.reshape(N, I)                                 # x.data of a PackedSequence is [N, I]
+    gates_x = torch.addmm(b_ih + b_hh, x2, w_ih.t())     # [N, 4H] ([T, B, 4H] padded: .view)
+    y, h_n, c_n = (torch.empty(...) for ...)            # [N, H] ([T, B, H]), [B, H], [B, H]
+    saved_gates, saved_c = [N, 4H], [N, H]               # or both None without autograd
+    _cuda.lstm_forward(gates_x, w_hh, h0, c0, y, h_n, c_n, saved_gates, saved_c,
+                       batch_sizes=batch_sizes, reverse=reverse)
 
 LSTM backward (dy, dh_n, dc_n: zeros where no gradient flows)::
 
-    dgates = torch.empty(T, B, 4 * H); dh0, dc0 = torch.empty(B, H), torch.empty(B, H)
-    _cuda.lstm_backward(w_hh, saved_gates, saved_c, c0, dy, dh_n, dc_n, dgates, dh0, dc0)
-    g = dgates.view(T * B, 4 * H)
-    dx = (g @ w_ih).view(T, B, I)
-    dw_ih = g.t() @ x.reshape(T * B, I)
-    dw_hh = g.t() @ torch.cat([h0[None], y[:-1]]).reshape(T * B, H)
+    dgates = torch.empty_like(saved_gates); dh0, dc0 = torch.empty(B, H), torch.empty(B, H)
+    _cuda.lstm_backward(w_hh, saved_gates, saved_c, c0, dy, dh_n, dc_n, dgates, dh0, dc0,
+                        batch_sizes=batch_sizes, reverse=reverse)
+    g = dgates.view(N, 4 * H)
+    dx = g @ w_ih                                        # [N, I]
+    dw_ih = g.t() @ x2
+    dw_hh = recurrent_weight_grad(dgates, h0, y, batch_sizes, reverse)
     db_ih = db_hh = g.sum(0)
+
+``recurrent_weight_grad`` is ``fastgates.ops._common.recurrent_weight_grad``: dgates_tᵀ times
+the h_{t-1} of each row (its row of y at the step before in the direction of travel, or its row
+of h0 where its sequence starts); padded and forward it is
+``g.t() @ torch.cat([h0[None], y[:-1]]).reshape(T * B, H)``.
 
 GRU forward (b_hh may be None)::
 
-    gates_x = torch.addmm(b_ih, x.reshape(T * B, I), w_ih.t()).view(T, B, 3 * H)
-    _cuda.gru_forward(gates_x, w_hh, b_hh, h0, y, h_n, saved)   # saved: [T, B, 4H] or None
+    gates_x = torch.addmm(b_ih, x2, w_ih.t())            # [N, 3H]
+    _cuda.gru_forward(gates_x, w_hh, b_hh, h0, y, h_n, saved,   # saved: [N, 4H] or None
+                      batch_sizes=batch_sizes, reverse=reverse)
 
 GRU backward::
 
-    _cuda.gru_backward(w_hh, saved, h0, y, dy, dh_n, dgates_x, dgates_h, dh0)
-    gx, gh = dgates_x.view(T * B, 3 * H), dgates_h.view(T * B, 3 * H)
-    dx = (gx @ w_ih).view(T, B, I);  dw_ih = gx.t() @ x.reshape(T * B, I);  db_ih = gx.sum(0)
-    dw_hh = gh.t() @ torch.cat([h0[None], y[:-1]]).reshape(T * B, H);   db_hh = gh.sum(0)
+    _cuda.gru_backward(w_hh, saved, h0, y, dy, dh_n, dgates_x, dgates_h, dh0,
+                       batch_sizes=batch_sizes, reverse=reverse)
+    gx, gh = dgates_x.view(N, 3 * H), dgates_h.view(N, 3 * H)
+    dx = gx @ w_ih;  dw_ih = gx.t() @ x2;  db_ih = gx.sum(0)
+    dw_hh = recurrent_weight_grad(dgates_h, h0, y, batch_sizes, reverse);   db_hh = gh.sum(0)
 
 The outputs of one call must not alias its inputs or each other (dgates may not reuse the
 memory of gates_x within one call, for example).
@@ -76,54 +89,60 @@ def _stream(device: int) -> int:
 
 
 def launch_config(kernel: str, dtype: torch.dtype, batch: int, hidden_size: int, device: int,
-                  strategy: str = "auto") -> dict:
+                  strategy: str = "auto", packed_steps: int = 0) -> dict:
     """The launch configuration (strategy, grid, threads, shared and workspace bytes) the kernel
-    would use on this device; ``kernel`` is lstm_forward, lstm_backward, gru_forward or gru_backward."""
+    would use on this device; ``kernel`` is lstm_forward, lstm_backward, gru_forward or gru_backward.
+    ``packed_steps``: T of a packed call (its workspace also holds the step offsets), 0 when padded."""
     if dtype not in _DTYPES:
         raise ValueError(f"fastgates CUDA kernels: dtype {dtype} is not supported (float32 or float64)")
-    return _gpu().launch_config(kernel, _DTYPES[dtype], batch, hidden_size, strategy, device)
+    return _gpu().launch_config(kernel, _DTYPES[dtype], batch, hidden_size, strategy, device, packed_steps)
 
 
 def workspace_bytes(kernel: str, dtype: torch.dtype, batch: int, hidden_size: int, device: int,
-                    strategy: str = "auto") -> int:
-    return launch_config(kernel, dtype, batch, hidden_size, device, strategy)["workspace_bytes"]
+                    strategy: str = "auto", packed_steps: int = 0) -> int:
+    return launch_config(kernel, dtype, batch, hidden_size, device, strategy, packed_steps)["workspace_bytes"]
 
 
-def _workspace(kernel: str, like: torch.Tensor, batch: int, hidden_size: int, strategy: str) -> torch.Tensor:
+def _workspace(kernel: str, like: torch.Tensor, state: torch.Tensor, hidden_size: int, strategy: str,
+               batch_sizes) -> torch.Tensor:
+    """A workspace for a call whose [B, H] state is `state` (packed: T = len(batch_sizes))."""
     device = _device_index(like)
-    size = workspace_bytes(kernel, like.dtype, batch, hidden_size, device, strategy)
+    packed_steps = 0 if batch_sizes is None else int(batch_sizes.shape[0])
+    size = workspace_bytes(kernel, like.dtype, state.shape[0], hidden_size, device, strategy, packed_steps)
     return torch.empty(size, dtype=torch.uint8, device=like.device)
 
 
 def lstm_forward(gates_x, w_hh, h0, c0, y, h_n, c_n, saved_gates=None, saved_c=None, workspace=None,
-                 strategy: str = "auto") -> None:
+                 strategy: str = "auto", *, batch_sizes=None, reverse: bool = False) -> None:
     device = _device_index(gates_x)
     if workspace is None:
-        workspace = _workspace("lstm_forward", gates_x, h0.shape[0], w_hh.shape[1], strategy)
-    _gpu().lstm_forward(gates_x, w_hh, h0, c0, y, h_n, c_n, saved_gates, saved_c, workspace, strategy, device,
-                        _stream(device))
+        workspace = _workspace("lstm_forward", gates_x, h0, w_hh.shape[1], strategy, batch_sizes)
+    _gpu().lstm_forward(gates_x, w_hh, h0, c0, batch_sizes, reverse, y, h_n, c_n, saved_gates, saved_c, workspace,
+                        strategy, device, _stream(device))
 
 
 def lstm_backward(w_hh, saved_gates, saved_c, c0, dy, dh_n, dc_n, dgates, dh0, dc0, workspace=None,
-                  strategy: str = "auto") -> None:
+                  strategy: str = "auto", *, batch_sizes=None, reverse: bool = False) -> None:
     device = _device_index(w_hh)
     if workspace is None:
-        workspace = _workspace("lstm_backward", w_hh, c0.shape[0], w_hh.shape[1], strategy)
-    _gpu().lstm_backward(w_hh, saved_gates, saved_c, c0, dy, dh_n, dc_n, dgates, dh0, dc0, workspace, strategy,
-                         device, _stream(device))
+        workspace = _workspace("lstm_backward", w_hh, c0, w_hh.shape[1], strategy, batch_sizes)
+    _gpu().lstm_backward(w_hh, saved_gates, saved_c, c0, batch_sizes, reverse, dy, dh_n, dc_n, dgates, dh0, dc0,
+                         workspace, strategy, device, _stream(device))
 
 
-def gru_forward(gates_x, w_hh, b_hh, h0, y, h_n, saved=None, workspace=None, strategy: str = "auto") -> None:
+def gru_forward(gates_x, w_hh, b_hh, h0, y, h_n, saved=None, workspace=None, strategy: str = "auto", *,
+                batch_sizes=None, reverse: bool = False) -> None:
     device = _device_index(gates_x)
     if workspace is None:
-        workspace = _workspace("gru_forward", gates_x, h0.shape[0], w_hh.shape[1], strategy)
-    _gpu().gru_forward(gates_x, w_hh, b_hh, h0, y, h_n, saved, workspace, strategy, device, _stream(device))
+        workspace = _workspace("gru_forward", gates_x, h0, w_hh.shape[1], strategy, batch_sizes)
+    _gpu().gru_forward(gates_x, w_hh, b_hh, h0, batch_sizes, reverse, y, h_n, saved, workspace, strategy, device,
+                       _stream(device))
 
 
 def gru_backward(w_hh, saved, h0, y, dy, dh_n, dgates_x, dgates_h, dh0, workspace=None,
-                 strategy: str = "auto") -> None:
+                 strategy: str = "auto", *, batch_sizes=None, reverse: bool = False) -> None:
     device = _device_index(w_hh)
     if workspace is None:
-        workspace = _workspace("gru_backward", w_hh, h0.shape[0], w_hh.shape[1], strategy)
-    _gpu().gru_backward(w_hh, saved, h0, y, dy, dh_n, dgates_x, dgates_h, dh0, workspace, strategy, device,
-                        _stream(device))
+        workspace = _workspace("gru_backward", w_hh, h0, w_hh.shape[1], strategy, batch_sizes)
+    _gpu().gru_backward(w_hh, saved, h0, y, batch_sizes, reverse, dy, dh_n, dgates_x, dgates_h, dh0, workspace,
+                        strategy, device, _stream(device))
