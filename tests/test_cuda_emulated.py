@@ -424,6 +424,11 @@ LAYOUTS = [
     pytest.param(None, [4], True, id="packed-B1-reverse"),
     pytest.param(None, [1, 1, 1], False, id="packed-T1"),
 ]
+# Every layout in float64; float32 (the same code paths but the loads and stores) on two.
+LAYOUT_CASES = [pytest.param(*case.values, torch.float64, id=f"{case.id}-float64") for case in LAYOUTS] + [
+    pytest.param(*case.values, torch.float32, id=f"{case.id}-float32") for case in LAYOUTS
+    if case.id in ("padded-reverse", "packed-repeated-sizes-reverse")
+]
 I_PACKED, H_PACKED = 3, 10
 
 
@@ -440,8 +445,7 @@ def compare_strategies_with_cpu(emulated, cpu, names, dtype):
         assert torch.equal(emulated[0][name], emulated[1][name]), name
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("padded, lengths, reverse", LAYOUTS)
+@pytest.mark.parametrize("padded, lengths, reverse, dtype", LAYOUT_CASES)
 def test_lstm_packed_and_reverse_match_the_cpu_kernels(padded, lengths, reverse, dtype):
     p, batch_sizes = layout_problem(4, padded, lengths, dtype, seed=11)
     cpu = cpu_kernel_lstm(p, batch_sizes, reverse)
@@ -453,8 +457,7 @@ def test_lstm_packed_and_reverse_match_the_cpu_kernels(padded, lengths, reverse,
                                 dtype)
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("padded, lengths, reverse", LAYOUTS)
+@pytest.mark.parametrize("padded, lengths, reverse, dtype", LAYOUT_CASES)
 def test_gru_packed_and_reverse_match_the_cpu_kernels(padded, lengths, reverse, dtype):
     p, batch_sizes = layout_problem(3, padded, lengths, dtype, seed=12)
     cpu = cpu_kernel_gru(p, batch_sizes, reverse)
@@ -463,6 +466,19 @@ def test_gru_packed_and_reverse_match_the_cpu_kernels(padded, lengths, reverse, 
         fwd = gru_emulated(p, strategy, batch_sizes=batch_sizes, reverse=reverse)
         results.append({**fwd, **gru_emulated_backward(p, fwd, strategy, batch_sizes=batch_sizes, reverse=reverse)})
     compare_strategies_with_cpu(results, cpu, ("y", "h_n", "saved", "dgates_x", "dgates_h", "h0"), dtype)
+
+
+def test_long_packed_sequences_fill_the_step_table_in_several_launches():
+    """T + 1 = 301 step offsets: the persistent kernels' table is written 256 at a time."""
+    p = problem(3, 0, 0, 2, 2, torch.float64, seed=14, lengths=[300, 260, 3])
+    batch_sizes = batch_sizes_of([300, 260, 3])
+    cpu = cpu_kernel_gru(p, batch_sizes, True)
+    fwd = gru_emulated(p, "persistent", batch_sizes=batch_sizes, reverse=True)
+    grad = gru_emulated_backward(p, fwd, "persistent", batch_sizes=batch_sizes, reverse=True)
+    for name in ("y", "h_n", "saved"):
+        close(fwd[name], cpu[name].double(), torch.float64, name)
+    for name in ("dgates_x", "dgates_h", "h0"):
+        close(grad[name], cpu[name].double(), torch.float64, name)
 
 
 def test_packed_sequences_match_separate_padded_runs():
