@@ -534,3 +534,47 @@ def test_packed_workspace_holds_the_step_table():
     padded = EMU.launch_config("gru_backward", "float32", 3, 5, "persistent")["workspace_bytes"]
     packed = EMU.launch_config("gru_backward", "float32", 3, 5, "persistent", 7)["workspace_bytes"]
     assert packed == (padded + 15) // 16 * 16 + 8 * 8
+
+
+class EmulatedGpuModule:
+    """fastgates._C.cuda's entry points, run by the emulation: drops the device and stream."""
+
+    def __getattr__(self, name):
+        if name == "launch_config":
+            return lambda kernel, dtype, batch, hidden, strategy, device, packed_steps: EMU.launch_config(
+                kernel, dtype, batch, hidden, strategy, packed_steps)
+        return lambda *args: getattr(EMU, name)(*args[:-2])
+
+
+def test_cuda_wrappers_pass_packed_arguments_in_the_bindings_order(monkeypatch):
+    """fastgates/_cuda.py's wrappers (workspace allocation, argument order) on the emulation."""
+    from fastgates import _cuda
+
+    monkeypatch.setattr(_cuda, "_gpu", EmulatedGpuModule)
+    monkeypatch.setattr(_cuda, "_device_index", lambda tensor: 0)
+    monkeypatch.setattr(_cuda, "_stream", lambda device: 0)
+    lengths, reverse = [3, 2, 2], True
+    batch_sizes = batch_sizes_of(lengths)
+    p = problem(4, 0, 0, 2, 5, torch.float64, seed=15, lengths=lengths)
+    cpu = cpu_kernel_lstm(p, batch_sizes, reverse)
+    N, H, B = len(p["x"]), 5, len(lengths)
+    e = lambda *s: torch.zeros(*s, dtype=torch.float64)  # noqa: E731
+    gates_x = gemm_input(p["x"], p["w_ih"].T, p["b_ih"] + p["b_hh"])
+    out = {"y": e(N, H), "h_n": e(B, H), "c_n": e(B, H), "saved_gates": e(N, 4 * H), "saved_c": e(N, H)}
+    _cuda.lstm_forward(gates_x, p["w_hh"], p["h0"], p["c0"], out["y"], out["h_n"], out["c_n"], out["saved_gates"],
+                       out["saved_c"], strategy="persistent", batch_sizes=batch_sizes, reverse=reverse)
+    out.update(dgates=e(N, 4 * H), h0=e(B, H), c0=e(B, H))
+    _cuda.lstm_backward(p["w_hh"], out["saved_gates"], out["saved_c"], p["c0"], p["dy"], p["dh_n"], p["dc_n"],
+                        out["dgates"], out["h0"], out["c0"], batch_sizes=batch_sizes, reverse=reverse)
+    for name in out:
+        close(out[name], cpu[name].double(), torch.float64, name)
+    q = problem(3, 0, 0, 2, 5, torch.float64, seed=16, lengths=lengths)
+    cpu = cpu_kernel_gru(q, batch_sizes, reverse)
+    out = {"y": e(N, H), "h_n": e(B, H), "saved": e(N, 4 * H)}
+    _cuda.gru_forward(gemm_input(q["x"], q["w_ih"].T, q["b_ih"]), q["w_hh"], q["b_hh"], q["h0"], out["y"],
+                      out["h_n"], out["saved"], batch_sizes=batch_sizes, reverse=reverse)
+    out.update(dgates_x=e(N, 3 * H), dgates_h=e(N, 3 * H), h0=e(B, H))
+    _cuda.gru_backward(q["w_hh"], out["saved"], q["h0"], out["y"], q["dy"], q["dh_n"], out["dgates_x"],
+                       out["dgates_h"], out["h0"], strategy="per_step", batch_sizes=batch_sizes, reverse=reverse)
+    for name in out:
+        close(out[name], cpu[name].double(), torch.float64, name)
