@@ -32,9 +32,9 @@ void check_config(const char* op, const cuda::SequenceShape& shape, const cuda::
 
 // Writes a host array into device memory, ordered on the stream, by passing it as kernel
 // arguments of up to N values each: a launch copies its arguments when it is queued, so the
-// host array need not outlive the call, and no pinned buffer or synchronisation is needed (a
-// cudaMemcpyAsync from pageable memory gives neither guarantee plainly). N = 256: 2 KiB of
-// arguments, within the 4 KiB every architecture accepts.
+// host array need not outlive the call (cudaMemcpyAsync would need a pinned buffer that lives
+// until the copy has run, or a synchronisation). N = 256: 2 KiB of arguments, within the
+// 4 KiB every architecture accepts.
 template <int N>
 struct Values {
   int64_t v[N];
@@ -69,7 +69,8 @@ class HostSchedule {
     offsets_[0] = 0;
     for (int64_t t = 0; t < shape.steps; ++t) {
       const int64_t rows = layout.batch_sizes[t];
-      if (rows < 1 || rows > (t == 0 ? shape.batch : layout.batch_sizes[t - 1]) || (t == 0 && rows != shape.batch)) {
+      const bool ok = t == 0 ? rows == shape.batch : rows >= 1 && rows <= layout.batch_sizes[t - 1];
+      if (!ok) {
         throw std::invalid_argument(std::string("fastgates ") + op +
                                     ": batch_sizes must start at batch, be at least 1 and non-increasing");
       }
@@ -77,6 +78,9 @@ class HostSchedule {
     }
     schedule_.offsets = offsets_.data();
   }
+  // schedule_ points into offsets_.
+  HostSchedule(const HostSchedule&) = delete;
+  HostSchedule& operator=(const HostSchedule&) = delete;
 
   bool packed() const { return !offsets_.empty(); }
   const Schedule& host() const { return schedule_; }
@@ -86,7 +90,8 @@ class HostSchedule {
   Schedule on_device(const cuda::LaunchConfig& c, void* workspace, Stream stream, const char* op) const {
     Schedule device = schedule_;
     if (packed()) {
-      auto* table = reinterpret_cast<int64_t*>(static_cast<unsigned char*>(workspace) + cuda::schedule_table_offset(c));
+      auto* bytes = static_cast<unsigned char*>(workspace);
+      auto* table = reinterpret_cast<int64_t*>(bytes + cuda::schedule_table_offset(c));
       write_table(table, offsets_, stream, op);
       device.offsets = table;
     }

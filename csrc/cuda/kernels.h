@@ -33,7 +33,11 @@
 //   (zeroed by the call, on the stream), then the B·H running state of the recurrence in the
 //   compute type (LSTM forward c, LSTM backward dc, GRU backward the z·dh that bypasses W_hh);
 //   with packed sequences then, from byte schedule_table_offset(config) on, the T + 1 step
-//   offsets (int64) the persistent kernels read (written by the call, on the stream).
+//   offsets (int64) the persistent kernels read. The call writes them on the stream by small
+//   kernels that receive the values as kernel arguments (host.cuh: write_table), which a launch
+//   copies when it is queued: nothing on the host must outlive the call, and there is neither a
+//   pinned buffer nor a synchronisation. (The per-step strategy passes each step's rows as
+//   arguments of its launch and does not read the table.)
 //   All sizes are >= 1; index arithmetic is 64-bit.
 //   The kernels address the rows of a step only through the step description the host code
 //   or the persistent kernel's time loop derives from the layout (recurrence.cuh: Schedule,

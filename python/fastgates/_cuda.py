@@ -29,14 +29,15 @@ LSTM backward (dy, dh_n, dc_n: zeros where no gradient flows)::
     _cuda.lstm_backward(w_hh, saved_gates, saved_c, c0, dy, dh_n, dc_n, dgates, dh0, dc0,
                         batch_sizes=batch_sizes, reverse=reverse)
     g = dgates.view(N, 4 * H)
-    dx = g @ w_ih                                        # [N, I]
+    dx = (g @ w_ih).view_as(x)
     dw_ih = g.t() @ x2
     dw_hh = recurrent_weight_grad(dgates, h0, y, batch_sizes, reverse)
     db_ih = db_hh = g.sum(0)
 
-``recurrent_weight_grad`` is ``fastgates.ops._common.recurrent_weight_grad``: dgates_tᵀ times
-the h_{t-1} of each row (its row of y at the step before in the direction of travel, or its row
-of h0 where its sequence starts); padded and forward it is
+``recurrent_weight_grad`` is ``fastgates.ops._common.recurrent_weight_grad`` (dgates and y as
+the kernels use them, [T, B, ·] or [N, ·]): dgates_tᵀ times the h_{t-1} of each row (its row of
+y at the step before in the direction of travel, or its row of h0 where its sequence starts);
+padded and forward it is
 ``g.t() @ torch.cat([h0[None], y[:-1]]).reshape(T * B, H)``.
 
 GRU forward (b_hh may be None)::
@@ -50,7 +51,7 @@ GRU backward::
     _cuda.gru_backward(w_hh, saved, h0, y, dy, dh_n, dgates_x, dgates_h, dh0,
                        batch_sizes=batch_sizes, reverse=reverse)
     gx, gh = dgates_x.view(N, 3 * H), dgates_h.view(N, 3 * H)
-    dx = gx @ w_ih;  dw_ih = gx.t() @ x2;  db_ih = gx.sum(0)
+    dx = (gx @ w_ih).view_as(x);  dw_ih = gx.t() @ x2;  db_ih = gx.sum(0)
     dw_hh = recurrent_weight_grad(dgates_h, h0, y, batch_sizes, reverse);   db_hh = gh.sum(0)
 
 The outputs of one call must not alias its inputs or each other (dgates may not reuse the
