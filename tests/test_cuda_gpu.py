@@ -198,3 +198,49 @@ def test_device_properties():
     props = C().cuda.device_properties(0)
     assert props["sm_count"] == torch.cuda.get_device_properties(0).multi_processor_count
     assert props["shared_bytes_per_block"] >= 48 * 1024
+
+
+def cpu_lstm(p, batch_sizes, reverse):
+    """The CPU kernels (fastgates._C) on the same packed problem: outputs and gradients."""
+    from fastgates._backend import C
+
+    N, I = p["x"].shape
+    B, H = p["h0"].shape
+    T = len(batch_sizes)
+    e = lambda *s: torch.empty(*s, dtype=torch.float64)  # noqa: E731
+    out = {"y": e(N, H), "h_n": e(B, H), "c_n": e(B, H), "saved_gates": e(N, 4 * H), "saved_c": e(N, H)}
+    ws = torch.empty(C().workspace_bytes("lstm_forward", "float64", T, B, I, H, 1), dtype=torch.uint8)
+    C().lstm_forward(p["x"], p["w_ih"], p["b"], p["w_hh"], None, p["h0"], p["c0"], batch_sizes, reverse, e(N, 4 * H),
+                     out["y"], out["h_n"], out["c_n"], out["saved_gates"], out["saved_c"], None, ws, 1)
+    out.update(dgates=e(N, 4 * H), dh0=e(B, H), dc0=e(B, H))
+    ws = torch.empty(C().workspace_bytes("lstm_backward", "float64", T, B, 0, H, 1), dtype=torch.uint8)
+    C().lstm_backward(p["w_hh"], None, out["saved_gates"], out["saved_c"], p["c0"], batch_sizes, reverse, p["dy"],
+                      p["dh_n"], p["dc_n"], out["dgates"], None, out["dh0"], out["dc0"], ws, 1)
+    return out
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_packed_and_reverse_match_the_cpu_kernels(reverse, strategy):
+    lengths = [6, 6, 4, 1]
+    batch_sizes = torch.tensor([sum(n > t for n in lengths) for t in range(lengths[0])])
+    N, B, I, H = sum(lengths), len(lengths), 3, 9
+    g = torch.Generator().manual_seed(8)
+    shapes = {"x": (N, I), "w_ih": (4 * H, I), "w_hh": (4 * H, H), "b": (4 * H,), "h0": (B, H), "c0": (B, H),
+              "dy": (N, H), "dh_n": (B, H), "dc_n": (B, H)}
+    p = {k: (torch.rand(*s, generator=g, dtype=torch.float64) * 2 - 1) / 3 for k, s in shapes.items()}
+    if strategy == "persistent":
+        skip_if_persistent_cannot_run("lstm_forward", {"x": p["x"], "h0": p["h0"]}, strategy)
+    expected = cpu_lstm(p, batch_sizes, reverse)
+    d = {k: v.to(DEVICE) for k, v in p.items()}
+    e = lambda *s: torch.empty(*s, dtype=torch.float64, device=DEVICE)  # noqa: E731
+    out = {"y": e(N, H), "h_n": e(B, H), "c_n": e(B, H), "saved_gates": e(N, 4 * H), "saved_c": e(N, H)}
+    gates_x = torch.addmm(d["b"], d["x"], d["w_ih"].t())
+    _cuda.lstm_forward(gates_x, d["w_hh"], d["h0"], d["c0"], out["y"], out["h_n"], out["c_n"], out["saved_gates"],
+                       out["saved_c"], strategy=strategy, batch_sizes=batch_sizes, reverse=reverse)
+    out.update(dgates=e(N, 4 * H), dh0=e(B, H), dc0=e(B, H))
+    _cuda.lstm_backward(d["w_hh"], out["saved_gates"], out["saved_c"], d["c0"], d["dy"], d["dh_n"], d["dc_n"],
+                        out["dgates"], out["dh0"], out["dc0"], strategy=strategy, batch_sizes=batch_sizes,
+                        reverse=reverse)
+    for name, value in out.items():
+        torch.testing.assert_close(value.cpu(), expected[name], rtol=1e-10, atol=1e-10, msg=lambda m: f"{name}: {m}")
