@@ -8,6 +8,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -261,6 +262,10 @@ class SequenceRows {
         throw py::value_error(std::string(op) + ": batch_sizes must be at least 1 and non-increasing, got " +
                               std::to_string(rows) + " at step " + std::to_string(t) +
                               (t > 0 ? " after " + std::to_string(sizes_[t - 1]) : std::string()));
+      }
+      // Only a sum of more rows than any tensor holds could overflow: it cannot match N.
+      if (total > std::numeric_limits<int64_t>::max() - rows) {
+        throw py::value_error(std::string(op) + ": batch_sizes add up to more rows than any tensor holds");
       }
       total += rows;
     }

@@ -7,9 +7,13 @@
 //   of W_hh with h_{t-1} over k ≡ lane (mod R), for each batch row of the tile (kBatchTile
 //   accumulators in registers); the partial sums meet in shared memory and one thread per
 //   (batch row, unit) adds them in a fixed order and applies the cell to all G gates.
-//   Backward: thread (unit, lane) computes the unit's column of W_hh times dgates_{t+1} over
-//   the G·H rows ≡ lane (mod G·R); then one thread per (batch row, unit) applies the cell's
-//   backward, whose dgates_t the next step's product reads.
+//   Backward: thread (unit, lane) computes the unit's column of W_hh times the dgates of the
+//   step visited before (the next one in the direction of travel) over the G·H rows ≡ lane
+//   (mod G·R); then one thread per (batch row, unit) applies the cell's backward, whose dgates
+//   the next pass's product reads.
+// Time: the host code (per step) or the persistent kernel's loop walks the steps in the order
+// of the Schedule (forward, or reversed) and hands each step's rows to the step functions as a
+// StepRows; packed steps shrink the rows and grid tiles past them do nothing.
 // Shared memory (dynamic only): [persistent: the block's weight slice, element type, padded
 // to 16 bytes][partial sums kBatchTile × G·S × R, compute type]. Every sum is taken in the
 // same order whichever the strategy (for the same R), and the results are deterministic.
