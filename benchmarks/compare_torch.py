@@ -2,12 +2,13 @@
 
     python benchmarks/compare_torch.py                 # the cases of the core issue
     python benchmarks/compare_torch.py --cases 100x32x256 --cells lstm --threads 1
+    python benchmarks/compare_torch.py --device cuda --dtype bfloat16   # on a GPU: vs cuDNN
 
 Prints a Markdown table: median time (ms) of each implementation, the ratio torch.nn /
 fastgates (above 1: fastgates is faster), and fastgates' GFLOP/s. Modes: `forward` is
 inference (torch.no_grad), `train` is forward + backward of sum(y) + sum(h_n) (+ sum(c_n)).
 Timing: torch.utils.benchmark.Timer.blocked_autorange (warm-up included), median of its
-blocks, torch's intra-op thread count as given by --threads.
+blocks, torch's intra-op thread count as given by --threads; on CUDA the Timer synchronises.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ def flops(cell: str, mode: str, T: int, B: int, I: int, H: int) -> float:
     return forward if mode == "forward" else 3.0 * forward
 
 
-def make_layers(cell: str, I: int, H: int):
+def make_layers(cell: str, I: int, H: int, device: str, dtype: torch.dtype):
     torch_cls, fast_cls = (torch.nn.LSTM, fastgates.LSTM) if cell == "lstm" else (torch.nn.GRU, fastgates.GRU)
-    reference = torch_cls(I, H)
-    fast = fast_cls(I, H)
+    reference = torch_cls(I, H, device=device, dtype=dtype)
+    fast = fast_cls(I, H, device=device, dtype=dtype)
     fast.load_state_dict(reference.state_dict())
     return reference, fast
 
@@ -63,19 +64,23 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--modes", default="forward,train")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--min-run-time", type=float, default=1.0, help="seconds per measurement")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (torch.nn then runs on cuDNN)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64", "float16", "bfloat16"])
     args = parser.parse_args(argv)
+    dtype = getattr(torch, args.dtype)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    print(f"torch {torch.__version__}, fastgates {fastgates.__version__} (CPU kernels: {fastgates.cpu_isa()}), "
-          f"{torch.get_num_threads()} threads, float32, I = H\n")
+    where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else (
+        f"CPU kernels: {fastgates.cpu_isa()}, {torch.get_num_threads()} threads")
+    print(f"torch {torch.__version__}, fastgates {fastgates.__version__} ({where}), {args.dtype}, I = H\n")
     print("| cell | mode | T | B | H | torch.nn ms | fastgates ms | torch.nn / fastgates | fastgates GFLOP/s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for case in args.cases.split(","):
         T, B, H = (int(v) for v in case.split("x"))
         for cell in args.cells.split(","):
-            reference, fast = make_layers(cell, H, H)
-            x = torch.randn(T, B, H)
+            reference, fast = make_layers(cell, H, H, args.device, dtype)
+            x = torch.randn(T, B, H, device=args.device, dtype=dtype)
             for mode in args.modes.split(","):
                 torch_ms = median_ms(step_function(reference, x, mode), args.min_run_time)
                 fast_ms = median_ms(step_function(fast, x, mode), args.min_run_time)

@@ -64,7 +64,8 @@ import torch
 
 from ._backend import C
 
-_DTYPES = {torch.float32: "float32", torch.float64: "float64"}
+_DTYPES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16",
+           torch.bfloat16: "bfloat16"}
 
 
 def available() -> bool:
@@ -95,7 +96,7 @@ def launch_config(kernel: str, dtype: torch.dtype, batch: int, hidden_size: int,
     would use on this device; ``kernel`` is lstm_forward, lstm_backward, gru_forward or gru_backward.
     ``packed_steps``: T of a packed call (its workspace also holds the step offsets), 0 when padded."""
     if dtype not in _DTYPES:
-        raise ValueError(f"fastgates CUDA kernels: dtype {dtype} is not supported (float32 or float64)")
+        raise ValueError(f"fastgates CUDA kernels: dtype {dtype} is not supported (float32, float64, float16 or bfloat16)")
     return _gpu().launch_config(kernel, _DTYPES[dtype], batch, hidden_size, strategy, device, packed_steps)
 
 

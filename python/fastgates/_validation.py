@@ -15,7 +15,10 @@ from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
+# The CUDA kernels also take the 16-bit types (computed in float32).
+SUPPORTED_CUDA_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 # "meta" runs the shape-only (fake) implementations: useful for shape inference, no kernels.
+# "cuda" when this build has the CUDA kernels (check_supported_device).
 SUPPORTED_DEVICE_TYPES = ("cpu", "meta")
 
 
@@ -29,11 +32,12 @@ def require_tensor(where: str, name: str, value: object) -> None:
 
 
 def check_supported_dtype(where: str, name: str, t: Tensor) -> None:
-    if t.dtype not in SUPPORTED_DTYPES:
+    supported = SUPPORTED_CUDA_DTYPES if t.device.type == "cuda" else SUPPORTED_DTYPES
+    if t.dtype not in supported:
         raise TypeError(
-            f"{where}: {name} has dtype {t.dtype}, which fastgates does not support; its kernels "
-            "take torch.float32 or torch.float64. Convert the input and the module "
-            "(e.g. .float()), or use torch.nn for other dtypes."
+            f"{where}: {name} has dtype {t.dtype}, which fastgates does not support on "
+            f"{t.device.type}; its kernels take {', '.join(str(d) for d in supported)}. Convert "
+            "the input and the module (e.g. .float()), or use torch.nn for other dtypes."
         )
 
 
@@ -46,9 +50,19 @@ def check_same_dtype(where: str, name: str, t: Tensor, ref_name: str, ref: Tenso
 
 
 def check_supported_device(where: str, name: str, t: Tensor) -> None:
+    if t.device.type == "cuda":
+        from . import _backend
+
+        if not _backend.C().build_info()["cuda"]:
+            raise NotImplementedError(
+                f"{where}: {name} is on device {t.device}, but this build of fastgates has no CUDA "
+                "kernels (nvcc was not found when it was built); rebuild with the CUDA toolkit "
+                "installed, or keep the tensors on the CPU."
+            )
+        return
     if t.device.type not in SUPPORTED_DEVICE_TYPES:
         raise NotImplementedError(
-            f"{where}: {name} is on device {t.device}; fastgates has CPU kernels only so far."
+            f"{where}: {name} is on device {t.device}; fastgates has CPU and CUDA kernels only."
         )
 
 

@@ -25,6 +25,14 @@ def sequence_shape(x: Tensor, width: int) -> tuple[int, ...]:
     return (*x.shape[:-1], width)
 
 
+def kernels(x: Tensor):
+    """The kernels for x's device: the CPU kernels, or the CUDA path (which takes the input
+    projection from a torch GEMM); both modules have the same functions and signatures."""
+    from . import _cpu_path, _external_projection
+
+    return _external_projection if _external_projection.uses_external_projection(x) else _cpu_path
+
+
 def steps(x: Tensor, batch_sizes: Tensor | None) -> int:
     """T of a padded [T, B, I] or packed [N, I] sequence."""
     return x.shape[0] if batch_sizes is None else batch_sizes.numel()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .. import _backend
 from ._common import (
     EMPTY,
     check_grad_mask,
@@ -23,15 +22,15 @@ from ._common import (
     is_empty,
     no_saved_tensors_error,
     recurrent_weight_grad,
+    kernels as _kernels,
     sequence_shape,
-    steps as _steps,
 )
 
 GATES = 3
 SAVED_PER_UNIT = 4  # r, z, n, W_hn h_{t-1} + b_hn
 
 
-@torch.library.custom_op("fastgates::gru_forward", mutates_args=(), device_types="cpu")
+@torch.library.custom_op("fastgates::gru_forward", mutates_args=(), device_types=("cpu", "cuda"))
 def gru_forward(
     x: Tensor,
     w_ih: Tensor,
@@ -52,8 +51,7 @@ def gru_forward(
     if is_empty(*x.shape[:-1], batch, hidden):
         h_n.copy_(h0)
         return y, h_n, saved
-    threads = _backend.num_threads()
-    _backend.C().gru_forward(
+    _kernels(x).gru_forward(
         x.contiguous(),
         w_ih.contiguous(),
         None if b_ih is None else b_ih.contiguous(),
@@ -62,13 +60,9 @@ def gru_forward(
         h0.contiguous(),
         batch_sizes,
         reverse,
-        x.new_empty(sequence_shape(x, GATES * hidden)),
         y,
         h_n,
         saved if save_for_backward else None,
-        _backend.workspace("gru_forward", x.dtype, _steps(x, batch_sizes), batch, x.shape[-1], hidden,
-                           threads),
-        threads,
     )
     return y, h_n, saved
 
@@ -83,7 +77,7 @@ def _(x, w_ih, w_hh, b_ih, b_hh, h0, batch_sizes, reverse, save_for_backward):
     )
 
 
-@torch.library.custom_op("fastgates::gru_backward", mutates_args=(), device_types="cpu")
+@torch.library.custom_op("fastgates::gru_backward", mutates_args=(), device_types=("cpu", "cuda"))
 def gru_backward(
     x: Tensor,
     w_ih: Tensor,
@@ -112,8 +106,7 @@ def gru_backward(
         dgates_h.zero_()
         dh0.copy_(dh_n)
     else:
-        threads = _backend.num_threads()
-        _backend.C().gru_backward(
+        _kernels(x).gru_backward(
             w_hh.contiguous(),
             saved.contiguous(),
             h0.contiguous(),
@@ -125,8 +118,6 @@ def gru_backward(
             dgates_x,
             dgates_h,
             dh0,
-            _backend.workspace("gru_backward", x.dtype, _steps(x, batch_sizes), batch, 0, hidden, threads),
-            threads,
         )
     dx, dw_ih, db_ih = input_side_grads(dgates_x, x, w_ih, need_x, need_w_ih, need_b_ih)
     dw_hh = recurrent_weight_grad(dgates_h, h0, y, batch_sizes, reverse) if need_w_hh else x.new_empty(EMPTY)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .. import _backend
 from ._common import (
     EMPTY,
     check_grad_mask,
@@ -24,8 +23,8 @@ from ._common import (
     is_empty,
     no_saved_tensors_error,
     recurrent_weight_grad,
+    kernels as _kernels,
     sequence_shape,
-    steps as _steps,
 )
 
 GATES = 4
@@ -37,7 +36,7 @@ def _sizes(x: Tensor, w_hh: Tensor, w_hr: Tensor | None, h0: Tensor) -> tuple[in
     return h0.shape[0], hidden, hidden if w_hr is None else w_hr.shape[0]
 
 
-@torch.library.custom_op("fastgates::lstm_forward", mutates_args=(), device_types="cpu")
+@torch.library.custom_op("fastgates::lstm_forward", mutates_args=(), device_types=("cpu", "cuda"))
 def lstm_forward(
     x: Tensor,
     w_ih: Tensor,
@@ -69,8 +68,7 @@ def lstm_forward(
         h_n.copy_(h0)
         c_n.copy_(c0)
         return y, h_n, c_n, saved_gates, saved_c, saved_m
-    threads = _backend.num_threads()
-    _backend.C().lstm_forward(
+    _kernels(x).lstm_forward(
         x.contiguous(),
         w_ih.contiguous(),
         combined_bias(b_ih, b_hh),
@@ -80,16 +78,12 @@ def lstm_forward(
         c0.contiguous(),
         batch_sizes,
         reverse,
-        x.new_empty(sequence_shape(x, GATES * hidden)),
         y,
         h_n,
         c_n,
         saved_gates if save_for_backward else None,
         saved_c if save_for_backward else None,
         saved_m if save_for_backward and projected else None,
-        _backend.workspace("lstm_forward", x.dtype, _steps(x, batch_sizes), batch, x.shape[-1],
-                           hidden, threads, 0 if w_hr is None else k),
-        threads,
     )
     return y, h_n, c_n, saved_gates, saved_c, saved_m
 
@@ -107,7 +101,7 @@ def _(x, w_ih, w_hh, b_ih, b_hh, w_hr, h0, c0, batch_sizes, reverse, save_for_ba
     )
 
 
-@torch.library.custom_op("fastgates::lstm_backward", mutates_args=(), device_types="cpu")
+@torch.library.custom_op("fastgates::lstm_backward", mutates_args=(), device_types=("cpu", "cuda"))
 def lstm_backward(
     x: Tensor,
     w_ih: Tensor,
@@ -145,8 +139,7 @@ def lstm_backward(
         dh0.copy_(dh_n)
         dc0.copy_(dc_n)
     else:
-        threads = _backend.num_threads()
-        _backend.C().lstm_backward(
+        _kernels(x).lstm_backward(
             w_hh.contiguous(),
             None if w_hr is None else w_hr.contiguous(),
             saved_gates.contiguous(),
@@ -161,9 +154,6 @@ def lstm_backward(
             dh if projected else None,
             dh0,
             dc0,
-            _backend.workspace("lstm_backward", x.dtype, _steps(x, batch_sizes), batch, 0, hidden,
-                               threads, k if projected else 0),
-            threads,
         )
     dx, dw_ih, db = input_side_grads(dgates, x, w_ih, need_x, need_w_ih, need_b)
     dw_hh = recurrent_weight_grad(dgates, h0, y, batch_sizes, reverse) if need_w_hh else x.new_empty(EMPTY)

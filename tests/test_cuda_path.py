@@ -1,0 +1,71 @@
+"""The layers and ops on the CUDA path: the input projection as a torch GEMM, then the CUDA
+recurrent kernels. Without a GPU the same path runs on CPU tensors with the CUDA kernel
+sources compiled for the CPU (the emulation), against torch.nn; with a GPU, on CUDA tensors
+against torch.nn on cuDNN."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+import fastgates
+from fastgates.ops._external_projection import emulate_cuda_on_cpu
+
+# (mode, constructor arguments, packed lengths or None); small: every emulated CUDA thread is
+# a CPU thread.
+CONFIGS = [
+    ("LSTM", {}, None),
+    ("GRU", {"bias": False}, None),
+    ("LSTM", {"num_layers": 2, "batch_first": True}, None),
+    ("GRU", {"bidirectional": True}, None),
+    ("LSTM", {"bidirectional": True}, [4, 1, 3]),
+    ("GRU", {"num_layers": 2, "bidirectional": True}, [4, 4, 2]),
+]
+IDS = ["lstm", "gru-no_bias", "lstm-L2-batch_first", "gru-bi", "lstm-bi-packed", "gru-L2-bi-packed"]
+
+
+def _outputs_and_grads(module, x, lengths, batch_first):
+    x = x.detach().requires_grad_(True)
+    inp = pack_padded_sequence(x, torch.tensor(lengths), batch_first=batch_first, enforce_sorted=False) if lengths else x
+    out, states = module(inp)
+    if lengths:
+        out = pad_packed_sequence(out, batch_first=batch_first)[0]
+    states = states if isinstance(states, tuple) else (states,)
+    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype, device=out.device).view(out.shape)
+    loss = (out * weights).sum() + sum((s * s).sum() for s in states)
+    return [out, *states, *torch.autograd.grad(loss, [x, *module.parameters()])]
+
+
+def _compare(mode, kwargs, lengths, device, run_fastgates):
+    torch.manual_seed(0)
+    twin = getattr(torch.nn, mode)(3, 5, dtype=torch.float64, device=device, **kwargs)
+    layer = fastgates.from_torch(twin)
+    batch_first = kwargs.get("batch_first", False)
+    x = torch.randn((3, 4, 3) if batch_first else (4, 3, 3), dtype=torch.float64, device=device)
+    expected = _outputs_and_grads(twin, x, lengths, batch_first)
+    with run_fastgates():
+        got = _outputs_and_grads(layer, x, lengths, batch_first)
+    for e, g in zip(expected, got, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.cuda_emulated
+@pytest.mark.parametrize("mode, kwargs, lengths", CONFIGS, ids=IDS)
+def test_layers_on_the_emulated_cuda_path_match_torch_nn(mode, kwargs, lengths):
+    _compare(mode, kwargs, lengths, "cpu", emulate_cuda_on_cpu)
+
+
+@pytest.mark.cuda_emulated
+def test_projection_on_the_cuda_path_says_it_is_cpu_only():
+    layer = fastgates.LSTM(3, 5, proj_size=2, dtype=torch.float64)
+    with emulate_cuda_on_cpu(), pytest.raises(NotImplementedError, match="proj_size"):
+        layer(torch.randn(4, 2, 3, dtype=torch.float64))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("mode, kwargs, lengths", CONFIGS, ids=IDS)
+def test_layers_on_cuda_match_torch_nn(mode, kwargs, lengths):
+    _compare(mode, kwargs, lengths, "cuda", contextlib.nullcontext)
