@@ -135,7 +135,10 @@ def test_kernels_use_no_local_memory_and_do_not_spill(tmp_path):
     kernels = {n: r for n, r in reports.items() if any(k in n for k in KERNELS)}
     # 4 kernels × (LSTM, GRU) × (float, double, half, bfloat16)
     assert len(kernels) == 32, sorted(reports)
-    for n, r in kernels.items():
+    # The persistent kernels' step table is written by a small kernel of its own.
+    helpers = {n: r for n, r in reports.items() if "write_values_kernel" in n}
+    assert helpers, sorted(reports)
+    for n, r in {**kernels, **helpers}.items():
         assert r["spill_stores"] == 0 and r["spill_loads"] == 0, (n, r)
         assert r["stack"] == 0 and r["lmem"] == 0, (n, r)
         # 1024-thread persistent blocks need at most 64 registers per thread (__launch_bounds__).
