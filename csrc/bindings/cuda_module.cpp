@@ -8,16 +8,17 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
-#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "bindings/sequence_rows.h"
 #include "bindings/tensor_view.h"
 #include "cuda/kernels.h"
 
 namespace py = pybind11;
 using fastgates::bindings::expect_no_overlap;
+using fastgates::bindings::SequenceRows;
 using fastgates::bindings::expect_tensor;
 using fastgates::bindings::TensorView;
 using fastgates::bindings::view_tensor;
@@ -236,72 +237,6 @@ class Call {
   std::vector<Entry> entries_;
 };
 
-// The rows of a call's sequence arrays: [T, B, X] when padded, [N, X] when packed
-// (batch_sizes: a 1-D int64 CPU tensor in torch's PackedSequence layout, checked here so that
-// the kernels never index out of bounds); the CPU binding's rules (module.cpp).
-class SequenceRows {
- public:
-  // `sized_by`: a sequence array of the call (gates_x, or a saved array): T and B when padded.
-  SequenceRows(const char* op, const TensorView& sized_by, const TensorView* batch_sizes) : op_(op) {
-    if (batch_sizes == nullptr) {
-      expect_rank(sized_by, 3);
-      steps_ = sized_by.shape[0];
-      batch_ = sized_by.shape[1];
-      return;
-    }
-    const TensorView& b = *batch_sizes;
-    expect_rank(b, 1);
-    steps_ = b.shape[0];
-    expect_tensor(b, op, "int64", {steps_});
-    sizes_ = reinterpret_cast<const int64_t*>(b.data);
-    batch_ = sizes_[0];
-    int64_t total = 0;
-    for (int64_t t = 0; t < steps_; ++t) {
-      const int64_t rows = sizes_[t];
-      if (rows < 1 || rows > (t == 0 ? rows : sizes_[t - 1])) {
-        throw py::value_error(std::string(op) + ": batch_sizes must be at least 1 and non-increasing, got " +
-                              std::to_string(rows) + " at step " + std::to_string(t) +
-                              (t > 0 ? " after " + std::to_string(sizes_[t - 1]) : std::string()));
-      }
-      // Only a sum of more rows than any tensor holds could overflow: it cannot match N.
-      if (total > std::numeric_limits<int64_t>::max() - rows) {
-        throw py::value_error(std::string(op) + ": batch_sizes add up to more rows than any tensor holds");
-      }
-      total += rows;
-    }
-    expect_rank(sized_by, 2);
-    if (sized_by.shape[0] != total) {
-      throw py::value_error(std::string(op) + ": argument '" + sized_by.name + "' has shape " +
-                            fastgates::bindings::shape_string(sized_by.shape) + ", but batch_sizes add up to " +
-                            std::to_string(total) + " rows");
-    }
-    total_ = total;
-  }
-
-  int64_t steps() const { return steps_; }
-  int64_t batch() const { return batch_; }
-  bool packed() const { return sizes_ != nullptr; }
-  // Shape of a sequence array of `width` features.
-  std::vector<int64_t> shape(int64_t width) const {
-    return packed() ? std::vector<int64_t>{total_, width} : std::vector<int64_t>{steps_, batch_, width};
-  }
-  cuda::SequenceLayout layout(bool reverse) const { return {sizes_, reverse}; }
-
- private:
-  void expect_rank(const TensorView& v, size_t rank) const {
-    bool ok = v.shape.size() == rank;
-    for (size_t d = 0; ok && d < rank; ++d) ok = v.shape[d] >= 1;
-    if (!ok) {
-      throw py::value_error(std::string(op_) + ": argument '" + v.name + "' must have " + std::to_string(rank) +
-                            " dimensions with every size at least 1, got shape " +
-                            fastgates::bindings::shape_string(v.shape));
-    }
-  }
-
-  const char* op_;
-  int64_t steps_ = 0, batch_ = 0, total_ = 0;
-  const int64_t* sizes_ = nullptr;
-};
 
 // dtype: one that dtype_bytes() accepted.
 template <class Run>
@@ -364,7 +299,7 @@ void lstm_forward(py::handle gates_x, py::handle w_hh, py::handle h0, py::handle
   with_dtype(dtype, [&](auto zero) {
     using T_ = decltype(zero);
     const cuda::LstmForward<T_> args{{T, B, H},
-                                     rows.layout(reverse),
+                                     cuda::SequenceLayout{rows.batch_sizes(), reverse},
                                      a.template ptr<T_>(0),
                                      a.template ptr<T_>(1),
                                      a.template ptr<T_>(2),
@@ -412,7 +347,7 @@ void lstm_backward(py::handle w_hh, py::handle saved_gates, py::handle saved_c, 
   with_dtype(dtype, [&](auto zero) {
     using T_ = decltype(zero);
     const cuda::LstmBackward<T_> args{{T, B, H},
-                                      rows.layout(reverse),
+                                      cuda::SequenceLayout{rows.batch_sizes(), reverse},
                                       a.template ptr<T_>(0),
                                       a.template ptr<T_>(1),
                                       a.template ptr<T_>(2),
@@ -456,7 +391,7 @@ void gru_forward(py::handle gates_x, py::handle w_hh, py::handle b_hh, py::handl
   with_dtype(dtype, [&](auto zero) {
     using T_ = decltype(zero);
     const cuda::GruForward<T_> args{{T, B, H},
-                                    rows.layout(reverse),
+                                    cuda::SequenceLayout{rows.batch_sizes(), reverse},
                                     a.template ptr<T_>(0),
                                     a.template ptr<T_>(1),
                                     a.template ptr<T_>(2),
@@ -500,7 +435,7 @@ void gru_backward(py::handle w_hh, py::handle saved, py::handle h0, py::handle y
   with_dtype(dtype, [&](auto zero) {
     using T_ = decltype(zero);
     const cuda::GruBackward<T_> args{{T, B, H},
-                                     rows.layout(reverse),
+                                     cuda::SequenceLayout{rows.batch_sizes(), reverse},
                                      a.template ptr<T_>(0),
                                      a.template ptr<T_>(1),
                                      a.template ptr<T_>(2),

@@ -7,13 +7,16 @@
 #include <string>
 #include <vector>
 
+#include "bindings/sequence_rows.h"
 #include "bindings/tensor_view.h"
 #include "cpu/kernels.h"
 #include "cpu/thread_team.h"
 
 namespace py = pybind11;
+using fastgates::bindings::dim;
 using fastgates::bindings::expect_no_overlap;
 using fastgates::bindings::expect_tensor;
+using fastgates::bindings::SequenceRows;
 using fastgates::bindings::shape_string;
 using fastgates::bindings::TensorView;
 using fastgates::bindings::view_tensor;
@@ -83,18 +86,6 @@ class Arguments {
   std::vector<bool> outputs_;
 };
 
-int64_t dim(const TensorView& t, const char* op, size_t rank, size_t index, const char* what) {
-  if (t.shape.size() != rank) {
-    throw py::value_error(std::string(op) + ": argument '" + t.name + "' must have " + std::to_string(rank) +
-                          " dimensions (" + what + "), got shape " + shape_string(t.shape));
-  }
-  if (t.shape[index] < 1) {
-    throw py::value_error(std::string(op) + ": argument '" + t.name + "' has shape " + shape_string(t.shape) +
-                          "; every size must be at least 1");
-  }
-  return t.shape[index];
-}
-
 int checked_threads(const char* op, int num_threads) {
   if (num_threads < 1) throw py::value_error(std::string(op) + ": num_threads must be at least 1");
   return num_threads;
@@ -137,65 +128,6 @@ void with_dtype(cpu::DType dtype, Run run) {
     run(double{});
   }
 }
-
-// The rows of a call's sequence arrays: [T, B, X] when padded, [N, X] when packed (batch_sizes
-// given: torch's PackedSequence layout, checked here so that the kernels never index out of
-// bounds).
-class SequenceRows {
- public:
-  // `sized_by` is a sequence array of the call (x, or saved gates): it gives T, B (padded) or N.
-  SequenceRows(const char* op, const TensorView& sized_by, const TensorView* batch_sizes) : op_(op) {
-    if (!batch_sizes) {
-      steps_ = dim(sized_by, op, 3, 0, "steps, batch, features");
-      batch_ = dim(sized_by, op, 3, 1, "steps, batch, features");
-      total_ = steps_ * batch_;
-      return;
-    }
-    const TensorView& b = *batch_sizes;
-    steps_ = dim(b, op, 1, 0, "steps");
-    expect_tensor(b, op, "int64", {steps_});
-    sizes_ = reinterpret_cast<const int64_t*>(b.data);
-    batch_ = sizes_[0];
-    total_ = 0;
-    for (int64_t t = 0; t < steps_; ++t) {
-      const int64_t rows = sizes_[t];
-      if (rows < 1 || rows > (t == 0 ? rows : sizes_[t - 1])) {
-        throw py::value_error(std::string(op) + ": batch_sizes must be at least 1 and non-increasing, got " +
-                              std::to_string(rows) + " at step " + std::to_string(t) +
-                              (t > 0 ? " after " + std::to_string(sizes_[t - 1]) : std::string()));
-      }
-      total_ += rows;
-    }
-    dim(sized_by, op, 2, 0, "rows of all steps, features");
-    if (sized_by.shape[0] != total_) {
-      throw py::value_error(std::string(op) + ": argument '" + sized_by.name + "' has shape " +
-                            shape_string(sized_by.shape) + ", but batch_sizes add up to " + std::to_string(total_) +
-                            " rows");
-    }
-  }
-
-  int64_t steps() const { return steps_; }
-  int64_t batch() const { return batch_; }
-  // Shape of a sequence array of `width` features.
-  std::vector<int64_t> shape(int64_t width) const {
-    return sizes_ ? std::vector<int64_t>{total_, width} : std::vector<int64_t>{steps_, batch_, width};
-  }
-  // Features of the sequence array `t` (its last dimension), after checking its rank.
-  int64_t width(const TensorView& t) const {
-    const size_t rank = sizes_ ? 2 : 3;
-    if (t.shape.size() != rank) {
-      throw py::value_error(std::string(op_) + ": argument '" + t.name + "' must have " + std::to_string(rank) +
-                            " dimensions, got shape " + shape_string(t.shape));
-    }
-    return t.shape.back();
-  }
-  cpu::SequenceLayout layout(bool reverse) const { return {sizes_, reverse}; }
-
- private:
-  const char* op_;
-  int64_t steps_ = 0, batch_ = 0, total_ = 0;
-  const int64_t* sizes_ = nullptr;
-};
 
 // Hidden size from w_hh [G·H, K] and w_hr [P, H] (or None): (H, P), P = 0 without projection.
 std::pair<int64_t, int64_t> hidden_and_projection(const char* op, const TensorView& w_hh, const TensorView* w_hr,
@@ -273,7 +205,7 @@ void lstm_forward(py::handle x, py::handle w_ih, py::handle bias, py::handle w_h
     using T_ = decltype(zero);
     cpu::LstmForward<T_> args{};
     args.shape = shape;
-    args.layout = rows.layout(reverse);
+    args.layout = cpu::SequenceLayout{rows.batch_sizes(), reverse};
     args.input = {a.ptr<T_>(0), a.ptr<T_>(4), a.ptr<T_>(5), a.ptr<T_>(8)};
     args.w_hh = a.ptr<T_>(1);
     args.w_hr = a.ptr<T_>(2);
@@ -341,7 +273,7 @@ void lstm_backward(py::handle w_hh, py::handle w_hr, py::handle saved_gates, py:
     using T_ = decltype(zero);
     cpu::LstmBackward<T_> args{};
     args.shape = shape;
-    args.layout = rows.layout(reverse);
+    args.layout = cpu::SequenceLayout{rows.batch_sizes(), reverse};
     args.w_hh = a.ptr<T_>(0);
     args.w_hr = a.ptr<T_>(1);
     args.saved_gates = a.ptr<T_>(2);
@@ -402,7 +334,7 @@ void gru_forward(py::handle x, py::handle w_ih, py::handle b_ih, py::handle w_hh
     using T_ = decltype(zero);
     cpu::GruForward<T_> args{};
     args.shape = shape;
-    args.layout = rows.layout(reverse);
+    args.layout = cpu::SequenceLayout{rows.batch_sizes(), reverse};
     args.input = {a.ptr<T_>(0), a.ptr<T_>(3), a.ptr<T_>(4), a.ptr<T_>(7)};
     args.w_hh = a.ptr<T_>(1);
     args.b_hh = a.ptr<T_>(5);
@@ -455,7 +387,7 @@ void gru_backward(py::handle w_hh, py::handle saved, py::handle h0, py::handle y
     using T_ = decltype(zero);
     cpu::GruBackward<T_> args{};
     args.shape = shape;
-    args.layout = rows.layout(reverse);
+    args.layout = cpu::SequenceLayout{rows.batch_sizes(), reverse};
     args.w_hh = a.ptr<T_>(0);
     args.saved = a.ptr<T_>(1);
     args.h0 = a.ptr<T_>(3);

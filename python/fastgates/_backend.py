@@ -7,6 +7,7 @@ the first kernel call instead of at import.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import threading
 from types import ModuleType
@@ -32,6 +33,12 @@ def C() -> ModuleType:
                 f"source tree alone. Cause: {e}"
             ) from e
     return _module
+
+
+@functools.cache
+def has_cuda_kernels() -> bool:
+    """Whether this build compiled the CUDA kernels (asked once: it cannot change)."""
+    return bool(C().build_info()["cuda"])
 
 
 def num_threads() -> int:

@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import torch
 
-from ._backend import C
+from ._backend import C, has_cuda_kernels
 
 _DTYPES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16",
            torch.bfloat16: "bfloat16"}
@@ -70,7 +70,7 @@ _DTYPES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "f
 
 def available() -> bool:
     """True if this build has the CUDA kernels and torch sees a CUDA device."""
-    return bool(C().build_info()["cuda"]) and torch.cuda.is_available()
+    return has_cuda_kernels() and torch.cuda.is_available()
 
 
 def _gpu():

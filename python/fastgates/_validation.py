@@ -53,7 +53,7 @@ def check_supported_device(where: str, name: str, t: Tensor) -> None:
     if t.device.type == "cuda":
         from . import _backend
 
-        if not _backend.C().build_info()["cuda"]:
+        if not _backend.has_cuda_kernels():
             raise NotImplementedError(
                 f"{where}: {name} is on device {t.device}, but this build of fastgates has no CUDA "
                 "kernels (nvcc was not found when it was built); rebuild with the CUDA toolkit "
