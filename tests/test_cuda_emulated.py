@@ -543,7 +543,7 @@ class EmulatedGpuModule:
         if name == "launch_config":
             return lambda kernel, dtype, batch, hidden, strategy, device, packed_steps: EMU.launch_config(
                 kernel, dtype, batch, hidden, strategy, packed_steps)
-        return lambda *args: getattr(EMU, name)(*args[:-2])
+        return lambda *args, **kwargs: getattr(EMU, name)(*args[:-2], **kwargs)
 
 
 def test_cuda_wrappers_pass_packed_arguments_in_the_bindings_order(monkeypatch):

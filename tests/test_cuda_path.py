@@ -23,8 +23,11 @@ CONFIGS = [
     ("GRU", {"bidirectional": True}, None),
     ("LSTM", {"bidirectional": True}, [4, 1, 3]),
     ("GRU", {"num_layers": 2, "bidirectional": True}, [4, 4, 2]),
+    ("LSTM", {"proj_size": 2}, None),
+    ("LSTM", {"proj_size": 4, "num_layers": 2, "bidirectional": True}, [4, 1, 3]),
 ]
-IDS = ["lstm", "gru-no_bias", "lstm-L2-batch_first", "gru-bi", "lstm-bi-packed", "gru-L2-bi-packed"]
+IDS = ["lstm", "gru-no_bias", "lstm-L2-batch_first", "gru-bi", "lstm-bi-packed", "gru-L2-bi-packed", "lstm-proj",
+       "lstm-proj-L2-bi-packed"]
 
 
 def _outputs_and_grads(module, x, lengths, batch_first):
@@ -58,14 +61,32 @@ def test_layers_on_the_emulated_cuda_path_match_torch_nn(mode, kwargs, lengths):
     _compare(mode, kwargs, lengths, "cpu", emulate_cuda_on_cpu)
 
 
-@pytest.mark.cuda_emulated
-def test_projection_on_the_cuda_path_says_it_is_cpu_only():
-    layer = fastgates.LSTM(3, 5, proj_size=2, dtype=torch.float64)
-    with emulate_cuda_on_cpu(), pytest.raises(NotImplementedError, match="proj_size"):
-        layer(torch.randn(4, 2, 3, dtype=torch.float64))
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("mode, kwargs, lengths", CONFIGS, ids=IDS)
 def test_layers_on_cuda_match_torch_nn(mode, kwargs, lengths):
     _compare(mode, kwargs, lengths, "cuda", contextlib.nullcontext)
+
+
+def _gradcheck_projected_lstm(device):
+    torch.manual_seed(1)
+    layer = fastgates.LSTM(3, 5, proj_size=2, bidirectional=True, dtype=torch.float64, device=device)
+    names = [name for name, _ in layer.named_parameters()]
+    x = torch.randn(3, 2, 3, dtype=torch.float64, device=device, requires_grad=True)
+    weights = [w.detach().clone().requires_grad_() for w in layer.parameters()]
+
+    def run(x, *w):
+        out, (h_n, c_n) = torch.func.functional_call(layer, dict(zip(names, w)), (x,))
+        return out, h_n, c_n
+
+    assert torch.autograd.gradcheck(run, (x, *weights), eps=1e-6, atol=1e-7)
+
+
+@pytest.mark.cuda_emulated
+def test_projected_lstm_gradcheck_on_the_emulated_cuda_path():
+    with emulate_cuda_on_cpu():
+        _gradcheck_projected_lstm("cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_projected_lstm_gradcheck_on_cuda():
+    _gradcheck_projected_lstm("cuda")

@@ -238,6 +238,23 @@ class Call {
 };
 
 
+// P of an LSTM call: 0 without w_hr (argument `w`); else w_hr's rows, 1 <= P < H, and the
+// output only a projection has (argument `out`) must come with it.
+template <class Backend>
+int64_t projection_size(const char* op, const Call<Backend>& a, size_t w, size_t out, const char* out_name,
+                        int64_t hidden) {
+  if (a.present(w) != a.present(out)) {
+    throw py::value_error(std::string(op) + ": w_hr and " + out_name + " must be given together or both be None");
+  }
+  if (!a.present(w)) return 0;
+  const int64_t P = a.size(w, 2, 0);
+  if (P >= hidden) {
+    throw py::value_error(std::string(op) + ": w_hr must have fewer rows than hidden_size " + std::to_string(hidden) +
+                          ", got shape " + fastgates::bindings::shape_string(a.view(w).shape));
+  }
+  return P;
+}
+
 // dtype: one that dtype_bytes() accepted.
 template <class Run>
 void with_dtype(const std::string& dtype, Run run) {
@@ -268,7 +285,7 @@ template <class Backend>
 void lstm_forward(py::handle gates_x, py::handle w_hh, py::handle h0, py::handle c0, py::handle batch_sizes,
                   bool reverse, py::handle y, py::handle h_n, py::handle c_n, py::handle saved_gates,
                   py::handle saved_c, py::handle workspace, const std::string& strategy, int device,
-                  uintptr_t stream) {
+                  uintptr_t stream, py::handle w_hr, py::handle saved_m) {
   const char* op = "lstm_forward";
   Call<Backend> a(op, device);
   a.add(gates_x, "gates_x", false);
@@ -280,15 +297,19 @@ void lstm_forward(py::handle gates_x, py::handle w_hh, py::handle h0, py::handle
   a.add(c_n, "c_n", true);
   a.add(saved_gates, "saved_gates", true, true);
   a.add(saved_c, "saved_c", true, true);
+  a.add(w_hr, "w_hr", false, true);
+  a.add(saved_m, "saved_m", true, true);
   const size_t ws = a.add(workspace, "workspace", true);
   const size_t bs = a.add(batch_sizes, "batch_sizes", false, true, true);
   const SequenceRows rows(op, a.view(0), a.present(bs) ? &a.view(bs) : nullptr);
-  const int64_t T = rows.steps(), B = rows.batch(), H = a.size(1, 2, 1);
+  const int64_t T = rows.steps(), B = rows.batch(), H = a.size(3, 2, 1);
+  const int64_t P = projection_size(op, a, 9, 10, "saved_m", H);
+  const int64_t K = P > 0 ? P : H;
   const std::string dtype = a.view(0).dtype;
   const int bytes = dtype_bytes(op, dtype);
-  const std::vector<int64_t> state{B, H}, gates = rows.shape(4 * H), sequence = rows.shape(H);
-  const std::vector<std::vector<int64_t>> shapes{gates, {4 * H, H}, state, state,   sequence,
-                                                 state, state,      gates, sequence};
+  const std::vector<int64_t> cell{B, H}, state{B, K}, gates = rows.shape(4 * H), cells = rows.shape(H);
+  const std::vector<std::vector<int64_t>> shapes{gates, {4 * H, K}, state, cell,  rows.shape(K), state,
+                                                 cell,  gates,      cells, {P, H}, cells};
   for (size_t i = 0; i < shapes.size(); ++i) a.expect(i, dtype, shapes[i]);
   if (a.present(7) != a.present(8)) {
     throw py::value_error("lstm_forward: saved_gates and saved_c must be given together or both be None");
@@ -298,10 +319,11 @@ void lstm_forward(py::handle gates_x, py::handle w_hh, py::handle h0, py::handle
   a.check_aliasing();
   with_dtype(dtype, [&](auto zero) {
     using T_ = decltype(zero);
-    const cuda::LstmForward<T_> args{{T, B, H},
+    const cuda::LstmForward<T_> args{{T, B, H, P},
                                      cuda::SequenceLayout{rows.batch_sizes(), reverse},
                                      a.template ptr<T_>(0),
                                      a.template ptr<T_>(1),
+                                     a.template ptr<T_>(9),
                                      a.template ptr<T_>(2),
                                      a.template ptr<T_>(3),
                                      a.template ptr<T_>(4),
@@ -309,6 +331,7 @@ void lstm_forward(py::handle gates_x, py::handle w_hh, py::handle h0, py::handle
                                      a.template ptr<T_>(6),
                                      a.template ptr<T_>(7),
                                      a.template ptr<T_>(8),
+                                     a.template ptr<T_>(10),
                                      a.template ptr<void>(ws)};
     run_kernel<Backend>(args, config, device, stream);
   });
@@ -318,7 +341,7 @@ template <class Backend>
 void lstm_backward(py::handle w_hh, py::handle saved_gates, py::handle saved_c, py::handle c0,
                    py::handle batch_sizes, bool reverse, py::handle dy, py::handle dh_n, py::handle dc_n,
                    py::handle dgates, py::handle dh0, py::handle dc0, py::handle workspace,
-                   const std::string& strategy, int device, uintptr_t stream) {
+                   const std::string& strategy, int device, uintptr_t stream, py::handle w_hr, py::handle dh) {
   const char* op = "lstm_backward";
   Call<Backend> a(op, device);
   a.add(w_hh, "w_hh", false);
@@ -331,24 +354,30 @@ void lstm_backward(py::handle w_hh, py::handle saved_gates, py::handle saved_c, 
   a.add(dgates, "dgates", true);
   a.add(dh0, "dh0", true);
   a.add(dc0, "dc0", true);
+  a.add(w_hr, "w_hr", false, true);
+  a.add(dh, "dh", true, true);
   const size_t ws = a.add(workspace, "workspace", true);
   const size_t bs = a.add(batch_sizes, "batch_sizes", false, true, true);
   const SequenceRows rows(op, a.view(1), a.present(bs) ? &a.view(bs) : nullptr);
-  const int64_t T = rows.steps(), B = rows.batch(), H = a.size(0, 2, 1);
+  const int64_t T = rows.steps(), B = rows.batch(), H = a.size(3, 2, 1);
+  const int64_t P = projection_size(op, a, 10, 11, "dh", H);
+  const int64_t K = P > 0 ? P : H;
   const std::string dtype = a.view(0).dtype;
   const int bytes = dtype_bytes(op, dtype);
-  const std::vector<int64_t> state{B, H}, gates = rows.shape(4 * H), sequence = rows.shape(H);
-  const std::vector<std::vector<int64_t>> shapes{{4 * H, H}, gates, sequence, state, sequence,
-                                                 state,      state, gates,    state, state};
+  const std::vector<int64_t> cell{B, H}, state{B, K}, gates = rows.shape(4 * H), cells = rows.shape(H),
+                             sequence = rows.shape(K);
+  const std::vector<std::vector<int64_t>> shapes{{4 * H, K}, gates, cells, cell,     sequence, state,
+                                                 cell,       gates, state, cell, {P, H},   sequence};
   for (size_t i = 0; i < shapes.size(); ++i) a.expect(i, dtype, shapes[i]);
   const cuda::LaunchConfig config = config_for(op, strategy, B, H, 4, bytes, Backend::properties(device));
   a.expect_workspace(ws, config, T, rows.packed());
   a.check_aliasing();
   with_dtype(dtype, [&](auto zero) {
     using T_ = decltype(zero);
-    const cuda::LstmBackward<T_> args{{T, B, H},
+    const cuda::LstmBackward<T_> args{{T, B, H, P},
                                       cuda::SequenceLayout{rows.batch_sizes(), reverse},
                                       a.template ptr<T_>(0),
+                                      a.template ptr<T_>(10),
                                       a.template ptr<T_>(1),
                                       a.template ptr<T_>(2),
                                       a.template ptr<T_>(3),
@@ -356,6 +385,7 @@ void lstm_backward(py::handle w_hh, py::handle saved_gates, py::handle saved_c, 
                                       a.template ptr<T_>(5),
                                       a.template ptr<T_>(6),
                                       a.template ptr<T_>(7),
+                                      a.template ptr<T_>(11),
                                       a.template ptr<T_>(8),
                                       a.template ptr<T_>(9),
                                       a.template ptr<void>(ws)};
@@ -465,13 +495,14 @@ py::dict launch_config(const std::string& kernel, const std::string& dtype, int6
 // Python signatures: the emulated ones without device and stream.
 void bind_emulated(py::module_& m) {
   auto lstm_f = [](py::handle gx, py::handle w, py::handle h0, py::handle c0, py::handle bs, bool rev, py::handle y,
-                   py::handle hn, py::handle cn, py::handle sg, py::handle sc, py::handle ws, const std::string& s) {
-    lstm_forward<Emulated>(gx, w, h0, c0, bs, rev, y, hn, cn, sg, sc, ws, s, 0, 0);
+                   py::handle hn, py::handle cn, py::handle sg, py::handle sc, py::handle ws, const std::string& s,
+                   py::handle w_hr, py::handle sm) {
+    lstm_forward<Emulated>(gx, w, h0, c0, bs, rev, y, hn, cn, sg, sc, ws, s, 0, 0, w_hr, sm);
   };
   auto lstm_b = [](py::handle w, py::handle sg, py::handle sc, py::handle c0, py::handle bs, bool rev, py::handle dy,
                    py::handle dhn, py::handle dcn, py::handle dg, py::handle dh0, py::handle dc0, py::handle ws,
-                   const std::string& s) {
-    lstm_backward<Emulated>(w, sg, sc, c0, bs, rev, dy, dhn, dcn, dg, dh0, dc0, ws, s, 0, 0);
+                   const std::string& s, py::handle w_hr, py::handle dh) {
+    lstm_backward<Emulated>(w, sg, sc, c0, bs, rev, dy, dhn, dcn, dg, dh0, dc0, ws, s, 0, 0, w_hr, dh);
   };
   auto gru_f = [](py::handle gx, py::handle w, py::handle b, py::handle h0, py::handle bs, bool rev, py::handle y,
                   py::handle hn, py::handle sv, py::handle ws, const std::string& s) {
@@ -484,10 +515,12 @@ void bind_emulated(py::module_& m) {
   m.def("lstm_forward", lstm_f, py::arg("gates_x"), py::arg("w_hh"), py::arg("h0"), py::arg("c0"),
         py::arg("batch_sizes").none(true), py::arg("reverse"), py::arg("y"), py::arg("h_n"), py::arg("c_n"),
         py::arg("saved_gates").none(true), py::arg("saved_c").none(true), py::arg("workspace"),
-        py::arg("strategy") = "auto");
+        py::arg("strategy") = "auto", py::arg("w_hr").none(true) = py::none(),
+        py::arg("saved_m").none(true) = py::none());
   m.def("lstm_backward", lstm_b, py::arg("w_hh"), py::arg("saved_gates"), py::arg("saved_c"), py::arg("c0"),
         py::arg("batch_sizes").none(true), py::arg("reverse"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"),
-        py::arg("dgates"), py::arg("dh0"), py::arg("dc0"), py::arg("workspace"), py::arg("strategy") = "auto");
+        py::arg("dgates"), py::arg("dh0"), py::arg("dc0"), py::arg("workspace"), py::arg("strategy") = "auto",
+        py::arg("w_hr").none(true) = py::none(), py::arg("dh").none(true) = py::none());
   m.def("gru_forward", gru_f, py::arg("gates_x"), py::arg("w_hh"), py::arg("b_hh").none(true), py::arg("h0"),
         py::arg("batch_sizes").none(true), py::arg("reverse"), py::arg("y"), py::arg("h_n"),
         py::arg("saved").none(true), py::arg("workspace"), py::arg("strategy") = "auto");
@@ -513,11 +546,13 @@ void bind_gpu(py::module_& m) {
   m.def("lstm_forward", &lstm_forward<Gpu>, py::arg("gates_x"), py::arg("w_hh"), py::arg("h0"), py::arg("c0"),
         py::arg("batch_sizes").none(true), py::arg("reverse"), py::arg("y"), py::arg("h_n"), py::arg("c_n"),
         py::arg("saved_gates").none(true), py::arg("saved_c").none(true), py::arg("workspace"),
-        py::arg("strategy"), py::arg("device"), py::arg("stream"));
+        py::arg("strategy"), py::arg("device"), py::arg("stream"), py::arg("w_hr").none(true) = py::none(),
+        py::arg("saved_m").none(true) = py::none());
   m.def("lstm_backward", &lstm_backward<Gpu>, py::arg("w_hh"), py::arg("saved_gates"), py::arg("saved_c"),
         py::arg("c0"), py::arg("batch_sizes").none(true), py::arg("reverse"), py::arg("dy"), py::arg("dh_n"),
         py::arg("dc_n"), py::arg("dgates"), py::arg("dh0"), py::arg("dc0"), py::arg("workspace"),
-        py::arg("strategy"), py::arg("device"), py::arg("stream"));
+        py::arg("strategy"), py::arg("device"), py::arg("stream"), py::arg("w_hr").none(true) = py::none(),
+        py::arg("dh").none(true) = py::none());
   m.def("gru_forward", &gru_forward<Gpu>, py::arg("gates_x"), py::arg("w_hh"), py::arg("b_hh").none(true),
         py::arg("h0"), py::arg("batch_sizes").none(true), py::arg("reverse"), py::arg("y"), py::arg("h_n"),
         py::arg("saved").none(true), py::arg("workspace"), py::arg("strategy"), py::arg("device"),

@@ -15,6 +15,7 @@ namespace fastgates::FG_CUDA_NAMESPACE {
 
 struct GruCell {
   static constexpr int kGates = 3;
+  static constexpr bool kProjected = false;
   template <typename T> using Forward = cuda::GruForward<T>;
   template <typename T> using Backward = cuda::GruBackward<T>;
 

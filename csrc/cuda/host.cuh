@@ -26,7 +26,9 @@ void check_config(const char* op, const cuda::SequenceShape& shape, const cuda::
                   int64_t(c.grid_y - 1) * cuda::kBatchTile < shape.batch &&
                   c.threads <= (c.strategy == cuda::Strategy::per_step ? cuda::kMaxPerStepThreads
                                                                         : cuda::kMaxPersistentThreads) &&
-                  workspace != nullptr;
+                  workspace != nullptr &&
+                  (Cell::kProjected ? shape.proj_size >= 1 && shape.proj_size < shape.hidden_size
+                                    : shape.proj_size == 0);
   if (!ok) throw std::invalid_argument(std::string("fastgates ") + op + ": launch configuration does not match the problem");
 }
 
@@ -108,10 +110,19 @@ inline unsigned tiles_for(int64_t rows) {
   return static_cast<unsigned>((rows + cuda::kBatchTile - 1) / cuda::kBatchTile);
 }
 
+// Blocks of S units that cover `units` units (per-step launches over the P outputs or columns
+// of a projected LSTM need fewer than the grid's H).
+inline unsigned blocks_for(int64_t units, const cuda::LaunchConfig& c) {
+  return static_cast<unsigned>((units + c.units_per_block - 1) / c.units_per_block);
+}
+
 template <class Cell, typename T>
 void run_forward(const char* op, const typename Cell::template Forward<T>& a, const cuda::LaunchConfig& c,
                  Stream stream) {
   check_config<Cell>(op, a.shape, c, a.workspace);
+  if constexpr (Cell::kProjected) {
+    if (a.saved_m == nullptr) throw std::invalid_argument(std::string("fastgates ") + op + ": a projection needs saved_m");
+  }
   const HostSchedule schedule(op, a.shape, a.layout);
   const Tiling tiling{c.units_per_block, c.reduction_lanes};
   const dim3 block(c.threads);
@@ -120,6 +131,10 @@ void run_forward(const char* op, const typename Cell::template Forward<T>& a, co
       const StepRows s = schedule.host().step(schedule.host().at(k));
       launch(op, forward_step_kernel<Cell, T>, dim3(c.grid_x, tiles_for(s.rows)), block, c.shared_bytes, false,
              stream, a, tiling, s);
+      if constexpr (Cell::kProjected) {
+        launch(op, forward_projection_kernel<Cell, T>, dim3(blocks_for(a.shape.proj_size, c), tiles_for(s.rows)),
+               block, c.shared_bytes, false, stream, a, tiling, s);
+      }
     }
   } else {
     zero_async(a.workspace, cuda::kBarrierBytes, stream, op);
@@ -133,14 +148,24 @@ template <class Cell, typename T>
 void run_backward(const char* op, const typename Cell::template Backward<T>& a, const cuda::LaunchConfig& c,
                   Stream stream) {
   check_config<Cell>(op, a.shape, c, a.workspace);
+  if constexpr (Cell::kProjected) {
+    if (a.dh == nullptr) throw std::invalid_argument(std::string("fastgates ") + op + ": a projection needs dh");
+  }
   const HostSchedule schedule(op, a.shape, a.layout);
   const Tiling tiling{c.units_per_block, c.reduction_lanes};
   const dim3 block(c.threads);
   if (c.strategy == cuda::Strategy::per_step) {
     for (int64_t k = 0; k <= a.shape.steps; ++k) {
       const StepRows s = schedule.host().backward_step(k), later = schedule.host().backward_later(k);
-      const dim3 grid(c.grid_x, tiles_for(s.rows > later.rows ? s.rows : later.rows));
+      const unsigned columns = Cell::kProjected ? blocks_for(a.shape.proj_size, c) : c.grid_x;
+      const dim3 grid(columns, tiles_for(s.rows > later.rows ? s.rows : later.rows));
       launch(op, backward_step_kernel<Cell, T>, grid, block, c.shared_bytes, false, stream, a, tiling, s, later);
+      if constexpr (Cell::kProjected) {
+        if (s.rows > 0) {
+          launch(op, backward_projection_kernel<Cell, T>, dim3(c.grid_x, tiles_for(s.rows)), block, c.shared_bytes,
+                 false, stream, a, tiling, s);
+        }
+      }
     }
   } else {
     zero_async(a.workspace, cuda::kBarrierBytes, stream, op);

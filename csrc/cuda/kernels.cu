@@ -38,12 +38,20 @@ DeviceProperties device_properties(int device) {
 template <typename T>
 void lstm_forward(const LstmForward<T>& args, const LaunchConfig& config, int device, void* stream) {
   DeviceGuard guard(device, "lstm_forward");
-  run_forward<LstmCell, T>("lstm_forward", args, config, static_cast<Stream>(stream));
+  if (args.w_hr != nullptr) {
+    run_forward<ProjectedLstmCell, T>("lstm_forward", args, config, static_cast<Stream>(stream));
+  } else {
+    run_forward<LstmCell, T>("lstm_forward", args, config, static_cast<Stream>(stream));
+  }
 }
 template <typename T>
 void lstm_backward(const LstmBackward<T>& args, const LaunchConfig& config, int device, void* stream) {
   DeviceGuard guard(device, "lstm_backward");
-  run_backward<LstmCell, T>("lstm_backward", args, config, static_cast<Stream>(stream));
+  if (args.w_hr != nullptr) {
+    run_backward<ProjectedLstmCell, T>("lstm_backward", args, config, static_cast<Stream>(stream));
+  } else {
+    run_backward<LstmCell, T>("lstm_backward", args, config, static_cast<Stream>(stream));
+  }
 }
 template <typename T>
 void gru_forward(const GruForward<T>& args, const LaunchConfig& config, int device, void* stream) {

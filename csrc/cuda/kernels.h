@@ -119,6 +119,9 @@ LaunchConfig make_config(Strategy strategy, int64_t batch, int64_t hidden, int g
 // 165 KiB → per step; B=512: 128 tiles > 108 SMs → per step (tests/test_cuda_emulated.py).
 LaunchConfig choose_strategy(int64_t batch, int64_t hidden, int gates, int dtype_bytes,
                              const DeviceProperties& device);
+// An LSTM with a projection uses the configuration of its hidden_size H: its W_hh slices
+// ([G·S, P] rows, [G·H, S] columns) are no larger than without one, and the phases over the P
+// outputs or columns use the grid's first ceil(P / S) block columns.
 
 // Bytes of workspace a call of T = `steps` steps needs: config.workspace_bytes when padded;
 // packed, the step table after it (at schedule_table_offset(config), (T + 1)·8 bytes).
@@ -126,9 +129,10 @@ size_t workspace_bytes(const LaunchConfig& config, int64_t steps, bool packed);
 size_t schedule_table_offset(const LaunchConfig& config);
 
 struct SequenceShape {
-  int64_t steps;        // T
-  int64_t batch;        // B: rows of the largest step (the first, when packed)
-  int64_t hidden_size;  // H
+  int64_t steps;           // T
+  int64_t batch;           // B: rows of the largest step (the first, when packed)
+  int64_t hidden_size;     // H
+  int64_t proj_size = 0;   // P: LSTM with a projection (1 <= P < H, w_hr given), else 0
 };
 
 // Which rows each step has and in which order the steps run: the CPU kernels' SequenceLayout
@@ -147,19 +151,32 @@ struct SequenceLayout {
   bool reverse = false;
 };
 
+// LSTM with a projection (torch.nn.LSTM's proj_size = P): K = P below, w_hr given, and each
+// step has two phases separated by a grid barrier (persistent) or a second launch (per step):
+//   forward   A: gates from h_{t-1} (size P) and the cell update; m_t = o ⊙ tanh(c_t) into
+//                saved_m (which the projected forward therefore always needs);
+//             B: h_t = m_t W_hrᵀ into y and h_n.
+//   backward  A: dL/dh_t = dy_t + dgates_{t+1} W_hh (or + dh_n where the sequence ends) into dh,
+//                and dh0 of the sequences that started at the step visited before;
+//             B: dL/dm_t = dL/dh_t W_hr, then the cell's backward.
+// The caller computes dW_hr = dhᵀ · saved_m (one GEMM). Phase B reads W_hr from global memory
+// in both strategies (the persistent blocks keep only their W_hh slice in shared memory).
+// Without a projection K = H, w_hr, saved_m and dh are null, and there is one phase per step.
 template <typename T>
 struct LstmForward {
   SequenceShape shape;
   SequenceLayout layout;
   const T* gates_x;  // [N, 4H]     x_t W_ihᵀ + b_ih + b_hh, computed by the caller
-  const T* w_hh;     // [4H, H]     torch.nn weight_hh_l0
-  const T* h0;       // [B, H]
+  const T* w_hh;     // [4H, K]     torch.nn weight_hh_l0
+  const T* w_hr;     // [P, H] or null: torch.nn weight_hr_l0 (null: no projection)
+  const T* h0;       // [B, K]
   const T* c0;       // [B, H]
-  T* y;              // [N, H]      out: h_t of every step
-  T* h_n;            // [B, H]      out: h of each sequence at its last step
+  T* y;              // [N, K]      out: h_t of every step
+  T* h_n;            // [B, K]      out: h of each sequence at its last step
   T* c_n;            // [B, H]      out: c of each sequence at its last step
   T* saved_gates;    // [N, 4H]     out or null: σ(i), σ(f), tanh(g), σ(o) of every step, for backward
   T* saved_c;        // [N, H]      out or null (null iff saved_gates is): c_t of every step
+  T* saved_m;        // [N, H]      out, iff w_hr: m_t = o ⊙ tanh(c_t) of every step (phase B's input)
   void* workspace;
 };
 
@@ -167,15 +184,17 @@ template <typename T>
 struct LstmBackward {
   SequenceShape shape;
   SequenceLayout layout;
-  const T* w_hh;         // [4H, H]
+  const T* w_hh;         // [4H, K]
+  const T* w_hr;         // [P, H] or null
   const T* saved_gates;  // [N, 4H]  from LstmForward
   const T* saved_c;      // [N, H]   from LstmForward
   const T* c0;           // [B, H]
-  const T* dy;           // [N, H]   gradient of the loss w.r.t. y
-  const T* dh_n;         // [B, H]   gradient w.r.t. h_n
+  const T* dy;           // [N, K]   gradient of the loss w.r.t. y
+  const T* dh_n;         // [B, K]   gradient w.r.t. h_n
   const T* dc_n;         // [B, H]   gradient w.r.t. c_n
   T* dgates;             // [N, 4H]  out: gradient w.r.t. the gate pre-activations (= d gates_x)
-  T* dh0;                // [B, H]   out
+  T* dh;                 // [N, K]   out, iff w_hr: dL/dh_t of every step (for dW_hr)
+  T* dh0;                // [B, K]   out
   T* dc0;                // [B, H]   out
   void* workspace;
 };

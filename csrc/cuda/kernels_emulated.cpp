@@ -8,11 +8,19 @@ cuda::DeviceProperties device_properties() { return {8, 99 * 1024, true}; }
 
 template <typename T>
 void lstm_forward(const cuda::LstmForward<T>& args, const LaunchConfig& config) {
-  run_forward<LstmCell, T>("lstm_forward", args, config, Stream{});
+  if (args.w_hr != nullptr) {
+    run_forward<ProjectedLstmCell, T>("lstm_forward", args, config, Stream{});
+  } else {
+    run_forward<LstmCell, T>("lstm_forward", args, config, Stream{});
+  }
 }
 template <typename T>
 void lstm_backward(const cuda::LstmBackward<T>& args, const LaunchConfig& config) {
-  run_backward<LstmCell, T>("lstm_backward", args, config, Stream{});
+  if (args.w_hr != nullptr) {
+    run_backward<ProjectedLstmCell, T>("lstm_backward", args, config, Stream{});
+  } else {
+    run_backward<LstmCell, T>("lstm_backward", args, config, Stream{});
+  }
 }
 template <typename T>
 void gru_forward(const cuda::GruForward<T>& args, const LaunchConfig& config) {

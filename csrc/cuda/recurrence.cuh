@@ -14,6 +14,8 @@
 // Time: the host code (per step) or the persistent kernel's loop walks the steps in the order
 // of the Schedule (forward, or reversed) and hands each step's rows to the step functions as a
 // StepRows; packed steps shrink the rows and grid tiles past them do nothing.
+// LSTM projections (kernels.h) add a second phase to each step, projection_step, which
+// splits its outputs and lanes as the backward pass does; W_hh is then [G·H, K] with K = P.
 // Shared memory (dynamic only): [persistent: the block's weight slice, element type, padded
 // to 16 bytes][partial sums kBatchTile × G·S × R, compute type]. Every sum is taken in the
 // same order whichever the strategy (for the same R), and the results are deterministic.
@@ -91,28 +93,33 @@ __device__ __forceinline__ Acc* partials_after(T* slice, int64_t elements) {
   return reinterpret_cast<Acc*>(reinterpret_cast<unsigned char*>(slice) + bytes);
 }
 
-// Where a block reads W_hh from: global memory (per step) or its slice in shared memory.
+// K: the width of h, the columns of W_hh (P with an LSTM projection, else H).
+__device__ __forceinline__ int64_t state_width(const cuda::SequenceShape& shape) {
+  return shape.proj_size > 0 ? shape.proj_size : shape.hidden_size;
+}
+
+// Where a block reads W_hh [G·H, K] from: global memory (per step) or its slice in shared memory.
 // Forward: (row of W_hh, column k, the row's index in the block's slice).
 template <typename T>
 struct GlobalRows {
   const T* w;
-  int64_t hidden;
-  __device__ __forceinline__ T operator()(int64_t row, int64_t k, int) const { return w[row * hidden + k]; }
+  int64_t width;  // K
+  __device__ __forceinline__ T operator()(int64_t row, int64_t k, int) const { return w[row * width + k]; }
 };
 template <typename T>
 struct SharedRows {
-  const T* slice;  // [G·S, H]
-  int64_t hidden;
+  const T* slice;  // [G·S, K]
+  int64_t width;
   __device__ __forceinline__ T operator()(int64_t, int64_t k, int local_row) const {
-    return slice[local_row * hidden + k];
+    return slice[local_row * width + k];
   }
 };
 // Backward: (row of W_hh, column j, the column's index in the block's slice).
 template <typename T>
 struct GlobalColumns {
   const T* w;
-  int64_t hidden;
-  __device__ __forceinline__ T operator()(int64_t row, int64_t j, int) const { return w[row * hidden + j]; }
+  int64_t width;  // K
+  __device__ __forceinline__ T operator()(int64_t row, int64_t j, int) const { return w[row * width + j]; }
 };
 template <typename T>
 struct SharedColumns {
@@ -126,7 +133,8 @@ struct SharedColumns {
 // The h_{t-1} of row b of step s: its row of the step before in y, or row b of h0.
 template <class Args>
 __device__ __forceinline__ auto previous_h(const Args& a, const StepRows& s, int64_t b) {
-  return b < s.continued ? a.y + (s.before + b) * a.shape.hidden_size : a.h0 + b * a.shape.hidden_size;
+  const int64_t K = state_width(a.shape);
+  return b < s.continued ? a.y + (s.before + b) * K : a.h0 + b * K;
 }
 
 // One forward step of the block's units and batch tile.
@@ -137,7 +145,7 @@ __device__ __forceinline__ void forward_step(const typename Cell::template Forwa
   using N = Numeric<T>;
   using Acc = typename N::Acc;
   constexpr int G = Cell::kGates;
-  const int64_t H = a.shape.hidden_size;
+  const int64_t H = a.shape.hidden_size, K = state_width(a.shape);
   const int64_t B = s.rows;
   const int S = tiling.units, R = tiling.lanes, rows = G * S;
   const int lane = static_cast<int>(threadIdx.x) % R;
@@ -152,7 +160,7 @@ __device__ __forceinline__ void forward_step(const typename Cell::template Forwa
     const T* h_row[cuda::kBatchTile];
     for (int bb = 0; bb < cuda::kBatchTile; ++bb) h_row[bb] = previous_h(a, s, b0 + bb < B ? b0 + bb : B - 1);
     const int64_t w_row = int64_t(local_row / S) * H + j;
-    for (int64_t k = lane; k < H; k += R) {
+    for (int64_t k = lane; k < K; k += R) {
       const Acc w = N::load(weights(w_row, k, local_row));
       // h_{t-1} was written by other blocks during this launch (persistent strategy).
       for (int bb = 0; bb < cuda::kBatchTile; ++bb) acc[bb] += w * N::load(N::load_coherent(h_row[bb] + k));
@@ -178,7 +186,8 @@ __device__ __forceinline__ void forward_step(const typename Cell::template Forwa
 // One pass of the backward: the cell's backward of step s (none after the last pass) and
 // dh0 of the rows that started at step `later`, the step visited before. Both need
 // dgates_later W_hh: rows [0, s.carried) as the recurrent part of their dh_t, rows
-// [s.carried, later.rows) (which started at `later`) as their dh0.
+// [s.carried, later.rows) (which started at `later`) as their dh0. The block's units are
+// columns j < K of W_hh (with a projection, the cell's backward is phase A: it writes dh).
 template <class Cell, typename T, class Weights>
 __device__ __forceinline__ void backward_step(const typename Cell::template Backward<T>& a, const StepRows& s,
                                               const StepRows& later, Tiling tiling, const Weights& weights,
@@ -186,7 +195,7 @@ __device__ __forceinline__ void backward_step(const typename Cell::template Back
   using N = Numeric<T>;
   using Acc = typename N::Acc;
   constexpr int G = Cell::kGates;
-  const int64_t H = a.shape.hidden_size;
+  const int64_t H = a.shape.hidden_size, K = state_width(a.shape);
   const int64_t B = s.rows > later.rows ? s.rows : later.rows;
   const int S = tiling.units, L = G * tiling.lanes;
   const int unit = static_cast<int>(threadIdx.x) % S;
@@ -196,7 +205,7 @@ __device__ __forceinline__ void backward_step(const typename Cell::template Back
   // A tile past both steps' rows has nothing to do (the same for the whole block).
   if (b0 >= B) return;
   Acc acc[cuda::kBatchTile] = {};
-  if (later.rows > 0 && j < H) {
+  if (later.rows > 0 && j < K) {
     const T* d = Cell::recurrent_gradient(a) + later.offset * G * H;
     const T* d_row[cuda::kBatchTile];
     for (int bb = 0; bb < cuda::kBatchTile; ++bb) {
@@ -212,7 +221,7 @@ __device__ __forceinline__ void backward_step(const typename Cell::template Back
   for (int idx = static_cast<int>(threadIdx.x); idx < cuda::kBatchTile * S; idx += static_cast<int>(blockDim.x)) {
     const int bb = idx / S, u = idx % S;
     const int64_t b = b0 + bb, jj = int64_t(blockIdx.x) * S + u;
-    if (b >= B || jj >= H) continue;
+    if (b >= B || jj >= K) continue;
     const Acc* p = partials + (bb * S + u) * L;
     Acc sum = 0;
     for (int r = 0; r < L; ++r) sum += p[r];
@@ -222,6 +231,45 @@ __device__ __forceinline__ void backward_step(const typename Cell::template Back
     } else {
       Cell::finish_backward(a, b, jj, sum);
     }
+  }
+}
+
+// One projection phase of a step (kernels.h: LSTM with a projection), laid out like the
+// backward pass: the block's S outputs u < units, its tile of batch rows b < rows, L = G·R
+// lanes per output. out[b, u] = Σ_k weight(u, k) · input(b)[k] over k < depth, summed in a
+// fixed order; then finish(b, u, out[b, u]).
+template <class Cell, typename T, class Weight, class Input, class Finish>
+__device__ __forceinline__ void projection_step(int64_t rows, int64_t units, int64_t depth, Tiling tiling,
+                                                const Weight& weight, const Input& input, const Finish& finish,
+                                                typename Numeric<T>::Acc* partials) {
+  using N = Numeric<T>;
+  using Acc = typename N::Acc;
+  const int S = tiling.units, L = Cell::kGates * tiling.lanes;
+  const int unit = static_cast<int>(threadIdx.x) % S;
+  const int lane = static_cast<int>(threadIdx.x) / S;
+  const int64_t u = int64_t(blockIdx.x) * S + unit;
+  const int64_t b0 = int64_t(blockIdx.y) * cuda::kBatchTile;
+  if (b0 >= rows || int64_t(blockIdx.x) * S >= units) return;  // the same for the whole block
+  Acc acc[cuda::kBatchTile] = {};
+  if (u < units) {
+    const T* in[cuda::kBatchTile];
+    for (int bb = 0; bb < cuda::kBatchTile; ++bb) in[bb] = input(b0 + bb < rows ? b0 + bb : rows - 1);
+    for (int64_t k = lane; k < depth; k += L) {
+      const Acc w = N::load(weight(u, k));
+      // The inputs were written by other blocks during this launch (persistent strategy).
+      for (int bb = 0; bb < cuda::kBatchTile; ++bb) acc[bb] += w * N::load(N::load_coherent(in[bb] + k));
+    }
+  }
+  for (int bb = 0; bb < cuda::kBatchTile; ++bb) partials[(bb * S + unit) * L + lane] = acc[bb];
+  __syncthreads();
+  for (int idx = static_cast<int>(threadIdx.x); idx < cuda::kBatchTile * S; idx += static_cast<int>(blockDim.x)) {
+    const int bb = idx / S, v = idx % S;
+    const int64_t b = b0 + bb, uu = int64_t(blockIdx.x) * S + v;
+    if (b >= rows || uu >= units) continue;
+    const Acc* p = partials + (bb * S + v) * L;
+    Acc sum = 0;
+    for (int r = 0; r < L; ++r) sum += p[r];
+    finish(b, uu, sum);
   }
 }
 
@@ -250,7 +298,7 @@ template <class Cell, typename T>
 __global__ void __launch_bounds__(cuda::kMaxPerStepThreads)
     forward_step_kernel(typename Cell::template Forward<T> a, Tiling tiling, StepRows s) {
   FG_DYNAMIC_SHARED(shared);
-  forward_step<Cell, T>(a, s, tiling, GlobalRows<T>{a.w_hh, a.shape.hidden_size},
+  forward_step<Cell, T>(a, s, tiling, GlobalRows<T>{a.w_hh, state_width(a.shape)},
                         reinterpret_cast<typename Numeric<T>::Acc*>(shared));
 }
 
@@ -258,8 +306,23 @@ template <class Cell, typename T>
 __global__ void __launch_bounds__(cuda::kMaxPerStepThreads)
     backward_step_kernel(typename Cell::template Backward<T> a, Tiling tiling, StepRows s, StepRows later) {
   FG_DYNAMIC_SHARED(shared);
-  backward_step<Cell, T>(a, s, later, tiling, GlobalColumns<T>{a.w_hh, a.shape.hidden_size},
+  backward_step<Cell, T>(a, s, later, tiling, GlobalColumns<T>{a.w_hh, state_width(a.shape)},
                          reinterpret_cast<typename Numeric<T>::Acc*>(shared));
+}
+
+// Phase B of a step with an LSTM projection (kernels.h), one launch each (per-step strategy).
+template <class Cell, typename T>
+__global__ void __launch_bounds__(cuda::kMaxPerStepThreads)
+    forward_projection_kernel(typename Cell::template Forward<T> a, Tiling tiling, StepRows s) {
+  FG_DYNAMIC_SHARED(shared);
+  Cell::forward_projection(a, s, tiling, reinterpret_cast<typename Numeric<T>::Acc*>(shared));
+}
+
+template <class Cell, typename T>
+__global__ void __launch_bounds__(cuda::kMaxPerStepThreads)
+    backward_projection_kernel(typename Cell::template Backward<T> a, Tiling tiling, StepRows s) {
+  FG_DYNAMIC_SHARED(shared);
+  Cell::backward_projection(a, s, tiling, reinterpret_cast<typename Numeric<T>::Acc*>(shared));
 }
 
 // Launch bounds (1024 threads, 1 block per SM, as the persistent grid has): up to 64 registers
@@ -269,21 +332,26 @@ __global__ void __launch_bounds__(cuda::kMaxPersistentThreads, 1)
     forward_persistent_kernel(typename Cell::template Forward<T> a, Tiling tiling, Schedule schedule) {
   constexpr int G = Cell::kGates;
   FG_DYNAMIC_SHARED(shared);
-  const int64_t H = a.shape.hidden_size;
+  const int64_t H = a.shape.hidden_size, K = state_width(a.shape);
   const int S = tiling.units;
-  T* slice = reinterpret_cast<T*>(shared);  // [G·S, H]: rows g·H + j of W_hh for the block's units j
-  const int64_t slice_size = int64_t(G) * S * H;
+  T* slice = reinterpret_cast<T*>(shared);  // [G·S, K]: rows g·H + j of W_hh for the block's units j
+  const int64_t slice_size = int64_t(G) * S * K;
   for (int64_t e = threadIdx.x; e < slice_size; e += blockDim.x) {
-    const int64_t local_row = e / H, k = e % H;
+    const int64_t local_row = e / K, k = e % K;
     const int64_t j = int64_t(blockIdx.x) * S + local_row % S;
-    slice[e] = j < H ? a.w_hh[((local_row / S) * H + j) * H + k] : T{};
+    slice[e] = j < H ? a.w_hh[((local_row / S) * H + j) * K + k] : T{};
   }
   __syncthreads();
   unsigned* barrier = barrier_counters(a.workspace);
   auto* partials = partials_after<T, typename Numeric<T>::Acc>(slice, slice_size);
   for (int64_t k = 0; k < a.shape.steps; ++k) {
     if (k > 0) grid_barrier(barrier);
-    forward_step<Cell, T>(a, schedule.step(schedule.at(k)), tiling, SharedRows<T>{slice, H}, partials);
+    const StepRows s = schedule.step(schedule.at(k));
+    forward_step<Cell, T>(a, s, tiling, SharedRows<T>{slice, K}, partials);
+    if constexpr (Cell::kProjected) {
+      grid_barrier(barrier);
+      Cell::forward_projection(a, s, tiling, partials);
+    }
   }
 }
 
@@ -292,22 +360,26 @@ __global__ void __launch_bounds__(cuda::kMaxPersistentThreads, 1)
     backward_persistent_kernel(typename Cell::template Backward<T> a, Tiling tiling, Schedule schedule) {
   constexpr int G = Cell::kGates;
   FG_DYNAMIC_SHARED(shared);
-  const int64_t H = a.shape.hidden_size;
+  const int64_t H = a.shape.hidden_size, K = state_width(a.shape);
   const int S = tiling.units;
   T* slice = reinterpret_cast<T*>(shared);  // [G·H, S]: columns j of W_hh for the block's units j
   const int64_t slice_size = int64_t(G) * H * S;
   for (int64_t e = threadIdx.x; e < slice_size; e += blockDim.x) {
     const int64_t row = e / S;
     const int64_t j = int64_t(blockIdx.x) * S + e % S;
-    slice[e] = j < H ? a.w_hh[row * H + j] : T{};
+    slice[e] = j < K ? a.w_hh[row * K + j] : T{};
   }
   __syncthreads();
   unsigned* barrier = barrier_counters(a.workspace);
   auto* partials = partials_after<T, typename Numeric<T>::Acc>(slice, slice_size);
   for (int64_t k = 0; k <= a.shape.steps; ++k) {
     if (k > 0) grid_barrier(barrier);
-    backward_step<Cell, T>(a, schedule.backward_step(k), schedule.backward_later(k), tiling,
-                           SharedColumns<T>{slice, S}, partials);
+    const StepRows s = schedule.backward_step(k);
+    backward_step<Cell, T>(a, s, schedule.backward_later(k), tiling, SharedColumns<T>{slice, S}, partials);
+    if constexpr (Cell::kProjected) {
+      grid_barrier(barrier);
+      Cell::backward_projection(a, s, tiling, partials);
+    }
   }
 }
 

@@ -54,6 +54,11 @@ GRU backward::
     dx = (gx @ w_ih).view_as(x);  dw_ih = gx.t() @ x2;  db_ih = gx.sum(0)
     dw_hh = recurrent_weight_grad(dgates_h, h0, y, batch_sizes, reverse);   db_hh = gh.sum(0)
 
+LSTM with a projection (proj_size P; w_hr [P, H]): h0, y, h_n, dy, dh_n, dh0 are [·, P] and
+w_hh is [4H, P]; the forward also takes ``w_hr=w_hr, saved_m=saved_m`` (saved_m [N, H],
+needed even without autograd: the kernel's second phase reads m_t from it), the backward
+``w_hr=w_hr, dh=dh`` (dh [N, P], out: dL/dh_t), and ``dw_hr = dh.t() @ saved_m``.
+
 The outputs of one call must not alias its inputs or each other (dgates may not reuse the
 memory of gates_x within one call, for example).
 """
@@ -64,7 +69,7 @@ import torch
 
 from ._backend import C, has_cuda_kernels
 
-_DTYPES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16",
+DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16",
            torch.bfloat16: "bfloat16"}
 
 
@@ -95,9 +100,9 @@ def launch_config(kernel: str, dtype: torch.dtype, batch: int, hidden_size: int,
     """The launch configuration (strategy, grid, threads, shared and workspace bytes) the kernel
     would use on this device; ``kernel`` is lstm_forward, lstm_backward, gru_forward or gru_backward.
     ``packed_steps``: T of a packed call (its workspace also holds the step offsets), 0 when padded."""
-    if dtype not in _DTYPES:
+    if dtype not in DTYPE_NAMES:
         raise ValueError(f"fastgates CUDA kernels: dtype {dtype} is not supported (float32, float64, float16 or bfloat16)")
-    return _gpu().launch_config(kernel, _DTYPES[dtype], batch, hidden_size, strategy, device, packed_steps)
+    return _gpu().launch_config(kernel, DTYPE_NAMES[dtype], batch, hidden_size, strategy, device, packed_steps)
 
 
 def workspace_bytes(kernel: str, dtype: torch.dtype, batch: int, hidden_size: int, device: int,
@@ -105,38 +110,39 @@ def workspace_bytes(kernel: str, dtype: torch.dtype, batch: int, hidden_size: in
     return launch_config(kernel, dtype, batch, hidden_size, device, strategy, packed_steps)["workspace_bytes"]
 
 
-def _workspace(kernel: str, like: torch.Tensor, state: torch.Tensor, hidden_size: int, strategy: str,
-               batch_sizes) -> torch.Tensor:
-    """A workspace for a call whose [B, H] state is `state` (packed: T = len(batch_sizes))."""
+def _workspace(kernel: str, like: torch.Tensor, state: torch.Tensor, strategy: str, batch_sizes) -> torch.Tensor:
+    """A workspace for a call whose [B, H] state (c0, or h0 of a GRU) is `state` (packed:
+    T = len(batch_sizes))."""
     device = _device_index(like)
     packed_steps = 0 if batch_sizes is None else int(batch_sizes.shape[0])
-    size = workspace_bytes(kernel, like.dtype, state.shape[0], hidden_size, device, strategy, packed_steps)
+    size = workspace_bytes(kernel, like.dtype, state.shape[0], state.shape[1], device, strategy, packed_steps)
     return torch.empty(size, dtype=torch.uint8, device=like.device)
 
 
 def lstm_forward(gates_x, w_hh, h0, c0, y, h_n, c_n, saved_gates=None, saved_c=None, workspace=None,
-                 strategy: str = "auto", *, batch_sizes=None, reverse: bool = False) -> None:
+                 strategy: str = "auto", *, batch_sizes=None, reverse: bool = False, w_hr=None,
+                 saved_m=None) -> None:
     device = _device_index(gates_x)
     if workspace is None:
-        workspace = _workspace("lstm_forward", gates_x, h0, w_hh.shape[1], strategy, batch_sizes)
+        workspace = _workspace("lstm_forward", gates_x, c0, strategy, batch_sizes)
     _gpu().lstm_forward(gates_x, w_hh, h0, c0, batch_sizes, reverse, y, h_n, c_n, saved_gates, saved_c, workspace,
-                        strategy, device, _stream(device))
+                        strategy, device, _stream(device), w_hr=w_hr, saved_m=saved_m)
 
 
 def lstm_backward(w_hh, saved_gates, saved_c, c0, dy, dh_n, dc_n, dgates, dh0, dc0, workspace=None,
-                  strategy: str = "auto", *, batch_sizes=None, reverse: bool = False) -> None:
+                  strategy: str = "auto", *, batch_sizes=None, reverse: bool = False, w_hr=None, dh=None) -> None:
     device = _device_index(w_hh)
     if workspace is None:
-        workspace = _workspace("lstm_backward", w_hh, c0, w_hh.shape[1], strategy, batch_sizes)
+        workspace = _workspace("lstm_backward", w_hh, c0, strategy, batch_sizes)
     _gpu().lstm_backward(w_hh, saved_gates, saved_c, c0, batch_sizes, reverse, dy, dh_n, dc_n, dgates, dh0, dc0,
-                         workspace, strategy, device, _stream(device))
+                         workspace, strategy, device, _stream(device), w_hr=w_hr, dh=dh)
 
 
 def gru_forward(gates_x, w_hh, b_hh, h0, y, h_n, saved=None, workspace=None, strategy: str = "auto", *,
                 batch_sizes=None, reverse: bool = False) -> None:
     device = _device_index(gates_x)
     if workspace is None:
-        workspace = _workspace("gru_forward", gates_x, h0, w_hh.shape[1], strategy, batch_sizes)
+        workspace = _workspace("gru_forward", gates_x, h0, strategy, batch_sizes)
     _gpu().gru_forward(gates_x, w_hh, b_hh, h0, batch_sizes, reverse, y, h_n, saved, workspace, strategy, device,
                        _stream(device))
 
@@ -145,6 +151,6 @@ def gru_backward(w_hh, saved, h0, y, dy, dh_n, dgates_x, dgates_h, dh0, workspac
                  strategy: str = "auto", *, batch_sizes=None, reverse: bool = False) -> None:
     device = _device_index(w_hh)
     if workspace is None:
-        workspace = _workspace("gru_backward", w_hh, h0, w_hh.shape[1], strategy, batch_sizes)
+        workspace = _workspace("gru_backward", w_hh, h0, strategy, batch_sizes)
     _gpu().gru_backward(w_hh, saved, h0, y, batch_sizes, reverse, dy, dh_n, dgates_x, dgates_h, dh0, workspace,
                         strategy, device, _stream(device))

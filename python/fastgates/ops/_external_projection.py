@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from .. import _backend
+from .._cuda import DTYPE_NAMES
 
 _emulating = False
 
@@ -56,18 +57,18 @@ def emulated_kernels() -> types.SimpleNamespace:
     """``fastgates._C.cuda_emulated`` behind the keyword arguments of ``fastgates._cuda``."""
     emulated = _backend.C().cuda_emulated
 
-    def kernel(name: str, batch_from: str):
+    def kernel(name: str, state_from: str):
         def run(*, strategy: str = "auto", **args):
-            dtype = {torch.float32: "float32", torch.float64: "float64"}[args["w_hh"].dtype]
             batch_sizes = args.get("batch_sizes")
-            config = emulated.launch_config(name, dtype, args[batch_from].shape[0], args["w_hh"].shape[1], strategy,
-                                            packed_steps=0 if batch_sizes is None else batch_sizes.numel())
+            state = args[state_from]
+            config = emulated.launch_config(name, DTYPE_NAMES[args["w_hh"].dtype], state.shape[0], state.shape[1],
+                                            strategy, packed_steps=0 if batch_sizes is None else batch_sizes.numel())
             workspace = torch.empty(max(int(config["workspace_bytes"]), 1), dtype=torch.uint8)
             getattr(emulated, name)(**args, workspace=workspace, strategy=strategy)
         return run
 
     return types.SimpleNamespace(
-        lstm_forward=kernel("lstm_forward", "h0"),
+        lstm_forward=kernel("lstm_forward", "c0"),
         lstm_backward=kernel("lstm_backward", "c0"),
         gru_forward=kernel("gru_forward", "h0"),
         gru_backward=kernel("gru_backward", "h0"),
@@ -81,28 +82,22 @@ def _project(x: Tensor, w_ih: Tensor, bias: Tensor | None) -> Tensor:
     return gates.view(*x.shape[:-1], w_ih.shape[0])
 
 
-def _no_projection(w_hr: Tensor | None) -> None:
-    if w_hr is not None:
-        raise NotImplementedError(
-            "fastgates: LSTM projections (proj_size > 0) run on the CPU only so far; the CUDA "
-            "kernels do not implement them yet. Use torch.nn.LSTM on CUDA for projections."
-        )
-
-
 def lstm_forward(x, w_ih, bias, w_hh, w_hr, h0, c0, batch_sizes, reverse, y, h_n, c_n, saved_gates, saved_c,
                  saved_m) -> None:
-    _no_projection(w_hr)
+    if w_hr is not None and saved_m is None:
+        # The projected kernel's second phase reads m_t from saved_m (csrc/cuda/kernels.h).
+        saved_m = x.new_empty(*y.shape[:-1], c0.shape[1])
     _kernels_for(x).lstm_forward(
         gates_x=_project(x, w_ih, bias), w_hh=w_hh, h0=h0, c0=c0, y=y, h_n=h_n, c_n=c_n,
-        saved_gates=saved_gates, saved_c=saved_c, batch_sizes=batch_sizes, reverse=reverse)
+        saved_gates=saved_gates, saved_c=saved_c, batch_sizes=batch_sizes, reverse=reverse, w_hr=w_hr,
+        saved_m=saved_m)
 
 
 def lstm_backward(w_hh, w_hr, saved_gates, saved_c, c0, batch_sizes, reverse, dy, dh_n, dc_n, dgates, dh, dh0,
                   dc0) -> None:
-    _no_projection(w_hr)
     _kernels_for(w_hh).lstm_backward(
         w_hh=w_hh, saved_gates=saved_gates, saved_c=saved_c, c0=c0, dy=dy, dh_n=dh_n, dc_n=dc_n, dgates=dgates,
-        dh0=dh0, dc0=dc0, batch_sizes=batch_sizes, reverse=reverse)
+        dh0=dh0, dc0=dc0, batch_sizes=batch_sizes, reverse=reverse, w_hr=w_hr, dh=dh)
 
 
 def gru_forward(x, w_ih, b_ih, w_hh, b_hh, h0, batch_sizes, reverse, y, h_n, saved) -> None:
