@@ -402,3 +402,18 @@ def test_lstm_kernel_without_inputs_uses_the_bias_alone():
     got = _run_lstm(without, 2)
     for name in ("y", "h_n", "c_n", "dgates", "dh0", "dc0"):
         assert torch.equal(got[name], expected[name]), name
+
+
+def test_peak_measurement_runs_on_every_isa():
+    # What the benchmarks divide by: a FLOP rate, finite and positive (its size is not tested).
+    before = _C.cpu_isa()
+    try:
+        for isa in _C.supported_cpu_isas().split(","):
+            _C.set_cpu_isa(isa)
+            peak = _C.cpu_peak_gflops(1, 0.01)
+            assert np.isfinite(peak) and peak > 0, (isa, peak)
+    finally:
+        _C.set_cpu_isa(before)
+    for bad in [dict(num_threads=0), dict(num_threads=1, seconds=0.0), dict(num_threads=1, seconds=float("nan"))]:
+        with pytest.raises(ValueError, match="cpu_peak_gflops"):
+            _C.cpu_peak_gflops(**bad)

@@ -438,6 +438,16 @@ PYBIND11_MODULE(_C, m) {
     }
   }, py::arg("name"), "Use another instruction-set build of the CPU kernels (for tests).");
   m.def("max_threads", &cpu::max_team_threads);
+  m.def("cpu_peak_gflops", [](int num_threads, double seconds) {
+    if (num_threads < 1 || !(seconds > 0 && seconds <= 60)) {
+      throw py::value_error("cpu_peak_gflops: num_threads must be at least 1 and seconds in (0, 60]");
+    }
+    py::gil_scoped_release no_gil;
+    return cpu::peak_gflops(num_threads, seconds);
+  }, py::arg("num_threads"), py::arg("seconds") = 0.3,
+        "The float32 arithmetic peak in GFLOP/s of num_threads threads of the CPU kernels' instruction "
+        "set, measured with multiply-adds on vectors in registers (csrc/cpu/peak.h); best of three "
+        "runs of about seconds / 3 each.");
   m.def("set_multiply_adds_per_thread", &cpu::set_multiply_adds_per_thread, py::arg("value"),
         "Multiply-adds of a time step per extra thread (for tests: 0 runs every shape on all "
         "threads it can use). Returns the previous value.");

@@ -1,15 +1,19 @@
 // Picks the instruction-set build of the CPU kernels (see kernels_impl.h) once per process:
 // the widest one this processor supports, unless set_cpu_isa chose another.
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 
 #include "cpu/kernels.h"
+#include "cpu/thread_team.h"
 
 #define FG_DECLARE_ISA(isa)                                                         \
   namespace fastgates::cpu::isa {                                                   \
   const char* isa_name();                                                           \
+  int64_t multiply_add_rounds(int64_t, float*);                                     \
   size_t workspace_bytes(Kernel, DType, SequenceShape, int);                        \
   template <typename T> void lstm_forward(const LstmForward<T>&);                   \
   template <typename T> void lstm_backward(const LstmBackward<T>&);                 \
@@ -106,6 +110,44 @@ void set_cpu_isa(const std::string& name) {
   else throw std::invalid_argument("unknown instruction set '" + name + "'; expected generic, avx2, avx512 or avx512_layout");
   if (!supported(isa)) throw std::invalid_argument("this processor does not support " + name);
   current().store(isa);
+}
+
+namespace {
+
+struct PeakRun {
+  int64_t rounds;
+  std::atomic<int64_t> flops{0};
+  float sink[64] = {};
+};
+
+void peak_job(void* context, int thread_index, int, SpinBarrier& barrier) {
+  auto* run = static_cast<PeakRun*>(context);
+  int sense = 0;
+  barrier.wait(&sense);  // start together
+  const int64_t flops = FG_DISPATCH(multiply_add_rounds, run->rounds, &run->sink[thread_index % 64]);
+  run->flops.fetch_add(flops, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+double peak_gflops(int num_threads, double seconds) {
+  using Clock = std::chrono::steady_clock;
+  double best = 0;
+  int64_t rounds = 1 << 16;
+  for (int attempt = 0; attempt < 3;) {
+    PeakRun run;
+    run.rounds = rounds;
+    const Clock::time_point start = Clock::now();
+    run_team(num_threads, peak_job, &run);
+    const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    if (elapsed < seconds / 3 && rounds < (int64_t{1} << 40)) {
+      rounds *= 2;  // too short to time: calibrate first
+      continue;
+    }
+    best = std::max(best, static_cast<double>(run.flops.load()) / elapsed * 1e-9);
+    ++attempt;
+  }
+  return best;
 }
 
 std::string supported_cpu_isas() {

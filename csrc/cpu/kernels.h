@@ -158,5 +158,9 @@ const char* cpu_isa();
 void set_cpu_isa(const std::string& name);
 // Comma-separated names of the builds this processor can run.
 std::string supported_cpu_isas();
+// The float32 arithmetic peak of this processor for the build in use, in GFLOP/s, measured:
+// every one of num_threads threads (a kernel's team) runs multiply-adds on vectors in
+// registers (peak.h) for about `seconds`; the best of three runs.
+double peak_gflops(int num_threads, double seconds);
 
 }  // namespace fastgates::cpu

@@ -6,6 +6,7 @@
 #include "cpu/gru_cells.h"
 #include "cpu/kernels.h"
 #include "cpu/lstm_cells.h"
+#include "cpu/peak.h"
 #include "cpu/recurrence.h"
 
 namespace fastgates::cpu::FG_CPU_ISA {
