@@ -50,6 +50,7 @@ import os
 import sys
 
 import torch
+from tqdm import tqdm
 
 # Run as `python benchmarks/run.py` from anywhere: the suite package sits next to this file.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -100,8 +101,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     """Runs the suite with command-line arguments ``argv``; returns the exit code."""
-    from tqdm import tqdm
-
     args = parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)

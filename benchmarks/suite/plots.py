@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
@@ -54,7 +55,11 @@ def plot(records: list[dict], path: str | Path, title: str) -> None:
         ax_ratio.axhline(1.0, color="gray", linewidth=1)
         ax_ratio.set(xscale="log", xlabel="hidden_size H (= input_size)", ylabel="torch.nn ms / fastgates ms",
                      title=f"(b) {cell.upper()} {mode}, T={T}: speedup over torch.nn")
+        hidden_sizes = sorted({r["H"] for r in rows})
         for ax in (ax_time, ax_ratio):
+            # Ticks at the measured hidden sizes, written out (not as powers of ten).
+            ax.set_xticks(hidden_sizes, [str(h) for h in hidden_sizes])
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
             ax.grid(True, which="both", alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=7)
