@@ -61,11 +61,10 @@ from suite.timing import measure  # noqa: E402
 CUDA_DTYPES = ("float32", "bfloat16", "float16")
 
 
-def _list(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
+def _list(value: str, allowed: tuple[str, ...]) -> list[str]:
     items = [v.strip() for v in value.split(",") if v.strip()]
-    unknown = [v for v in items if v not in allowed]
-    if unknown or not items:
-        raise argparse.ArgumentTypeError(f"{what}: expected a comma list of {', '.join(allowed)}, got {value!r}")
+    if not items or any(v not in allowed for v in items):
+        raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(allowed)}, got {value!r}")
     return items
 
 
@@ -75,8 +74,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--dtype", default="float32", help="cpu: float32; cuda: float32, bfloat16, float16")
     parser.add_argument("--quick", action="store_true", help="a representative subset (under a minute on 2 cores)")
-    parser.add_argument("--cells", default="lstm,gru", type=lambda v: _list(v, cases.CELLS, "--cells"))
-    parser.add_argument("--modes", default="forward,train", type=lambda v: _list(v, implementations.MODES, "--modes"))
+    parser.add_argument("--cells", default="lstm,gru", type=lambda v: _list(v, cases.CELLS),
+                        help="comma list of lstm, gru (default: both)")
+    parser.add_argument("--modes", default="forward,train", type=lambda v: _list(v, implementations.MODES),
+                        help="comma list of forward (inference), train (forward + backward) (default: both)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--min-run-time", type=float, default=None,
                         help="seconds per measurement (default: 1.0, --quick 0.3)")
