@@ -9,52 +9,27 @@ fastgates (above 1: fastgates is faster), and fastgates' GFLOP/s. Modes: `forwar
 inference (torch.no_grad), `train` is forward + backward of sum(y) + sum(h_n) (+ sum(c_n)).
 Timing: torch.utils.benchmark.Timer.blocked_autorange (warm-up included), median of its
 blocks, torch's intra-op thread count as given by --threads; on CUDA the Timer synchronises.
+The layers, timing and FLOP count are the benchmark suite's (benchmarks/suite, behind
+benchmarks/run.py), which also sweeps shapes and writes JSON and plots.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import torch
-import torch.utils.benchmark as benchmark
 
 import fastgates
 
+# The suite package sits next to this file (benchmarks/suite), whatever the working directory.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-def flops(cell: str, mode: str, T: int, B: int, I: int, H: int) -> float:
-    """Multiply-adds of the matrix products, counted as 2 FLOP (gate math not counted)."""
-    gates = 4 if cell == "lstm" else 3
-    forward = 2.0 * T * B * gates * H * (I + H)
-    return forward if mode == "forward" else 3.0 * forward
-
-
-def make_layers(cell: str, I: int, H: int, device: str, dtype: torch.dtype):
-    torch_cls, fast_cls = (torch.nn.LSTM, fastgates.LSTM) if cell == "lstm" else (torch.nn.GRU, fastgates.GRU)
-    reference = torch_cls(I, H, device=device, dtype=dtype)
-    fast = fast_cls(I, H, device=device, dtype=dtype)
-    fast.load_state_dict(reference.state_dict())
-    return reference, fast
-
-
-def step_function(layer, x: torch.Tensor, mode: str):
-    if mode == "forward":
-        def run():
-            with torch.no_grad():
-                layer(x)
-        return run
-
-    def run():
-        y, state = layer(x)
-        states = state if isinstance(state, tuple) else (state,)
-        loss = y.sum() + sum(s.sum() for s in states)
-        loss.backward()
-    return run
-
-
-def median_ms(fn, min_run_time: float) -> float:
-    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
-    return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
+from suite.cases import Case  # noqa: E402
+from suite.implementations import build, step  # noqa: E402
+from suite.report import flops  # noqa: E402
+from suite.timing import measure  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
@@ -69,7 +44,6 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     dtype = getattr(torch, args.dtype)
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
 
     where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else (
         f"CPU kernels: {fastgates.cpu_isa()}, {torch.get_num_threads()} threads")
@@ -79,12 +53,12 @@ def main(argv: list[str]) -> int:
     for case in args.cases.split(","):
         T, B, H = (int(v) for v in case.split("x"))
         for cell in args.cells.split(","):
-            reference, fast = make_layers(cell, H, H, args.device, dtype)
-            x = torch.randn(T, B, H, device=args.device, dtype=dtype)
+            shape = Case(cell, T, B, H, H)
+            subjects = build(shape, args.device, dtype)
             for mode in args.modes.split(","):
-                torch_ms = median_ms(step_function(reference, x, mode), args.min_run_time)
-                fast_ms = median_ms(step_function(fast, x, mode), args.min_run_time)
-                gflops = flops(cell, mode, T, B, H, H) / fast_ms / 1e6
+                torch_ms = measure(step(subjects, "torch.nn", mode), args.min_run_time).median_ms
+                fast_ms = measure(step(subjects, "fastgates", mode), args.min_run_time).median_ms
+                gflops = flops(shape, mode) / fast_ms / 1e6
                 print(f"| {cell} | {mode} | {T} | {B} | {H} | {torch_ms:.2f} | {fast_ms:.2f} | "
                       f"{torch_ms / fast_ms:.2f} | {gflops:.1f} |", flush=True)
     return 0

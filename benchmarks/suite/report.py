@@ -1,0 +1,78 @@
+"""The results: one record per measurement, FLOP counts and rates, the Markdown table and the
+JSON file (its format is documented in ``benchmarks/run.py``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .cases import Case
+from .timing import Timing
+
+# The keys that identify a shape and mode; measurements that share them are compared.
+SHAPE_KEYS = ("cell", "T", "B", "I", "H", "layers", "mode")
+IMPL_LABELS = {"reference": "reference (numpy float64)"}
+
+
+def flops(case: Case, mode: str) -> float:
+    """FLOP of one call: 2 per multiply-add of the matrix products (gate math not counted).
+    Forward: 2 T B G H (I + H) per layer (G = 4 LSTM, 3 GRU; upper layers have I = H);
+    train: 3 x forward (forward, and the two products of the backward)."""
+    gates = 4 if case.cell == "lstm" else 3
+    per_step_row = sum(gates * case.H * ((case.I if k == 0 else case.H) + case.H) for k in range(case.layers))
+    forward = 2.0 * case.T * case.B * per_step_row
+    return forward if mode == "forward" else 3.0 * forward
+
+
+def record(case: Case, impl: str, mode: str, device: str, dtype: str, timing: Timing) -> dict:
+    """One measurement's record, with its GFLOP/s."""
+    return {
+        "cell": case.cell, "impl": impl, "device": device, "dtype": dtype,
+        "T": case.T, "B": case.B, "I": case.I, "H": case.H, "layers": case.layers, "mode": mode,
+        "median_ms": timing.median_ms, "iqr_ms": timing.iqr_ms,
+        "gflops": flops(case, mode) / timing.median_ms / 1e6,
+    }
+
+
+def annotate(records: list[dict], peak_gflops: float | None) -> None:
+    """Adds ``peak_fraction`` (GFLOP/s over the peak; None for the float64 reference, whose
+    arithmetic the float32 peak does not bound, or without a peak) and ``ratio_vs_torch``
+    (torch.nn's median over this one; None without a torch.nn measurement of the same shape
+    and mode) to each record, in place."""
+    torch_ms = {tuple(r[k] for k in SHAPE_KEYS): r["median_ms"] for r in records if r["impl"] == "torch.nn"}
+    for r in records:
+        r["peak_fraction"] = r["gflops"] / peak_gflops if peak_gflops and r["impl"] != "reference" else None
+        baseline = torch_ms.get(tuple(r[k] for k in SHAPE_KEYS))
+        r["ratio_vs_torch"] = baseline / r["median_ms"] if baseline is not None else None
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _sig(value: float | None) -> str:
+    # Three significant figures, without exponents up to 1e6.
+    if value is None:
+        return "–"
+    return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+
+
+def markdown(records: list[dict]) -> str:
+    """The Markdown table of the records, in measurement order."""
+    lines = [
+        "| cell | mode | T | B | I | H | layers | impl | median ms | IQR ms | GFLOP/s | % of peak | torch.nn / impl |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        percent = None if r["peak_fraction"] is None else 100 * r["peak_fraction"]
+        lines.append(
+            f"| {r['cell']} | {r['mode']} | {r['T']} | {r['B']} | {r['I']} | {r['H']} | {r['layers']} | "
+            f"{IMPL_LABELS.get(r['impl'], r['impl'])} | {_sig(r['median_ms'])} | {_sig(r['iqr_ms'])} | "
+            f"{_sig(r['gflops'])} | {_number(percent, 1)} | {_number(r['ratio_vs_torch'], 2)} |"
+        )
+    return "\n".join(lines)
+
+
+def write_json(path: str | Path, machine: dict, records: list[dict]) -> None:
+    """Writes the machine record followed by the measurement records, as one JSON list."""
+    Path(path).write_text(json.dumps([machine, *records], indent=1) + "\n")

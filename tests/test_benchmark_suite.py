@@ -1,0 +1,116 @@
+"""The benchmark suite (benchmarks/run.py) runs end to end in a tiny configuration and writes
+what it promises: the Markdown table, the JSON records, the PNG. No timing value is checked."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fastgates import _C
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = ROOT / "benchmarks" / "run.py"
+REQUIRED_KEYS = {"cell", "impl", "device", "dtype", "T", "B", "I", "H", "layers", "mode", "median_ms", "iqr_ms"}
+MACHINE_KEYS = {"cpu", "logical_cores", "torch_version", "fastgates_version", "cpu_isa", "threads", "peak_gflops",
+                "peak_method", "torch_mm_gflops", "torch_mm_method", "date"}
+
+
+def _load_run():
+    spec = importlib.util.spec_from_file_location("fastgates_benchmarks_run", RUN)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # also puts benchmarks/ on sys.path, for the suite package
+    return module
+
+
+@pytest.fixture
+def run_module(monkeypatch):
+    threads = torch.get_num_threads()
+    module = _load_run()
+    # A fixed peak: the suite must use fastgates._C.cpu_peak_gflops whether or not this build has it.
+    monkeypatch.setattr(_C, "cpu_peak_gflops", lambda n: 100.0 * n, raising=False)
+    yield module
+    torch.set_num_threads(threads)
+
+
+def test_tiny_run_writes_table_json_and_plot(run_module, monkeypatch, tmp_path, capsys):
+    # The reference's size bound, lowered so that of the two tiny shapes only the first is "small".
+    monkeypatch.setattr(sys.modules["suite.implementations"], "REFERENCE_MAX_WORK", 1000)
+    json_path, png_path = tmp_path / "out.json", tmp_path / "out.png"
+    code = run_module.main(["--device", "cpu", "--cases", "3x2x8,4x2x16", "--min-run-time", "0.01", "--quiet",
+                            "--json", str(json_path), "--plot", str(png_path)])
+    assert code == 0
+    out = capsys.readouterr().out
+
+    records = json.loads(json_path.read_text())
+    machines = [r for r in records if r.get("record") == "machine"]
+    assert len(machines) == 1 and MACHINE_KEYS <= machines[0].keys()
+    threads = torch.get_num_threads()
+    assert machines[0]["threads"] == threads and machines[0]["peak_gflops"] == 100.0 * threads
+    assert "cpu_peak_gflops" in machines[0]["peak_method"]
+
+    measured = [r for r in records if r.get("record") != "machine"]
+    for r in measured:
+        assert REQUIRED_KEYS <= r.keys()
+        assert r["median_ms"] > 0 and r["iqr_ms"] >= 0 and r["gflops"] > 0
+    keys = [(r["cell"], r["impl"], r["mode"], r["T"], r["B"], r["I"], r["H"], r["layers"]) for r in measured]
+    assert len(keys) == len(set(keys))
+    expected = {(cell, impl, mode, T, 2, H, H, 1)
+                for cell in ("lstm", "gru") for mode in ("forward", "train") for T, H in ((3, 8), (4, 16))
+                for impl in ("torch.nn", "fastgates", "reference") if impl != "reference" or H == 8}
+    assert set(keys) == expected
+    for r in measured:
+        if r["impl"] == "torch.nn":
+            assert r["ratio_vs_torch"] == pytest.approx(1.0)
+        if r["impl"] == "reference":
+            assert r["dtype"] == "float64" and r["peak_fraction"] is None
+        else:
+            assert r["dtype"] == "float32" and r["peak_fraction"] > 0
+
+    assert "| cell | mode | T | B | I | H | layers | impl |" in out
+    assert "fastgates._C.cpu_peak_gflops" in out
+    rows = [line for line in out.splitlines() if line.startswith(("| lstm", "| gru"))]
+    assert len(rows) == len(measured)
+    assert sum("reference (numpy float64)" in row for row in rows) == 4
+    assert all("| 8 | 8 | 1 | reference" in row for row in rows if "reference" in row)
+
+    assert png_path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_command_line_from_the_repository_root():
+    result = subprocess.run(
+        [sys.executable, "benchmarks/run.py", "--cases", "2x1x4", "--cells", "gru", "--modes", "forward",
+         "--min-run-time", "0.01", "--no-reference"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| gru")]
+    assert [row.split("|")[8].strip() for row in rows] == ["torch.nn", "fastgates"]
+
+
+def test_peak_without_cpu_peak_gflops_is_reported_unknown(run_module, monkeypatch):
+    machine = sys.modules["suite.machine"]
+    monkeypatch.delattr(_C, "cpu_peak_gflops", raising=False)
+    peak = machine.peak("cpu", torch.float32, 2, 0.01)
+    assert peak.gflops is None and "unavailable" in peak.method
+
+
+def test_sweeps_and_flop_count(run_module):
+    cases, report = sys.modules["suite.cases"], sys.modules["suite.report"]
+    full = cases.full_cases(["lstm", "gru"])
+    assert len(full) == len(set(full))
+    lstm = {(c.T, c.B, c.H, c.layers) for c in full if c.cell == "lstm"}
+    assert {(100, B, H, 1) for B in (1, 8, 32, 64, 256) for H in (64, 128, 256, 512, 1024)} <= lstm
+    assert {(25, 32, 256, 1), (200, 32, 256, 1), (100, 32, 256, 2)} <= lstm
+    quick = cases.quick_cases(["gru"])
+    assert cases.Case("gru", 100, 32, 256, 256) in quick and all(c.cell == "gru" for c in quick)
+
+    case = cases.Case("gru", T=5, B=3, I=7, H=11, layers=2)
+    forward = 2 * 5 * 3 * 3 * 11 * (7 + 11) + 2 * 5 * 3 * 3 * 11 * (11 + 11)
+    assert report.flops(case, "forward") == forward
+    assert report.flops(case, "train") == 3 * forward
