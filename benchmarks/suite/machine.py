@@ -24,9 +24,9 @@ from .timing import measure
 
 @dataclass(frozen=True)
 class Rate:
-    """A rate in GFLOP/s (None when it cannot be measured) and how it was measured."""
+    """A rate in GFLOP/s and how it was measured."""
 
-    gflops: float | None
+    gflops: float
     method: str
 
 
@@ -55,8 +55,6 @@ def peak(device: str, dtype: torch.dtype, threads: int, min_run_time: float) -> 
 
     method = (f"fastgates._C.cpu_peak_gflops({threads}): float32 FMA loop in registers, "
               f"{fastgates.cpu_isa()}, {threads} threads")
-    if not hasattr(_C, "cpu_peak_gflops"):
-        return Rate(None, "unavailable (this build of fastgates has no _C.cpu_peak_gflops)")
     return Rate(float(_C.cpu_peak_gflops(threads)), method)
 
 
