@@ -118,6 +118,48 @@ inline int threads_for(int64_t blocks, int64_t multiply_adds_per_step, int reque
   return static_cast<int>(std::min({blocks, by_work, static_cast<int64_t>(std::clamp(requested, 1, max_team_threads()))}));
 }
 
+// Cache blocking of the products (BLIS's kc): a chunk of kChunk<T, G> inner elements of a
+// panel (16 KiB) and the chunk's columns of kSuperTile<G> rows of `a` stay in L1 while every
+// row tile of those rows uses them, whatever the inner dimension. The super-tile is a whole
+// number of row tiles.
+template <typename T, int G>
+constexpr int64_t kChunk = std::max<int64_t>(16, 16384 / (G * kLanes<T> * int64_t(sizeof(T))));
+template <int G>
+constexpr int kSuperTile = 8 * kRowTile<G>;
+
+// Calls run(std::integral_constant<int, R>{}, row0, rec) for the row tiles of rows [begin, end),
+// rec = a[row0.., :K] · panel: the product of one panel (G gates, or G blocks of units). The sum
+// over the inner dimension is taken chunk by chunk (kChunk) and the chunks' sums are added in
+// order: the result depends on the shape only.
+template <typename T, int G, class Run>
+FG_ALWAYS_INLINE void for_each_product(const T* a, int64_t inner, const T* panel, int64_t begin, int64_t end,
+                                       Run&& run) {
+  constexpr int L = kLanes<T>;
+  constexpr int64_t chunk = kChunk<T, G>;
+  constexpr int super = kSuperTile<G>;
+  for (int64_t s0 = begin; s0 < end; s0 += super) {
+    const int64_t s1 = std::min<int64_t>(end, s0 + super);
+    Vec<T> sums[super][G];
+    for (int64_t k0 = 0; k0 < inner; k0 += chunk) {
+      const int64_t k1 = std::min<int64_t>(inner, k0 + chunk);
+      for_each_row_tile<G>(s1, s0, [&](auto rows, int64_t row0) {
+        constexpr int R = decltype(rows)::value;
+        Vec<T> out[R][G];
+        micro_kernel<T, R, G>(a + row0 * inner + k0, inner, panel + k0 * G * L, k1 - k0, out);
+        for (int r = 0; r < R; ++r) {
+          for (int g = 0; g < G; ++g) sums[row0 - s0 + r][g] = k0 == 0 ? out[r][g] : sums[row0 - s0 + r][g] + out[r][g];
+        }
+      });
+    }
+    for_each_row_tile<G>(s1, s0, [&](auto rows, int64_t row0) {
+      constexpr int R = decltype(rows)::value;
+      T rec[R][G][L];
+      std::memcpy(rec, &sums[row0 - s0], sizeof rec);
+      run(rows, row0, rec);
+    });
+  }
+}
+
 // gates_x = x W_ihᵀ + bias for all T·B rows and the hidden units of blocks [begin, end): the
 // input projection as a GEMM with the same packing and micro-kernel as the recurrent product.
 template <typename T, int G>
@@ -134,35 +176,16 @@ void project_inputs(const InputProjection<T>& p, int64_t rows, int64_t input_siz
     if (p.bias) {
       for (int g = 0; g < G; ++g) copy_lanes(bias[g], p.bias + g * hidden_size + j0, units);
     }
-    for_each_row_tile<G>(rows, 0, [&](auto tile, int64_t row0) {
-      constexpr int R = decltype(tile)::value;
-      Vec<T> out[R][G];
-      micro_kernel<T, R, G>(p.x + row0 * input_size, input_size, panel, input_size, out);
-      for (int r = 0; r < R; ++r) {
+    for_each_product<T, G>(p.x, input_size, panel, 0, rows, [&](auto tile, int64_t row0, const T (&out)[decltype(tile)::value][G][L]) {
+      for (int r = 0; r < decltype(tile)::value; ++r) {
         for (int g = 0; g < G; ++g) {
           T gates[L];
-          (Lanes<T>(out[r][g]) + Lanes<T>::load(bias[g])).store(gates);
+          (Lanes<T>::load(out[r][g]) + Lanes<T>::load(bias[g])).store(gates);
           copy_lanes(p.gates_x + (row0 + r) * G * hidden_size + g * hidden_size + j0, gates, units);
         }
       }
     });
   }
-}
-
-// Calls run(std::integral_constant<int, R>{}, row0, rec) for the row tiles of rows [begin, end),
-// rec = a[row0.., :K] · panel: the recurrent product of one block of units (G gates).
-template <typename T, int G, class Run>
-FG_ALWAYS_INLINE void for_each_product(const T* a, int64_t inner, const T* panel, int64_t begin, int64_t end,
-                                       Run&& run) {
-  constexpr int L = kLanes<T>;
-  for_each_row_tile<G>(end, begin, [&](auto rows, int64_t row0) {
-    constexpr int R = decltype(rows)::value;
-    Vec<T> out[R][G];
-    micro_kernel<T, R, G>(a + row0 * inner, inner, panel, inner, out);
-    T rec[R][G][L];
-    std::memcpy(rec, out, sizeof rec);
-    run(rows, row0, rec);
-  });
 }
 
 inline int units_in_block(int64_t size, int64_t j0, int lanes) {
@@ -306,30 +329,50 @@ void run_forward(const Cell& cell, const SequenceLayout& layout, void* workspace
 //     template <int R> void projected_step(int64_t t, int64_t row0, int64_t p0, int units,
 //                                          const Scalar (*rec)[kLanes]);  dL/dh_t, units p0.. of P
 //     template <int R> void projected_initial(int64_t row0, int64_t p0, int units, const Scalar (*rec)[kLanes]);
+// Blocks of units of h per panel of the backward's product with W_hh (pack_columns_panel):
+// as many as the forward has gates, so both products use the same register tile.
+constexpr int kBackwardBlocks = 4;
+
 template <class Cell>
 struct BackwardJob {
   using T = typename Cell::Scalar;
   Cell cell;
   StepSchedule schedule;
-  T* panels = nullptr;             // columns of W_hh, per block of units of h
+  T* panels = nullptr;             // columns of W_hh, per group of kBackwardBlocks blocks of units of h
   T* projection_panels = nullptr;  // columns of W_hr, per block of hidden units
 
   BackwardJob(const Cell& c, const SequenceLayout& layout, WorkspaceCarver& w)
       : cell(c), schedule(c.shape, layout) {
     const SequenceShape& s = c.shape;
     const int64_t K = s.proj_size > 0 ? s.proj_size : s.hidden_size;
-    panels = w.take<T>(unit_blocks(K, kLanes<T>) * panel_elements<T>(Cell::kGates * s.hidden_size, 1));
+    panels = w.take<T>(backward_groups(K) * panel_elements<T>(Cell::kGates * s.hidden_size, kBackwardBlocks));
     if constexpr (Cell::kProjected) {
       projection_panels = w.take<T>(unit_blocks(s.hidden_size, kLanes<T>) * panel_elements<T>(s.proj_size, 1));
     }
     cell.attach(w, &schedule);
   }
+
+  // Groups of kBackwardBlocks blocks that cover K units of h.
+  static int64_t backward_groups(int64_t K) { return unit_blocks(unit_blocks(K, kLanes<T>), kBackwardBlocks); }
 };
+
+// Calls run(rows, row0, b, rec) for each of the first `blocks` blocks b of a product's
+// [R][kBackwardBlocks][L] result, with rec the block's [R][L] part.
+template <typename T, int R, class Run>
+FG_ALWAYS_INLINE void for_each_block(const T (&out)[R][kBackwardBlocks][kLanes<T>], int blocks, Run&& run) {
+  constexpr int L = kLanes<T>;
+  for (int b = 0; b < blocks; ++b) {
+    T rec[R][L];
+    for (int r = 0; r < R; ++r) std::memcpy(rec[r], out[r][b], sizeof rec[r]);
+    run(b, &rec[0]);
+  }
+}
 
 template <class Cell>
 void backward_thread(void* context, int thread, int team_size, SpinBarrier& barrier) {
   using T = typename Cell::Scalar;
   constexpr int L = kLanes<T>;
+  constexpr int U = kBackwardBlocks;
   auto& job = *static_cast<BackwardJob<Cell>*>(context);
   Cell& cell = job.cell;
   const StepSchedule& steps = job.schedule;
@@ -337,16 +380,18 @@ void backward_thread(void* context, int thread, int team_size, SpinBarrier& barr
   const int64_t P = cell.shape.proj_size;
   const int64_t K = Cell::kProjected ? P : H;
   const int64_t GH = Cell::kGates * H;
-  const int64_t panel_size = panel_elements<T>(GH, 1);
+  const int64_t panel_size = panel_elements<T>(GH, U);
+  const int64_t blocks_h = unit_blocks(K, L);
   const BlockRange mine = blocks_of_thread(unit_blocks(H, L), team_size, thread);
-  // Units of h (H, or P with a projection) this thread owns for the product with W_hh.
-  const BlockRange mine_h = Cell::kProjected ? blocks_of_thread(unit_blocks(K, L), team_size, thread) : mine;
-  for (int64_t u = mine_h.begin; u < mine_h.end; ++u) {
-    pack_columns_panel(cell.w_hh, K, GH, u * L, job.panels + u * panel_size);
+  // Groups of blocks of units of h (H, or P with a projection) this thread owns for the
+  // product with W_hh.
+  const BlockRange groups = blocks_of_thread(BackwardJob<Cell>::backward_groups(K), team_size, thread);
+  for (int64_t g = groups.begin; g < groups.end; ++g) {
+    pack_columns_panel(cell.w_hh, K, GH, U, g * U * L, job.panels + g * panel_size);
   }
   if constexpr (Cell::kProjected) {
     for (int64_t u = mine.begin; u < mine.end; ++u) {
-      pack_columns_panel(cell.w_hr, H, P, u * L, job.projection_panels + u * panel_elements<T>(P, 1));
+      pack_columns_panel(cell.w_hr, H, P, 1, u * L, job.projection_panels + u * panel_elements<T>(P, 1));
     }
   }
   int sense = 0;
@@ -357,38 +402,42 @@ void backward_thread(void* context, int thread, int team_size, SpinBarrier& barr
     const int64_t t = k < T_ ? steps.at(T_ - 1 - k) : -1;
     const int64_t p = k > 0 ? steps.at(T_ - k) : -1;
     const T* later = p >= 0 ? cell.recurrent_gradient(p) : nullptr;
-    for (int64_t u = mine_h.begin; u < mine_h.end; ++u) {
-      const T* panel = job.panels + u * panel_size;
-      const int64_t j0 = u * L;
-      const int units = units_in_block(K, j0, L);
-      auto gradient = [&](auto rows, int64_t row0, const T(*rec)[L]) {
+    for (int64_t g = groups.begin; g < groups.end; ++g) {
+      const T* panel = job.panels + g * panel_size;
+      const int blocks = static_cast<int>(std::min<int64_t>(U, blocks_h - g * U));
+      auto block_start = [&](int b) { return (g * U + b) * L; };
+      auto gradient = [&](auto rows, int64_t row0, int b, const T(*rec)[L]) {
         constexpr int R = decltype(rows)::value;
+        const int64_t j0 = block_start(b);
         if constexpr (Cell::kProjected) {
-          cell.template projected_step<R>(t, row0, j0, units, rec);
+          cell.template projected_step<R>(t, row0, j0, units_in_block(K, j0, L), rec);
         } else {
-          cell.template step<R>(t, row0, j0, units, rec);
+          cell.template step<R>(t, row0, j0, units_in_block(K, j0, L), rec);
         }
       };
-      auto initial = [&](auto rows, int64_t row0, const T(*rec)[L]) {
+      auto initial = [&](auto rows, int64_t row0, int b, const T(*rec)[L]) {
         constexpr int R = decltype(rows)::value;
+        const int64_t j0 = block_start(b);
         if constexpr (Cell::kProjected) {
-          cell.template projected_initial<R>(row0, j0, units, rec);
+          cell.template projected_initial<R>(row0, j0, units_in_block(K, j0, L), rec);
         } else {
-          cell.template initial<R>(row0, j0, units, rec);
+          cell.template initial<R>(row0, j0, units_in_block(K, j0, L), rec);
         }
       };
       if (t >= 0) {
         const int64_t carried = steps.carried(t);
-        for_each_product<T, 1>(later, GH, panel, 0, carried,
-                               [&](auto rows, int64_t row0, const T (&rec)[decltype(rows)::value][1][L]) {
-                                 gradient(rows, row0, &rec[0][0]);
+        for_each_product<T, U>(later, GH, panel, 0, carried,
+                               [&](auto rows, int64_t row0, const T (&rec)[decltype(rows)::value][U][L]) {
+                                 for_each_block(rec, blocks, [&](int b, const T(*r)[L]) { gradient(rows, row0, b, r); });
                                });
-        for_each_row_tile<1>(steps.rows(t), carried, [&](auto rows, int64_t row0) { gradient(rows, row0, nullptr); });
+        for_each_row_tile<1>(steps.rows(t), carried, [&](auto rows, int64_t row0) {
+          for (int b = 0; b < blocks; ++b) gradient(rows, row0, b, nullptr);
+        });
       }
       if (p >= 0) {
-        for_each_product<T, 1>(later, GH, panel, steps.continued(p), steps.rows(p),
-                               [&](auto rows, int64_t row0, const T (&rec)[decltype(rows)::value][1][L]) {
-                                 initial(rows, row0, &rec[0][0]);
+        for_each_product<T, U>(later, GH, panel, steps.continued(p), steps.rows(p),
+                               [&](auto rows, int64_t row0, const T (&rec)[decltype(rows)::value][U][L]) {
+                                 for_each_block(rec, blocks, [&](int b, const T(*r)[L]) { initial(rows, row0, b, r); });
                                });
       }
     }

@@ -32,15 +32,19 @@ void pack_rows_panel(const T* w, int64_t hidden_size, int64_t inner, int gates, 
   }
 }
 
-// Panel of W [K, H] for the backward product dgates · W (columns j0.. of W): one "gate",
-// inner dimension K = G·H.
+// Panel of W [K, H] for the backward product dgates · W: `blocks` adjacent blocks of kLanes
+// columns j0.. of W side by side ([K][blocks][kLanes]; the micro-kernel's G is `blocks`),
+// inner dimension K = G·H. Several blocks per panel give the micro-kernel as many
+// independent products per broadcast input as the forward's gates do.
 template <typename T>
-void pack_columns_panel(const T* w, int64_t hidden_size, int64_t inner, int64_t j0, T* panel) {
+void pack_columns_panel(const T* w, int64_t hidden_size, int64_t inner, int blocks, int64_t j0, T* panel) {
   const int lanes = kLanes<T>;
   for (int64_t k = 0; k < inner; ++k) {
-    for (int l = 0; l < lanes; ++l) {
-      const int64_t j = j0 + l;
-      panel[k * lanes + l] = j < hidden_size ? w[k * hidden_size + j] : T(0);
+    for (int b = 0; b < blocks; ++b) {
+      for (int l = 0; l < lanes; ++l) {
+        const int64_t j = j0 + b * lanes + l;
+        panel[(k * blocks + b) * lanes + l] = j < hidden_size ? w[k * hidden_size + j] : T(0);
+      }
     }
   }
 }
