@@ -162,29 +162,36 @@ FG_ALWAYS_INLINE void for_each_product(const T* a, int64_t inner, const T* panel
 
 // gates_x = x W_ihᵀ + bias for all T·B rows and the hidden units of blocks [begin, end): the
 // input projection as a GEMM with the same packing and micro-kernel as the recurrent product.
+// Rows outside, blocks inside: a super-tile of x stays in cache while every panel of the
+// thread passes over it, and each row's gates of the thread's units are written together.
 template <typename T, int G>
 void project_inputs(const InputProjection<T>& p, int64_t rows, int64_t input_size, int64_t hidden_size,
                     BlockRange blocks, T* panels) {
   constexpr int L = kLanes<T>;
   const int64_t panel_size = panel_elements<T>(input_size, G);
   for (int64_t u = blocks.begin; u < blocks.end; ++u) {
-    T* panel = panels + u * panel_size;
-    const int64_t j0 = u * L;
-    const int units = static_cast<int>(std::min<int64_t>(L, hidden_size - j0));
-    pack_rows_panel(p.w_ih, hidden_size, input_size, G, j0, panel);
-    T bias[G][L] = {};
-    if (p.bias) {
-      for (int g = 0; g < G; ++g) copy_lanes(bias[g], p.bias + g * hidden_size + j0, units);
-    }
-    for_each_product<T, G>(p.x, input_size, panel, 0, rows, [&](auto tile, int64_t row0, const T (&out)[decltype(tile)::value][G][L]) {
-      for (int r = 0; r < decltype(tile)::value; ++r) {
-        for (int g = 0; g < G; ++g) {
-          T gates[L];
-          (Lanes<T>::load(out[r][g]) + Lanes<T>::load(bias[g])).store(gates);
-          copy_lanes(p.gates_x + (row0 + r) * G * hidden_size + g * hidden_size + j0, gates, units);
-        }
+    pack_rows_panel(p.w_ih, hidden_size, input_size, G, u * L, panels + u * panel_size);
+  }
+  for (int64_t s0 = 0; s0 < rows; s0 += kSuperTile<G>) {
+    const int64_t s1 = std::min<int64_t>(rows, s0 + kSuperTile<G>);
+    for (int64_t u = blocks.begin; u < blocks.end; ++u) {
+      const int64_t j0 = u * L;
+      const int units = static_cast<int>(std::min<int64_t>(L, hidden_size - j0));
+      T bias[G][L] = {};
+      if (p.bias) {
+        for (int g = 0; g < G; ++g) copy_lanes(bias[g], p.bias + g * hidden_size + j0, units);
       }
-    });
+      for_each_product<T, G>(p.x, input_size, panels + u * panel_size, s0, s1,
+                             [&](auto tile, int64_t row0, const T (&out)[decltype(tile)::value][G][L]) {
+        for (int r = 0; r < decltype(tile)::value; ++r) {
+          for (int g = 0; g < G; ++g) {
+            T gates[L];
+            (Lanes<T>::load(out[r][g]) + Lanes<T>::load(bias[g])).store(gates);
+            copy_lanes(p.gates_x + (row0 + r) * G * hidden_size + g * hidden_size + j0, gates, units);
+          }
+        }
+      });
+    }
   }
 }
 
