@@ -5,6 +5,7 @@ LSTM and GRU, inference and training, over sweeps of batch, hidden size, length 
     python benchmarks/run.py                              # the full sweeps (long)
     python benchmarks/run.py --json results.json --plot results.png
     python benchmarks/run.py --device cuda --dtype bfloat16
+    python benchmarks/run.py --cases 100x32x256,200x64x512x2    # given TxBxH[xnum_layers]
 
 Cases. Full: the grid batch B in {1, 8, 32, 64, 256} x hidden_size H in {64, ..., 1024} at
 T = 100 (holding the B and H sweeps through the base point T = 100, B = 32, H = 256), the
@@ -32,7 +33,7 @@ Output: a Markdown table on stdout (always); a progress bar on stderr (on a term
 --json PATH writes a JSON list: first one machine record
 
     {"record": "machine", "cpu", "logical_cores", "torch_version", "fastgates_version",
-     "cpu_isa", "threads", "device", "dtype", "cuda_device" (or null), "peak_gflops" (or null),
+     "cpu_isa", "threads", "device", "dtype", "cuda_device" (or null), "peak_gflops",
      "peak_method", "torch_mm_gflops", "torch_mm_method", "date" (ISO 8601, UTC)}
 
 then one record per measurement
@@ -86,7 +87,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--plot", metavar="PATH", help="write a PNG plot")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     # Explicit shapes instead of the sweeps (TxBxH or TxBxHxL, comma-separated); for tests.
-    parser.add_argument("--cases", help=argparse.SUPPRESS)
+    parser.add_argument("--cases", metavar="TxBxH[xL],...",
+                        help="explicit shapes instead of the sweeps (I = H; L = num_layers, default 1), "
+                             "e.g. 100x32x256,200x64x512")
     args = parser.parse_args(argv)
     if not (args.device == "cpu" or args.device.startswith("cuda")):
         parser.error(f"--device: cpu or cuda, not {args.device!r}")

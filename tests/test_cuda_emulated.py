@@ -56,9 +56,10 @@ def gemm_input(a, w_t, bias):
     return (a.double() @ w_t.double() + bias.double()).to(a.dtype).contiguous()
 
 
-def problem(G, T, B, I, H, dtype, seed=0, lengths=None):
+def problem(G, T, B, I, H, dtype, seed=0, lengths=None, proj_size=0):
     """Padded [T, B, ·] sequence arrays, or packed [N, ·] ones for sequences of these `lengths`
-    (non-increasing: B = len(lengths), T = lengths[0])."""
+    (non-increasing: B = len(lengths), T = lengths[0]). With proj_size P, an LSTM with a
+    projection: w_hr [P, H], and h0, dy, dh_n, w_hh's columns of width P."""
     g = torch.Generator().manual_seed(seed)
 
     def rnd(*shape, scale=1.0):
@@ -66,12 +67,15 @@ def problem(G, T, B, I, H, dtype, seed=0, lengths=None):
 
     lead = (T, B) if lengths is None else (sum(lengths),)
     B = B if lengths is None else len(lengths)
-    k = 1 / H**0.5
-    return {
-        "x": rnd(*lead, I), "w_ih": rnd(G * H, I, scale=k), "w_hh": rnd(G * H, H, scale=k),
-        "b_ih": rnd(G * H, scale=k), "b_hh": rnd(G * H, scale=k), "h0": rnd(B, H), "c0": rnd(B, H),
-        "dy": rnd(*lead, H), "dh_n": rnd(B, H), "dc_n": rnd(B, H),
+    k, K = 1 / H**0.5, proj_size or H
+    p = {
+        "x": rnd(*lead, I), "w_ih": rnd(G * H, I, scale=k), "w_hh": rnd(G * H, K, scale=k),
+        "b_ih": rnd(G * H, scale=k), "b_hh": rnd(G * H, scale=k), "h0": rnd(B, K), "c0": rnd(B, H),
+        "dy": rnd(*lead, K), "dh_n": rnd(B, K), "dc_n": rnd(B, H),
     }
+    if proj_size:
+        p["w_hr"] = rnd(proj_size, H, scale=k)
+    return p
 
 
 def batch_sizes_of(lengths):

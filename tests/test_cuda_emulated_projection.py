@@ -22,19 +22,7 @@ I_SIZE = 3
 
 def projected_problem(T, B, H, P, dtype, seed, lengths=None):
     """A projected LSTM problem: padded [T, B, ·] arrays, or packed [N, ·] ones for `lengths`."""
-    g = torch.Generator().manual_seed(seed)
-
-    def rnd(*shape, scale=1.0):
-        return (torch.rand(*shape, generator=g, dtype=torch.float64) * 2 - 1).mul(scale).to(dtype)
-
-    lead = (T, B) if lengths is None else (sum(lengths),)
-    B = B if lengths is None else len(lengths)
-    k = 1 / H**0.5
-    return {
-        "x": rnd(*lead, I_SIZE), "w_ih": rnd(4 * H, I_SIZE, scale=k), "w_hh": rnd(4 * H, P, scale=k),
-        "w_hr": rnd(P, H, scale=k), "b_ih": rnd(4 * H, scale=k), "b_hh": rnd(4 * H, scale=k),
-        "h0": rnd(B, P), "c0": rnd(B, H), "dy": rnd(*lead, P), "dh_n": rnd(B, P), "dc_n": rnd(B, H),
-    }
+    return problem(4, T, B, I_SIZE, H, dtype, seed, lengths=lengths, proj_size=P)
 
 
 def emulated_projected(p, strategy, batch_sizes, reverse, save=True):
