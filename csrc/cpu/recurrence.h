@@ -139,7 +139,7 @@ FG_ALWAYS_INLINE void for_each_product(const T* a, int64_t inner, const T* panel
   constexpr int super = kSuperTile<G>;
   for (int64_t s0 = begin; s0 < end; s0 += super) {
     const int64_t s1 = std::min<int64_t>(end, s0 + super);
-    Vec<T> sums[super][G];
+    Vec<T> sums[super][G] = {};  // zero when the inner dimension is (input_size 0)
     for (int64_t k0 = 0; k0 < inner; k0 += chunk) {
       const int64_t k1 = std::min<int64_t>(inner, k0 + chunk);
       for_each_row_tile<G>(s1, s0, [&](auto rows, int64_t row0) {
