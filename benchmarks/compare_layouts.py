@@ -14,13 +14,18 @@ being `steps`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
-from torch.utils import benchmark
 
 import fastgates
+
+# The suite package sits next to this file (benchmarks/suite), whatever the working directory.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from suite.timing import measure  # noqa: E402
 
 CASES = [
     ("LSTM, packed", "LSTM", {}, True),
@@ -50,11 +55,6 @@ def step_function(layer, x, lengths, training: bool):
     return run
 
 
-def median_ms(fn, min_run_time: float) -> float:
-    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
-    return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=100)
@@ -78,7 +78,7 @@ def main(argv: list[str]) -> int:
         fast = fastgates.from_torch(reference)
         x = torch.randn(T, B, H, requires_grad=True)
         for training in (False, True):
-            times = [median_ms(step_function(layer, x, lengths if packed else None, training), args.min_run_time)
+            times = [measure(step_function(layer, x, lengths if packed else None, training), args.min_run_time).median_ms
                      for layer in (reference, fast)]
             print(f"| {name} | {'train' if training else 'forward'} | {times[0]:.1f} | {times[1]:.1f} | "
                   f"{times[0] / times[1]:.2f} |", flush=True)

@@ -9,7 +9,6 @@
 
 namespace fastgates::cpu::FG_CPU_ISA {
 
-// (Not inline: dispatch.cpp calls it through each build's symbol.)
 // Independent chains: enough to cover the latency of an FMA (4 cycles) times the FMA pipes of
 // a core (2) with room to spare, within the 16 registers of AVX2. The avx512_layout build's
 // 64-byte vectors take two AVX2 registers each: half as many chains.
@@ -20,7 +19,8 @@ constexpr int kChains = 12;
 #endif
 
 // Runs `rounds` rounds of one multiply-add on each of kChains vectors and returns the FLOP
-// done. `sink` keeps the result alive (one float).
+// done. `sink` keeps the result alive (one float). Not inline: dispatch.cpp calls it through
+// each build's symbol.
 int64_t multiply_add_rounds(int64_t rounds, float* sink) {
   Vec<float> acc[kChains];
   for (int c = 0; c < kChains; ++c) acc[c] = Vec<float>{} + 1.0f / float(c + 1);

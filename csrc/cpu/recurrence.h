@@ -139,7 +139,7 @@ FG_ALWAYS_INLINE void for_each_product(const T* a, int64_t inner, const T* panel
   constexpr int super = kSuperTile<G>;
   for (int64_t s0 = begin; s0 < end; s0 += super) {
     const int64_t s1 = std::min<int64_t>(end, s0 + super);
-    Vec<T> sums[super][G] = {};  // zero when the inner dimension is (input_size 0)
+    Vec<T> sums[super][G] = {};  // stays zero when the inner dimension is (input_size 0)
     for (int64_t k0 = 0; k0 < inner; k0 += chunk) {
       const int64_t k1 = std::min<int64_t>(inner, k0 + chunk);
       for_each_row_tile<G>(s1, s0, [&](auto rows, int64_t row0) {
@@ -147,7 +147,7 @@ FG_ALWAYS_INLINE void for_each_product(const T* a, int64_t inner, const T* panel
         Vec<T> out[R][G];
         micro_kernel<T, R, G>(a + row0 * inner + k0, inner, panel + k0 * G * L, k1 - k0, out);
         for (int r = 0; r < R; ++r) {
-          for (int g = 0; g < G; ++g) sums[row0 - s0 + r][g] = k0 == 0 ? out[r][g] : sums[row0 - s0 + r][g] + out[r][g];
+          for (int g = 0; g < G; ++g) sums[row0 - s0 + r][g] += out[r][g];
         }
       });
     }
@@ -318,6 +318,10 @@ void run_forward(const Cell& cell, const SequenceLayout& layout, void* workspace
   run_team(threads_for_cell(cell, num_threads), &forward_thread<Cell>, &job);
 }
 
+// Blocks of units of h per panel of the backward's product with W_hh (pack_columns_panel):
+// as many as the forward has gates, so both products use the same register tile.
+constexpr int kBackwardBlocks = 4;
+
 // ---------------------------------------------------------------------------------------------
 // Backward: the steps in the reverse of the forward pass's order. Cell interface:
 //   using Scalar;  static constexpr int kGates;  static constexpr bool kProjected;
@@ -336,10 +340,6 @@ void run_forward(const Cell& cell, const SequenceLayout& layout, void* workspace
 //     template <int R> void projected_step(int64_t t, int64_t row0, int64_t p0, int units,
 //                                          const Scalar (*rec)[kLanes]);  dL/dh_t, units p0.. of P
 //     template <int R> void projected_initial(int64_t row0, int64_t p0, int units, const Scalar (*rec)[kLanes]);
-// Blocks of units of h per panel of the backward's product with W_hh (pack_columns_panel):
-// as many as the forward has gates, so both products use the same register tile.
-constexpr int kBackwardBlocks = 4;
-
 template <class Cell>
 struct BackwardJob {
   using T = typename Cell::Scalar;
@@ -363,7 +363,7 @@ struct BackwardJob {
   static int64_t backward_groups(int64_t K) { return unit_blocks(unit_blocks(K, kLanes<T>), kBackwardBlocks); }
 };
 
-// Calls run(rows, row0, b, rec) for each of the first `blocks` blocks b of a product's
+// Calls run(b, rec) for each of the first `blocks` blocks b of a product's
 // [R][kBackwardBlocks][L] result, with rec the block's [R][L] part.
 template <typename T, int R, class Run>
 FG_ALWAYS_INLINE void for_each_block(const T (&out)[R][kBackwardBlocks][kLanes<T>], int blocks, Run&& run) {
