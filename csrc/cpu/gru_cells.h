@@ -44,32 +44,28 @@ struct GruForwardCell {
                               const T (&rec)[R][kGates][L]) {
     const int64_t H = shape.hidden_size;
     const int64_t carried = steps->carried(t);
-    T bias[3][L] = {};
+    using V = Lanes<T>;
+    V bias[3] = {V(T(0)), V(T(0)), V(T(0))};
     if (a.b_hh) {
-      for (int g = 0; g < 3; ++g) copy_lanes(bias[g], a.b_hh + g * H + j0, units);
+      for (int g = 0; g < 3; ++g) bias[g] = load_lanes(a.b_hh + g * H + j0, units);
     }
     for (int r = 0; r < R; ++r) {
       const int64_t row = row0 + r;
       const int64_t n = steps->offset(t) + row;  // row of the [N, ...] arrays
-      T gx[3][L] = {}, h_prev[L] = {}, h[L], saved[4][L];
-      for (int g = 0; g < 3; ++g) copy_lanes(gx[g], a.input.gates_x + n * 3 * H + g * H + j0, units);
-      copy_lanes(h_prev, h_prev_all + row * H + j0, units);
-      using V = Lanes<T>;
-      cell::GruGates<V> x{V::load(gx[0]), V::load(gx[1]), V::load(gx[2])};
-      cell::GruGates<V> hh{V::load(rec[r][0]) + V::load(bias[0]), V::load(rec[r][1]) + V::load(bias[1]),
-                           V::load(rec[r][2]) + V::load(bias[2])};
-      V h_new;
-      cell::GruSaved<V> s = cell::gru_forward(x, hh, V::load(h_prev), &h_new);
-      h_new.store(h);
-      s.r.store(saved[0]);
-      s.z.store(saved[1]);
-      s.n.store(saved[2]);
-      s.h_n.store(saved[3]);
-      copy_lanes(a.y + n * H + j0, h, units);
+      const T* gx = a.input.gates_x + n * 3 * H + j0;
+      cell::GruGates<V> x{load_lanes(gx, units), load_lanes(gx + H, units), load_lanes(gx + 2 * H, units)};
+      cell::GruGates<V> hh{V::load(rec[r][0]) + bias[0], V::load(rec[r][1]) + bias[1], V::load(rec[r][2]) + bias[2]};
+      V h;
+      cell::GruSaved<V> s = cell::gru_forward(x, hh, load_lanes(h_prev_all + row * H + j0, units), &h);
+      store_lanes(a.y + n * H + j0, h, units);
       if constexpr (kSave) {
-        for (int g = 0; g < 4; ++g) copy_lanes(a.saved + n * 4 * H + g * H + j0, saved[g], units);
+        T* saved = a.saved + n * 4 * H + j0;
+        store_lanes(saved, s.r, units);
+        store_lanes(saved + H, s.z, units);
+        store_lanes(saved + 2 * H, s.n, units);
+        store_lanes(saved + 3 * H, s.h_n, units);
       }
-      if (row >= carried) copy_lanes(a.h_n + row * H + j0, h, units);
+      if (row >= carried) store_lanes(a.h_n + row * H + j0, h, units);
     }
   }
 };
@@ -106,33 +102,24 @@ struct GruBackwardCell {
       const int64_t row = row0 + r;
       const int64_t n = steps->offset(t) + row;
       const bool last = row >= carried;
-      T saved[4][L] = {}, h_prev[L] = {}, dh[L] = {}, direct[L] = {}, dgx[3][L], dgh[3][L];
-      for (int g = 0; g < 4; ++g) copy_lanes(saved[g], a.saved + n * 4 * H + g * H + j0, units);
-      copy_lanes(h_prev, (row < continued ? h_before : a.h0) + row * H + j0, units);
-      copy_lanes(dh, a.dy + n * H + j0, units);
-      if (last) {
-        const T* dh_n = a.dh_n + row * H + j0;
-        for (int l = 0; l < units; ++l) dh[l] += dh_n[l];
-      } else {
-        const T* d = dh_direct + row * H + j0;
-        for (int l = 0; l < units; ++l) dh[l] += d[l] + rec[r][l];
-      }
       using V = Lanes<T>;
-      cell::GruSaved<V> s{V::load(saved[0]), V::load(saved[1]), V::load(saved[2]), V::load(saved[3])};
+      const T* saved = a.saved + n * 4 * H + j0;
+      cell::GruSaved<V> s{load_lanes(saved, units), load_lanes(saved + H, units), load_lanes(saved + 2 * H, units),
+                          load_lanes(saved + 3 * H, units)};
+      const V dy = load_lanes(a.dy + n * H + j0, units);
+      const V dh = last ? dy + load_lanes(a.dh_n + row * H + j0, units)
+                        : dy + (load_lanes(dh_direct + row * H + j0, units) + V::load(rec[r]));
       cell::GruGates<V> dx, dhp;
-      V direct_v = cell::gru_backward(s, V::load(h_prev), V::load(dh), &dx, &dhp);
-      direct_v.store(direct);
-      dx.r.store(dgx[0]);
-      dx.z.store(dgx[1]);
-      dx.n.store(dgx[2]);
-      dhp.r.store(dgh[0]);
-      dhp.z.store(dgh[1]);
-      dhp.n.store(dgh[2]);
-      for (int g = 0; g < 3; ++g) {
-        copy_lanes(a.dgates_x + n * 3 * H + g * H + j0, dgx[g], units);
-        copy_lanes(a.dgates_h + n * 3 * H + g * H + j0, dgh[g], units);
-      }
-      copy_lanes(dh_direct + row * H + j0, direct, units);
+      V direct = cell::gru_backward(s, load_lanes((row < continued ? h_before : a.h0) + row * H + j0, units), dh, &dx, &dhp);
+      T* dgates_x = a.dgates_x + n * 3 * H + j0;
+      T* dgates_h = a.dgates_h + n * 3 * H + j0;
+      store_lanes(dgates_x, dx.r, units);
+      store_lanes(dgates_x + H, dx.z, units);
+      store_lanes(dgates_x + 2 * H, dx.n, units);
+      store_lanes(dgates_h, dhp.r, units);
+      store_lanes(dgates_h + H, dhp.z, units);
+      store_lanes(dgates_h + 2 * H, dhp.n, units);
+      store_lanes(dh_direct + row * H + j0, direct, units);
     }
   }
 

@@ -57,34 +57,30 @@ struct LstmForwardCell {
       const int64_t row = row0 + r;
       const int64_t n = steps->offset(t) + row;  // row of the [N, ...] arrays
       const T* gx = a.input.gates_x + n * 4 * H + j0;
-      T pre[4][L] = {}, c_prev[L] = {}, c[L], h[L], act[4][L];
-      for (int g = 0; g < 4; ++g) copy_lanes(pre[g], gx + g * H, units);
-      copy_lanes(c_prev, (fresh ? a.c0 : c_state) + row * H + j0, units);
       using V = Lanes<T>;
-      cell::LstmGates<V> in{V::load(pre[0]) + V::load(rec[r][0]), V::load(pre[1]) + V::load(rec[r][1]),
-                            V::load(pre[2]) + V::load(rec[r][2]), V::load(pre[3]) + V::load(rec[r][3])};
-      V c_new, h_new;
-      cell::LstmGates<V> out = cell::lstm_forward(in, V::load(c_prev), &c_new, &h_new);
-      c_new.store(c);
-      h_new.store(h);
-      out.i.store(act[0]);
-      out.f.store(act[1]);
-      out.g.store(act[2]);
-      out.o.store(act[3]);
-      copy_lanes(c_state + row * H + j0, c, units);
+      cell::LstmGates<V> in{load_lanes(gx, units) + V::load(rec[r][0]), load_lanes(gx + H, units) + V::load(rec[r][1]),
+                            load_lanes(gx + 2 * H, units) + V::load(rec[r][2]),
+                            load_lanes(gx + 3 * H, units) + V::load(rec[r][3])};
+      V c, h;
+      cell::LstmGates<V> act = cell::lstm_forward(in, load_lanes((fresh ? a.c0 : c_state) + row * H + j0, units), &c, &h);
+      store_lanes(c_state + row * H + j0, c, units);
       if constexpr (kProjected) {
-        copy_lanes(m_state + row * H + j0, h, units);
+        store_lanes(m_state + row * H + j0, h, units);
       } else {
-        copy_lanes(a.y + n * H + j0, h, units);
+        store_lanes(a.y + n * H + j0, h, units);
       }
       if constexpr (kSave) {
-        for (int g = 0; g < 4; ++g) copy_lanes(a.saved_gates + n * 4 * H + g * H + j0, act[g], units);
-        copy_lanes(a.saved_c + n * H + j0, c, units);
-        if constexpr (kProjected) copy_lanes(a.saved_m + n * H + j0, h, units);
+        T* saved = a.saved_gates + n * 4 * H + j0;
+        store_lanes(saved, act.i, units);
+        store_lanes(saved + H, act.f, units);
+        store_lanes(saved + 2 * H, act.g, units);
+        store_lanes(saved + 3 * H, act.o, units);
+        store_lanes(a.saved_c + n * H + j0, c, units);
+        if constexpr (kProjected) store_lanes(a.saved_m + n * H + j0, h, units);
       }
       if (row >= carried) {
-        if constexpr (!kProjected) copy_lanes(a.h_n + row * H + j0, h, units);
-        copy_lanes(a.c_n + row * H + j0, c, units);
+        if constexpr (!kProjected) store_lanes(a.h_n + row * H + j0, h, units);
+        store_lanes(a.c_n + row * H + j0, c, units);
       }
     }
   }
@@ -138,29 +134,26 @@ struct LstmBackwardCell {
       const int64_t row = row0 + r;
       const int64_t n = steps->offset(t) + row;
       const bool last = row >= carried;
-      T act[4][L] = {}, c[L] = {}, c_prev[L] = {}, dh[L] = {}, dc[L] = {}, dg[4][L], dc_prev[L];
-      for (int g = 0; g < 4; ++g) copy_lanes(act[g], a.saved_gates + n * 4 * H + g * H + j0, units);
-      copy_lanes(c, a.saved_c + n * H + j0, units);
-      copy_lanes(c_prev, (row < continued ? c_before : a.c0) + row * H + j0, units);
-      copy_lanes(dc, (last ? a.dc_n : dc_state) + row * H + j0, units);
-      if constexpr (kProjected) {
-        copy_lanes(dh, rec[r], units);  // dL/dm_t
-      } else {
-        copy_lanes(dh, last ? a.dh_n + row * H + j0 : rec[r], units);
-        const T* dy = a.dy + n * H + j0;
-        for (int l = 0; l < units; ++l) dh[l] += dy[l];
-      }
       using V = Lanes<T>;
-      cell::LstmGates<V> s{V::load(act[0]), V::load(act[1]), V::load(act[2]), V::load(act[3])};
-      V dc_prev_v;
-      cell::LstmGates<V> d = cell::lstm_backward(s, V::load(c), V::load(c_prev), V::load(dh), V::load(dc), &dc_prev_v);
-      dc_prev_v.store(dc_prev);
-      d.i.store(dg[0]);
-      d.f.store(dg[1]);
-      d.g.store(dg[2]);
-      d.o.store(dg[3]);
-      for (int g = 0; g < 4; ++g) copy_lanes(a.dgates + n * 4 * H + g * H + j0, dg[g], units);
-      copy_lanes(dc_state + row * H + j0, dc_prev, units);
+      const T* saved = a.saved_gates + n * 4 * H + j0;
+      cell::LstmGates<V> s{load_lanes(saved, units), load_lanes(saved + H, units), load_lanes(saved + 2 * H, units),
+                           load_lanes(saved + 3 * H, units)};
+      V dh;
+      if constexpr (kProjected) {
+        dh = V::load(rec[r]);  // dL/dm_t
+      } else {
+        dh = (last ? load_lanes(a.dh_n + row * H + j0, units) : V::load(rec[r])) + load_lanes(a.dy + n * H + j0, units);
+      }
+      V dc_prev;
+      cell::LstmGates<V> d = cell::lstm_backward(
+          s, load_lanes(a.saved_c + n * H + j0, units), load_lanes((row < continued ? c_before : a.c0) + row * H + j0, units),
+          dh, load_lanes((last ? a.dc_n : dc_state) + row * H + j0, units), &dc_prev);
+      T* dgates = a.dgates + n * 4 * H + j0;
+      store_lanes(dgates, d.i, units);
+      store_lanes(dgates + H, d.f, units);
+      store_lanes(dgates + 2 * H, d.g, units);
+      store_lanes(dgates + 3 * H, d.o, units);
+      store_lanes(dc_state + row * H + j0, dc_prev, units);
     }
   }
 

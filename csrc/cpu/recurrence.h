@@ -177,17 +177,14 @@ void project_inputs(const InputProjection<T>& p, int64_t rows, int64_t input_siz
     for (int64_t u = blocks.begin; u < blocks.end; ++u) {
       const int64_t j0 = u * L;
       const int units = static_cast<int>(std::min<int64_t>(L, hidden_size - j0));
-      T bias[G][L] = {};
-      if (p.bias) {
-        for (int g = 0; g < G; ++g) copy_lanes(bias[g], p.bias + g * hidden_size + j0, units);
-      }
+      Lanes<T> bias[G];
+      for (int g = 0; g < G; ++g) bias[g] = p.bias ? load_lanes(p.bias + g * hidden_size + j0, units) : Lanes<T>(T(0));
       for_each_product<T, G>(p.x, input_size, panels + u * panel_size, s0, s1,
                              [&](auto tile, int64_t row0, const T (&out)[decltype(tile)::value][G][L]) {
         for (int r = 0; r < decltype(tile)::value; ++r) {
           for (int g = 0; g < G; ++g) {
-            T gates[L];
-            (Lanes<T>::load(out[r][g]) + Lanes<T>::load(bias[g])).store(gates);
-            copy_lanes(p.gates_x + (row0 + r) * G * hidden_size + g * hidden_size + j0, gates, units);
+            store_lanes(p.gates_x + (row0 + r) * G * hidden_size + g * hidden_size + j0,
+                        Lanes<T>::load(out[r][g]) + bias[g], units);
           }
         }
       });
