@@ -70,7 +70,8 @@ def _lstm_problem(T, B, I, H, dtype, seed=0):
     return _problem(T, B, I, H, dtype, 4, ("h", "c"), seed)
 
 
-def _run_lstm(p, threads):
+def _run_lstm(p, threads, gates_in_place=False):
+    """gates_in_place: the forward writes the saved activations over gates_x (kernels.h)."""
     T, B, I = p["x"].shape
     H = p["w_hh"].shape[1]
     dt = p["x"].dtype
@@ -84,7 +85,7 @@ def _run_lstm(p, threads):
         dh0=torch.empty(B, H, dtype=dt),
         dc0=torch.empty(B, H, dtype=dt),
     )
-    out["gates_x"] = torch.empty(T, B, 4 * H, dtype=dt)
+    out["gates_x"] = out["saved_gates"] if gates_in_place else torch.empty(T, B, 4 * H, dtype=dt)
     _C.lstm_forward(p["x"], p["w_ih"], p["b_ih"] + p["b_hh"], p["w_hh"], None, p["h0"], p["c0"], None, False,
                     out["gates_x"], out["y"], out["h_n"], out["c_n"], out["saved_gates"], out["saved_c"], None,
                     _workspace("lstm_forward", dt, T, B, I, H, threads), threads)
@@ -345,6 +346,28 @@ def test_binding_rejects_outputs_that_alias_inputs():
     args = _lstm_forward_args()
     args["c_n"] = args["y"][0]
     with pytest.raises(ValueError, match="outputs 'y' and 'c_n' share memory|outputs 'c_n' and 'y' share memory"):
+        _C.lstm_forward(**args)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_lstm_saved_gates_may_overwrite_gates_x(isa, threads, shape):
+    p = _lstm_problem(*shape, torch.float32)
+    separate = _run_lstm(p, threads)
+    in_place = _run_lstm(p, threads, gates_in_place=True)
+    assert in_place["gates_x"].data_ptr() == in_place["saved_gates"].data_ptr()
+    for name in ("y", "h_n", "c_n", "saved_gates", "saved_c", "dgates", "dh0", "dc0"):
+        assert torch.equal(in_place[name], separate[name]), name
+
+
+def test_binding_rejects_saved_gates_that_partly_overlap_gates_x():
+    args = _lstm_forward_args()
+    T, B, G = args["gates_x"].shape
+    storage = torch.empty(T * B * G + 1)
+    args.update(gates_x=storage[:-1].view(T, B, G), saved_gates=storage[1:].view(T, B, G),
+                saved_c=torch.empty(T, B, G // 4))
+    with pytest.raises(ValueError, match="outputs 'gates_x' and 'saved_gates' share memory|"
+                                         "outputs 'saved_gates' and 'gates_x' share memory"):
         _C.lstm_forward(**args)
 
 

@@ -83,7 +83,9 @@ struct LstmForward {
   T* y;              // [N, K]      out: h_t of every step
   T* h_n;            // [B, K]      out: h of each sequence at its last step
   T* c_n;            // [B, H]      out: c of each sequence at its last step
-  T* saved_gates;    // [N, 4H]     out or null: σ(i), σ(f), tanh(g), σ(o) of every step, for backward
+  T* saved_gates;    // [N, 4H]     out or null: σ(i), σ(f), tanh(g), σ(o) of every step, for backward.
+                     //             May be input.gates_x itself: each step reads a unit's
+                     //             pre-activations before writing its activations in their place
   T* saved_c;        // [N, H]      out or null: c_t of every step, for backward
   T* saved_m;        // [N, H]      out or null (always null without a projection): o ⊙ tanh c_t,
                      //             the projection's input, for the gradient of W_hr

@@ -81,7 +81,7 @@ def recurrent_weight_grad(dgates: Tensor, h0: Tensor, y: Tensor, batch_sizes: Te
     first, rest, before = (steps - 1, dgates[:-1], y[1:]) if reverse else (0, dgates[1:], y[:-1])
     dw = torch.mm(dgates[first].t(), h0)
     if steps > 1:
-        dw = torch.addmm(dw, rest.reshape(-1, gate_width).t(), before.reshape(-1, hidden))
+        dw.addmm_(rest.reshape(-1, gate_width).t(), before.reshape(-1, hidden))  # in place: no copy of dw
     return dw
 
 

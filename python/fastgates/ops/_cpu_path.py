@@ -15,9 +15,11 @@ def lstm_forward(x, w_ih, bias, w_hh, w_hr, h0, c0, batch_sizes, reverse, y, h_n
     hidden = c0.shape[1]
     workspace = _backend.workspace("lstm_forward", x.dtype, steps(x, batch_sizes), h0.shape[0], x.shape[-1], hidden,
                                    threads, 0 if w_hr is None else w_hr.shape[0])
-    _backend.C().lstm_forward(x, w_ih, bias, w_hh, w_hr, h0, c0, batch_sizes, reverse,
-                              x.new_empty(sequence_shape(x, 4 * hidden)), y, h_n, c_n, saved_gates, saved_c, saved_m,
-                              workspace, threads)
+    # When training, the activations overwrite the pre-activations in place (kernels.h): one
+    # [N, 4H] array fewer to allocate and fault in per call.
+    gates_x = x.new_empty(sequence_shape(x, 4 * hidden)) if saved_gates is None else saved_gates
+    _backend.C().lstm_forward(x, w_ih, bias, w_hh, w_hr, h0, c0, batch_sizes, reverse, gates_x, y, h_n, c_n,
+                              saved_gates, saved_c, saved_m, workspace, threads)
 
 
 def lstm_backward(w_hh, w_hr, saved_gates, saved_c, c0, batch_sizes, reverse, dy, dh_n, dc_n, dgates, dh, dh0,

@@ -145,6 +145,9 @@ def _setup_context(ctx, inputs, output):
     x, w_ih, w_hh, b_ih, b_hh, h0, batch_sizes, reverse, save_for_backward = inputs
     y, _h_n, saved = output
     ctx.mark_non_differentiable(saved)
+    # Outputs that did not reach the loss arrive as None rather than as zeros: autograd would
+    # otherwise fill a zero tensor the size of each saved array on every backward.
+    ctx.set_materialize_grads(False)
     ctx.has_saved = save_for_backward
     ctx.reverse = reverse
     ctx.save_for_backward(x, w_ih, w_hh, h0, y, saved, batch_sizes)
