@@ -99,7 +99,8 @@ def _gru_problem(T, B, I, H, dtype, seed=0):
     return _problem(T, B, I, H, dtype, 3, ("h",), seed)
 
 
-def _run_gru(p, threads):
+def _run_gru(p, threads, gates_in_saved=False):
+    """gates_in_saved: gates_x is None, so the forward projects into saved (kernels.h)."""
     T, B, I = p["x"].shape
     H = p["w_hh"].shape[1]
     dt = p["x"].dtype
@@ -111,7 +112,7 @@ def _run_gru(p, threads):
         dgates_h=torch.empty(T, B, 3 * H, dtype=dt),
         dh0=torch.empty(B, H, dtype=dt),
     )
-    out["gates_x"] = torch.empty(T, B, 3 * H, dtype=dt)
+    out["gates_x"] = None if gates_in_saved else torch.empty(T, B, 3 * H, dtype=dt)
     _C.gru_forward(p["x"], p["w_ih"], p["b_ih"], p["w_hh"], p["b_hh"], p["h0"], None, False, out["gates_x"],
                    out["y"], out["h_n"], out["saved"], _workspace("gru_forward", dt, T, B, I, H, threads), threads)
     _C.gru_backward(p["w_hh"], out["saved"], p["h0"], out["y"], None, False, p["dy"], p["dh_n"], out["dgates_x"],
@@ -358,6 +359,24 @@ def test_lstm_saved_gates_may_overwrite_gates_x(isa, threads, shape):
     assert in_place["gates_x"].data_ptr() == in_place["saved_gates"].data_ptr()
     for name in ("y", "h_n", "c_n", "saved_gates", "saved_c", "dgates", "dh0", "dc0"):
         assert torch.equal(in_place[name], separate[name]), name
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_gru_projects_into_saved_without_gates_x(isa, threads, shape):
+    p = _gru_problem(*shape, torch.float32)
+    separate = _run_gru(p, threads)
+    in_saved = _run_gru(p, threads, gates_in_saved=True)
+    for name in ("y", "h_n", "saved", "dgates_x", "dgates_h", "dh0"):
+        assert torch.equal(in_saved[name], separate[name]), name
+
+
+def test_binding_needs_gates_x_or_saved_for_the_gru_projection():
+    T, B, I, H = 3, 2, 4, 5
+    with pytest.raises(ValueError, match="gates_x may be None only when saved is given"):
+        _C.gru_forward(torch.zeros(T, B, I), torch.zeros(3 * H, I), None, torch.zeros(3 * H, H), None,
+                       torch.zeros(B, H), None, False, None, torch.empty(T, B, H), torch.empty(B, H), None,
+                       _workspace("gru_forward", torch.float32, T, B, I, H, 1), 1)
 
 
 def test_binding_rejects_saved_gates_that_partly_overlap_gates_x():

@@ -23,7 +23,12 @@ struct GruForwardCell {
   const StepSchedule* steps = nullptr;
 
   explicit GruForwardCell(const GruForward<T>& args)
-      : a(args), shape(args.shape), w_hh(args.w_hh), h0(args.h0), y(args.y) {}
+      : a(args), shape(args.shape), w_hh(args.w_hh), h0(args.h0), y(args.y) {
+    if (!a.input.gates_x) {  // the projection goes into saved (kernels.h)
+      a.input.gates_x = a.saved;
+      a.input.gates_stride = 4 * shape.hidden_size;
+    }
+  }
 
   void attach(WorkspaceCarver&, const StepSchedule* schedule) { steps = schedule; }
 
@@ -52,7 +57,7 @@ struct GruForwardCell {
     for (int r = 0; r < R; ++r) {
       const int64_t row = row0 + r;
       const int64_t n = steps->offset(t) + row;  // row of the [N, ...] arrays
-      const T* gx = a.input.gates_x + n * 3 * H + j0;
+      const T* gx = a.input.gates_x + n * a.input.row_stride(3 * H) + j0;
       cell::GruGates<V> x{load_lanes(gx, units), load_lanes(gx + H, units), load_lanes(gx + 2 * H, units)};
       cell::GruGates<V> hh{V::load(rec[r][0]) + bias[0], V::load(rec[r][1]) + bias[1], V::load(rec[r][2]) + bias[2]};
       V h;

@@ -169,6 +169,7 @@ void project_inputs(const InputProjection<T>& p, int64_t rows, int64_t input_siz
                     BlockRange blocks, T* panels) {
   constexpr int L = kLanes<T>;
   const int64_t panel_size = panel_elements<T>(input_size, G);
+  const int64_t gates_stride = p.row_stride(G * hidden_size);
   for (int64_t u = blocks.begin; u < blocks.end; ++u) {
     pack_rows_panel(p.w_ih, hidden_size, input_size, G, u * L, panels + u * panel_size);
   }
@@ -183,7 +184,7 @@ void project_inputs(const InputProjection<T>& p, int64_t rows, int64_t input_siz
                              [&](auto tile, int64_t row0, const T (&out)[decltype(tile)::value][G][L]) {
         for (int r = 0; r < decltype(tile)::value; ++r) {
           for (int g = 0; g < G; ++g) {
-            store_lanes(p.gates_x + (row0 + r) * G * hidden_size + g * hidden_size + j0,
+            store_lanes(p.gates_x + (row0 + r) * gates_stride + g * hidden_size + j0,
                         Lanes<T>::load(out[r][g]) + bias[g], units);
           }
         }

@@ -36,8 +36,11 @@ def gru_forward(x, w_ih, b_ih, w_hh, b_hh, h0, batch_sizes, reverse, y, h_n, sav
     hidden = h0.shape[1]
     workspace = _backend.workspace("gru_forward", x.dtype, steps(x, batch_sizes), h0.shape[0], x.shape[-1], hidden,
                                    threads)
-    _backend.C().gru_forward(x, w_ih, b_ih, w_hh, b_hh, h0, batch_sizes, reverse,
-                             x.new_empty(sequence_shape(x, 3 * hidden)), y, h_n, saved, workspace, threads)
+    # When training, the input projection goes into `saved`, whose r, z, n overwrite it in place
+    # (kernels.h): one [N, 3H] array fewer to allocate and fault in per call.
+    gates_x = x.new_empty(sequence_shape(x, 3 * hidden)) if saved is None else None
+    _backend.C().gru_forward(x, w_ih, b_ih, w_hh, b_hh, h0, batch_sizes, reverse, gates_x, y, h_n, saved, workspace,
+                             threads)
 
 
 def gru_backward(w_hh, saved, h0, y, batch_sizes, reverse, dy, dh_n, dgates_x, dgates_h, dh0) -> None:
