@@ -70,8 +70,8 @@ def _lstm_problem(T, B, I, H, dtype, seed=0):
     return _problem(T, B, I, H, dtype, 4, ("h", "c"), seed)
 
 
-def _run_lstm(p, threads, gates_in_place=False):
-    """gates_in_place: the forward writes the saved activations over gates_x (kernels.h)."""
+def _run_lstm(p, threads, project_into_saved=False):
+    """project_into_saved: gates_x is saved_gates, whose activations overwrite it (kernels.h)."""
     T, B, I = p["x"].shape
     H = p["w_hh"].shape[1]
     dt = p["x"].dtype
@@ -85,7 +85,7 @@ def _run_lstm(p, threads, gates_in_place=False):
         dh0=torch.empty(B, H, dtype=dt),
         dc0=torch.empty(B, H, dtype=dt),
     )
-    out["gates_x"] = out["saved_gates"] if gates_in_place else torch.empty(T, B, 4 * H, dtype=dt)
+    out["gates_x"] = out["saved_gates"] if project_into_saved else torch.empty(T, B, 4 * H, dtype=dt)
     _C.lstm_forward(p["x"], p["w_ih"], p["b_ih"] + p["b_hh"], p["w_hh"], None, p["h0"], p["c0"], None, False,
                     out["gates_x"], out["y"], out["h_n"], out["c_n"], out["saved_gates"], out["saved_c"], None,
                     _workspace("lstm_forward", dt, T, B, I, H, threads), threads)
@@ -99,8 +99,8 @@ def _gru_problem(T, B, I, H, dtype, seed=0):
     return _problem(T, B, I, H, dtype, 3, ("h",), seed)
 
 
-def _run_gru(p, threads, gates_in_saved=False):
-    """gates_in_saved: gates_x is None, so the forward projects into saved (kernels.h)."""
+def _run_gru(p, threads, project_into_saved=False):
+    """project_into_saved: gates_x is None, so the forward projects into saved (kernels.h)."""
     T, B, I = p["x"].shape
     H = p["w_hh"].shape[1]
     dt = p["x"].dtype
@@ -112,7 +112,7 @@ def _run_gru(p, threads, gates_in_saved=False):
         dgates_h=torch.empty(T, B, 3 * H, dtype=dt),
         dh0=torch.empty(B, H, dtype=dt),
     )
-    out["gates_x"] = None if gates_in_saved else torch.empty(T, B, 3 * H, dtype=dt)
+    out["gates_x"] = None if project_into_saved else torch.empty(T, B, 3 * H, dtype=dt)
     _C.gru_forward(p["x"], p["w_ih"], p["b_ih"], p["w_hh"], p["b_hh"], p["h0"], None, False, out["gates_x"],
                    out["y"], out["h_n"], out["saved"], _workspace("gru_forward", dt, T, B, I, H, threads), threads)
     _C.gru_backward(p["w_hh"], out["saved"], p["h0"], out["y"], None, False, p["dy"], p["dh_n"], out["dgates_x"],
@@ -352,23 +352,15 @@ def test_binding_rejects_outputs_that_alias_inputs():
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_lstm_saved_gates_may_overwrite_gates_x(isa, threads, shape):
-    p = _lstm_problem(*shape, torch.float32)
-    separate = _run_lstm(p, threads)
-    in_place = _run_lstm(p, threads, gates_in_place=True)
-    assert in_place["gates_x"].data_ptr() == in_place["saved_gates"].data_ptr()
-    for name in ("y", "h_n", "c_n", "saved_gates", "saved_c", "dgates", "dh0", "dc0"):
-        assert torch.equal(in_place[name], separate[name]), name
-
-
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("shape", SHAPES)
-def test_gru_projects_into_saved_without_gates_x(isa, threads, shape):
-    p = _gru_problem(*shape, torch.float32)
-    separate = _run_gru(p, threads)
-    in_saved = _run_gru(p, threads, gates_in_saved=True)
-    for name in ("y", "h_n", "saved", "dgates_x", "dgates_h", "dh0"):
-        assert torch.equal(in_saved[name], separate[name]), name
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_training_forward_may_project_into_its_saved_array(isa, threads, shape, mode):
+    """The same results, bit for bit, as with a separate gates_x."""
+    problem, run = (_lstm_problem, _run_lstm) if mode == "LSTM" else (_gru_problem, _run_gru)
+    p = problem(*shape, torch.float32)
+    separate, shared = run(p, threads), run(p, threads, project_into_saved=True)
+    for name, tensor in separate.items():
+        if name != "gates_x":
+            assert torch.equal(shared[name], tensor), name
 
 
 def test_binding_needs_gates_x_or_saved_for_the_gru_projection():
