@@ -68,7 +68,9 @@ class Arguments {
     std::vector<const TensorView*> outputs, inputs;
     for (size_t i = 0; i < views_.size(); ++i) {
       if (!present_[i] || views_[i].name == "workspace") continue;
-      if (same_ && same_->first == i && present_[same_->second] && identical(views_[i], views_[same_->second])) continue;
+      const bool allowed = same_ && same_->first == i && present_[same_->second] &&
+                           identical(views_[i], views_[same_->second]);
+      if (allowed) continue;
       (outputs_[i] ? outputs : inputs).push_back(&views_[i]);
     }
     expect_no_overlap(op_, outputs, inputs);

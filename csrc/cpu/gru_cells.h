@@ -115,7 +115,8 @@ struct GruBackwardCell {
       const V dh = last ? dy + load_lanes(a.dh_n + row * H + j0, units)
                         : dy + (load_lanes(dh_direct + row * H + j0, units) + V::load(rec[r]));
       cell::GruGates<V> dx, dhp;
-      V direct = cell::gru_backward(s, load_lanes((row < continued ? h_before : a.h0) + row * H + j0, units), dh, &dx, &dhp);
+      const V h_prev = load_lanes((row < continued ? h_before : a.h0) + row * H + j0, units);
+      V direct = cell::gru_backward(s, h_prev, dh, &dx, &dhp);
       T* dgates_x = a.dgates_x + n * 3 * H + j0;
       T* dgates_h = a.dgates_h + n * 3 * H + j0;
       store_lanes(dgates_x, dx.r, units);

@@ -62,7 +62,8 @@ struct LstmForwardCell {
                             load_lanes(gx + 2 * H, units) + V::load(rec[r][2]),
                             load_lanes(gx + 3 * H, units) + V::load(rec[r][3])};
       V c, h;
-      cell::LstmGates<V> act = cell::lstm_forward(in, load_lanes((fresh ? a.c0 : c_state) + row * H + j0, units), &c, &h);
+      const V c_prev = load_lanes((fresh ? a.c0 : c_state) + row * H + j0, units);
+      cell::LstmGates<V> act = cell::lstm_forward(in, c_prev, &c, &h);
       store_lanes(c_state + row * H + j0, c, units);
       if constexpr (kProjected) {
         store_lanes(m_state + row * H + j0, h, units);
@@ -142,12 +143,14 @@ struct LstmBackwardCell {
       if constexpr (kProjected) {
         dh = V::load(rec[r]);  // dL/dm_t
       } else {
-        dh = (last ? load_lanes(a.dh_n + row * H + j0, units) : V::load(rec[r])) + load_lanes(a.dy + n * H + j0, units);
+        const V later = last ? load_lanes(a.dh_n + row * H + j0, units) : V::load(rec[r]);
+        dh = later + load_lanes(a.dy + n * H + j0, units);
       }
+      const V c = load_lanes(a.saved_c + n * H + j0, units);
+      const V c_prev = load_lanes((row < continued ? c_before : a.c0) + row * H + j0, units);
+      const V dc = load_lanes((last ? a.dc_n : dc_state) + row * H + j0, units);
       V dc_prev;
-      cell::LstmGates<V> d = cell::lstm_backward(
-          s, load_lanes(a.saved_c + n * H + j0, units), load_lanes((row < continued ? c_before : a.c0) + row * H + j0, units),
-          dh, load_lanes((last ? a.dc_n : dc_state) + row * H + j0, units), &dc_prev);
+      cell::LstmGates<V> d = cell::lstm_backward(s, c, c_prev, dh, dc, &dc_prev);
       T* dgates = a.dgates + n * 4 * H + j0;
       store_lanes(dgates, d.i, units);
       store_lanes(dgates + H, d.f, units);
