@@ -105,5 +105,7 @@ def test_sweeps_and_flop_count(run_module):
 
     case = cases.Case("gru", T=5, B=3, I=7, H=11, layers=2)
     forward = 2 * 5 * 3 * 3 * 11 * (7 + 11) + 2 * 5 * 3 * 3 * 11 * (11 + 11)
+    # Backward: dgates·W_hh, dW_hh, dW_ih per layer; dx only for layer 2 (x needs no gradient).
+    backward = 2 * 5 * 3 * 3 * 11 * (11 + 11 + 7) + 2 * 5 * 3 * 3 * 11 * (11 + 11 + 11 + 11)
     assert report.flops(case, "forward") == forward
-    assert report.flops(case, "train") == 3 * forward
+    assert report.flops(case, "train") == forward + backward

@@ -15,13 +15,20 @@ IMPL_LABELS = {"reference": "reference (numpy float64)"}
 
 
 def flops(case: Case, mode: str) -> float:
-    """FLOP of one call: 2 per multiply-add of the matrix products (gate math not counted).
-    Forward: 2 T B G H (I + H) per layer (G = 4 LSTM, 3 GRU; upper layers have I = H);
-    train: 3 x forward (forward, and the two products of the backward)."""
+    """FLOP of one call: 2 per multiply-add of the matrix products that run (gate math not
+    counted), per row of the T·B, summed over layers of input width W (I, then H for the
+    layers above; G = 4 LSTM, 3 GRU). Forward: x W_ihᵀ and h W_hhᵀ, G·H·(W + H). Train adds the
+    backward's dgates·W_hh, dW_hh and dW_ih, G·H·(2H + W), and, above the first layer, the
+    input gradient dgates·W_ih, G·H·W: the suite's x does not require grad, so the first layer
+    has none."""
     gates = 4 if case.cell == "lstm" else 3
-    per_step_row = sum(gates * case.H * ((case.I if k == 0 else case.H) + case.H) for k in range(case.layers))
-    forward = 2.0 * case.T * case.B * per_step_row
-    return forward if mode == "forward" else 3.0 * forward
+    forward = backward = 0
+    for k in range(case.layers):
+        width = case.I if k == 0 else case.H
+        forward += gates * case.H * (width + case.H)
+        backward += gates * case.H * (2 * case.H + width + (width if k > 0 else 0))
+    rows = 2.0 * case.T * case.B
+    return rows * forward if mode == "forward" else rows * (forward + backward)
 
 
 def record(case: Case, impl: str, mode: str, device: str, dtype: str, timing: Timing) -> dict:
