@@ -24,10 +24,11 @@ Timing: torch.utils.benchmark.Timer(num_threads=torch.get_num_threads()).blocked
 GFLOP/s counts 2 FLOP per multiply-add of the matrix products that run: forward 2*T*B*G*H*(I+H)
 per layer (G = 4 LSTM, 3 GRU); train adds the backward's 2*T*B*G*H*(2H+I) per layer, and
 2*T*B*G*H*I more per layer above the first (the input gradient; the timed x needs none).
-"% of peak" is GFLOP/s over the machine's peak, measured by the suite: on the CPU fastgates._C.cpu_peak_gflops(threads) (a float32 FMA loop in
-registers on all threads, widest instruction set fastgates uses here), on CUDA a torch.mm of
-8192 x 8192 in the run's dtype. torch.mm of 2048 x 2048 is timed too as a second reference.
-"torch.nn / impl" is torch.nn's median over the row's (above 1: the row is faster).
+"% of peak" is GFLOP/s over the machine's peak, measured by the suite: on the CPU
+fastgates._C.cpu_peak_gflops(threads) (a float32 FMA loop in registers on all threads, widest
+instruction set fastgates uses here), on CUDA a torch.mm of 8192 x 8192 in the run's dtype.
+torch.mm of 2048 x 2048 is timed too as a second reference. "torch.nn / impl" is torch.nn's
+median over the row's (above 1: the row is faster).
 
 Output: a Markdown table on stdout (always); a progress bar on stderr (on a terminal, unless
 --quiet); --plot PATH writes a PNG (time and speedup against hidden size, per batch);
