@@ -49,6 +49,7 @@ struct GruForwardCell {
                               const T (&rec)[R][kGates][L]) {
     const int64_t H = shape.hidden_size;
     const int64_t carried = steps->carried(t);
+    const int64_t gates_stride = a.input.row_stride(3 * H);
     using V = Lanes<T>;
     V bias[3] = {V(T(0)), V(T(0)), V(T(0))};
     if (a.b_hh) {
@@ -57,7 +58,7 @@ struct GruForwardCell {
     for (int r = 0; r < R; ++r) {
       const int64_t row = row0 + r;
       const int64_t n = steps->offset(t) + row;  // row of the [N, ...] arrays
-      const T* gx = a.input.gates_x + n * a.input.row_stride(3 * H) + j0;
+      const T* gx = a.input.gates_x + n * gates_stride + j0;
       cell::GruGates<V> x{load_lanes(gx, units), load_lanes(gx + H, units), load_lanes(gx + 2 * H, units)};
       cell::GruGates<V> hh{V::load(rec[r][0]) + bias[0], V::load(rec[r][1]) + bias[1], V::load(rec[r][2]) + bias[2]};
       V h;

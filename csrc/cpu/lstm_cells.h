@@ -53,10 +53,11 @@ struct LstmForwardCell {
                               const T (&rec)[R][kGates][L]) {
     const int64_t H = shape.hidden_size;
     const int64_t carried = steps->carried(t);
+    const int64_t gates_stride = a.input.row_stride(4 * H);
     for (int r = 0; r < R; ++r) {
       const int64_t row = row0 + r;
       const int64_t n = steps->offset(t) + row;  // row of the [N, ...] arrays
-      const T* gx = a.input.gates_x + n * 4 * H + j0;
+      const T* gx = a.input.gates_x + n * gates_stride + j0;
       using V = Lanes<T>;
       cell::LstmGates<V> in{load_lanes(gx, units) + V::load(rec[r][0]), load_lanes(gx + H, units) + V::load(rec[r][1]),
                             load_lanes(gx + 2 * H, units) + V::load(rec[r][2]),

@@ -160,6 +160,10 @@ FG_ALWAYS_INLINE void for_each_product(const T* a, int64_t inner, const T* panel
   }
 }
 
+inline int units_in_block(int64_t size, int64_t j0, int lanes) {
+  return static_cast<int>(std::min<int64_t>(lanes, size - j0));
+}
+
 // gates_x = x W_ihᵀ + bias for all T·B rows and the hidden units of blocks [begin, end): the
 // input projection as a GEMM with the same packing and micro-kernel as the recurrent product.
 // Rows outside, blocks inside: a super-tile of x stays in cache while every panel of the
@@ -177,7 +181,7 @@ void project_inputs(const InputProjection<T>& p, int64_t rows, int64_t input_siz
     const int64_t s1 = std::min<int64_t>(rows, s0 + kSuperTile<G>);
     for (int64_t u = blocks.begin; u < blocks.end; ++u) {
       const int64_t j0 = u * L;
-      const int units = static_cast<int>(std::min<int64_t>(L, hidden_size - j0));
+      const int units = units_in_block(hidden_size, j0, L);
       Lanes<T> bias[G];
       for (int g = 0; g < G; ++g) bias[g] = p.bias ? load_lanes(p.bias + g * hidden_size + j0, units) : Lanes<T>(T(0));
       for_each_product<T, G>(p.x, input_size, panels + u * panel_size, s0, s1,
@@ -191,10 +195,6 @@ void project_inputs(const InputProjection<T>& p, int64_t rows, int64_t input_siz
       });
     }
   }
-}
-
-inline int units_in_block(int64_t size, int64_t j0, int lanes) {
-  return static_cast<int>(std::min<int64_t>(lanes, size - j0));
 }
 
 // ---------------------------------------------------------------------------------------------
