@@ -105,6 +105,16 @@ struct BlockRange {
   int64_t begin, end;
 };
 
+// The i-th group of `range` the backward visits at step k: odd steps go backwards. When a
+// thread's panels outgrow its L2 (B=1, H=256: 512 KiB a core), a step then starts on the
+// panels the step before used last, which are still cached; in one direction every panel
+// would have been evicted before its next use. The order does not change any group's result.
+// Measured at B=1: +6 % for the backward; the forward, tried the same way, gained nothing
+// and keeps one direction.
+inline int64_t serpentine(BlockRange range, int64_t k, int64_t i) {
+  return (k & 1) ? range.end - 1 - i : range.begin + i;
+}
+
 inline BlockRange blocks_of_thread(int64_t blocks, int threads, int thread) {
   return {blocks * thread / threads, blocks * (thread + 1) / threads};
 }
@@ -139,7 +149,11 @@ FG_ALWAYS_INLINE void for_each_product(const T* a, int64_t inner, const T* panel
   constexpr int super = kSuperTile<G>;
   for (int64_t s0 = begin; s0 < end; s0 += super) {
     const int64_t s1 = std::min<int64_t>(end, s0 + super);
-    Vec<T> sums[super][G] = {};  // stays zero when the inner dimension is (input_size 0)
+    // Only the rows in use are zeroed: zeroing all `super` rows took a sixth of the
+    // recurrence's time at B=1.
+    // They stay zero when the inner dimension is (input_size 0).
+    Vec<T> sums[super][G];
+    std::memset(sums, 0, sizeof sums[0] * static_cast<size_t>(s1 - s0));
     for (int64_t k0 = 0; k0 < inner; k0 += chunk) {
       const int64_t k1 = std::min<int64_t>(inner, k0 + chunk);
       for_each_row_tile<G>(s1, s0, [&](auto rows, int64_t row0) {
@@ -407,7 +421,8 @@ void backward_thread(void* context, int thread, int team_size, SpinBarrier& barr
     const int64_t t = k < T_ ? steps.at(T_ - 1 - k) : -1;
     const int64_t p = k > 0 ? steps.at(T_ - k) : -1;
     const T* later = p >= 0 ? cell.recurrent_gradient(p) : nullptr;
-    for (int64_t g = groups.begin; g < groups.end; ++g) {
+    for (int64_t i = 0; i < groups.end - groups.begin; ++i) {
+      const int64_t g = serpentine(groups, k, i);
       const T* panel = job.panels + g * panel_size;
       const int blocks = static_cast<int>(std::min<int64_t>(U, blocks_h - g * U));
       auto block_start = [&](int b) { return (g * U + b) * L; };
