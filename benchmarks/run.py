@@ -20,7 +20,10 @@ torch.no_grad(); `train` is forward + backward of y.sum() + h_n.sum() (+ c_n.sum
 reference, its forward and then its gradient function.
 
 Timing: torch.utils.benchmark.Timer(num_threads=torch.get_num_threads()).blocked_autorange
-(warm-up first; synchronises on CUDA): median and interquartile range (IQR) in ms.
+(warm-up first; synchronises on CUDA). The implementations of a case and mode take turns,
+--rounds times (default 3), each turn min_run_time / rounds seconds, so that a change in the
+machine's load reaches all of them alike; median and interquartile range (IQR) in ms are over
+the blocks of all turns.
 GFLOP/s counts 2 FLOP per multiply-add of the matrix products that run: forward 2*T*B*G*H*(I+H)
 per layer (G = 4 LSTM, 3 GRU); train adds the backward's 2*T*B*G*H*(2H+I) per layer, and
 2*T*B*G*H*I more per layer above the first (the input gradient; the timed x needs none).
@@ -59,7 +62,7 @@ from tqdm import tqdm
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from suite import cases, implementations, machine, plots, report  # noqa: E402
-from suite.timing import measure  # noqa: E402
+from suite.timing import block_times, summarise  # noqa: E402
 
 CUDA_DTYPES = ("float32", "bfloat16", "float16")
 
@@ -83,7 +86,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="comma list of forward (inference), train (forward + backward) (default: both)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--min-run-time", type=float, default=None,
-                        help="seconds per measurement (default: 1.0, --quick 0.3)")
+                        help="seconds of timing per implementation, case and mode, split over the rounds "
+                             "(default: 1.0, --quick 0.3)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="turns the implementations of a case take, interleaved (default: 3)")
     parser.add_argument("--no-reference", action="store_true", help="skip the NumPy reference")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     parser.add_argument("--plot", metavar="PATH", help="write a PNG plot")
@@ -100,6 +106,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error(f"--dtype on {args.device}: one of {', '.join(allowed)}, not {args.dtype!r}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA device")
+    if args.rounds < 1:
+        parser.error(f"--rounds: at least 1, not {args.rounds}")
     if args.min_run_time is None:
         args.min_run_time = 0.3 if args.quick else 1.0
     return args
@@ -122,21 +130,30 @@ def main(argv: list[str]) -> int:
     gemm = machine.torch_gemm(args.device, dtype, args.min_run_time)
     machine_record = machine.machine_record(args.device, dtype, threads, peak, gemm)
 
-    jobs = [(case, impl, mode) for case in run_cases for mode in args.modes for impl in implementations.IMPLEMENTATIONS
-            if impl != "reference" or (not args.no_reference and implementations.reference_runs(case))]
+    groups = [(case, mode, [impl for impl in implementations.IMPLEMENTATIONS
+                            if impl != "reference" or (not args.no_reference and implementations.reference_runs(case))])
+              for case in run_cases for mode in args.modes]
     records = []
     subjects = None
-    with tqdm(total=len(jobs), desc="measurements", file=sys.stderr, disable=args.quiet or not sys.stderr.isatty(),
-              leave=False) as progress:
-        for case, impl, mode in jobs:
+    with tqdm(total=sum(len(impls) for _, _, impls in groups) * args.rounds, desc="measurements", file=sys.stderr,
+              disable=args.quiet or not sys.stderr.isatty(), leave=False) as progress:
+        for case, mode, impls in groups:
             if subjects is None or subjects.case != case:
                 subjects = implementations.build(case, args.device, dtype)
-            progress.set_postfix_str(f"{case.cell} T={case.T} B={case.B} H={case.H} L={case.layers} {impl} {mode}")
-            timing = measure(implementations.step(subjects, impl, mode), args.min_run_time)
-            on_cpu = impl == "reference"
-            records.append(report.record(case, impl, mode, "cpu" if on_cpu else args.device,
-                                         "float64" if on_cpu else args.dtype, timing))
-            progress.update()
+            steps = {impl: implementations.step(subjects, impl, mode) for impl in impls}
+            times = {impl: [] for impl in impls}
+            # The implementations take turns, so that a change in the machine's load during the
+            # case reaches all of them alike instead of only the one timed at that moment.
+            for turn in range(args.rounds):
+                for impl in impls:
+                    progress.set_postfix_str(f"{case.cell} T={case.T} B={case.B} H={case.H} L={case.layers} "
+                                             f"{impl} {mode} round {turn + 1}/{args.rounds}")
+                    times[impl] += block_times(steps[impl], args.min_run_time / args.rounds)
+                    progress.update()
+            for impl in impls:
+                on_cpu = impl == "reference"
+                records.append(report.record(case, impl, mode, "cpu" if on_cpu else args.device,
+                                             "float64" if on_cpu else args.dtype, summarise(times[impl])))
     report.annotate(records, peak.gflops)
 
     peak_text = f"{peak.gflops:.1f} GFLOP/s" if peak.gflops is not None else "unknown"

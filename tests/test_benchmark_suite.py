@@ -109,3 +109,43 @@ def test_sweeps_and_flop_count(run_module):
     backward = 2 * 5 * 3 * 3 * 11 * (11 + 11 + 7) + 2 * 5 * 3 * 3 * 11 * (11 + 11 + 11 + 11)
     assert report.flops(case, "forward") == forward
     assert report.flops(case, "train") == forward + backward
+
+
+def test_implementations_take_turns_and_their_times_are_pooled(run_module, monkeypatch, tmp_path):
+    implementations = sys.modules["suite.implementations"]
+    monkeypatch.setattr(implementations, "step", lambda subjects, impl, mode: (impl, mode))
+    calls = []
+    block = {"torch.nn": [0.002, 0.006], "fastgates": [0.001]}  # per-call seconds of one turn
+
+    def fake_block_times(fn, min_run_time):
+        calls.append((fn, min_run_time))
+        return block[fn[0]]
+
+    monkeypatch.setattr(run_module, "block_times", fake_block_times)
+    json_path = tmp_path / "out.json"
+    code = run_module.main(["--device", "cpu", "--cases", "2x1x4", "--cells", "lstm", "--no-reference",
+                            "--rounds", "3", "--min-run-time", "0.6", "--quiet", "--json", str(json_path)])
+    assert code == 0
+    expected = [(impl, mode) for mode in ("forward", "train") for _ in range(3) for impl in ("torch.nn", "fastgates")]
+    assert [fn for fn, _ in calls] == expected
+    assert all(t == pytest.approx(0.2) for _, t in calls)
+    records = [r for r in json.loads(json_path.read_text()) if r.get("record") != "machine"]
+    torch_nn = [r for r in records if r["impl"] == "torch.nn"]
+    ours = [r for r in records if r["impl"] == "fastgates"]
+    # torch.nn's pooled times are 2, 6, 2, 6, 2, 6 ms: median 4, quartiles 2 and 6.
+    assert all(r["median_ms"] == pytest.approx(4.0) and r["iqr_ms"] == pytest.approx(4.0) for r in torch_nn)
+    assert all(r["median_ms"] == pytest.approx(1.0) and r["ratio_vs_torch"] == pytest.approx(4.0) for r in ours)
+
+
+def test_rounds_must_be_positive(run_module):
+    with pytest.raises(SystemExit):
+        run_module.main(["--cases", "2x1x4", "--rounds", "0", "--quiet"])
+
+
+def test_summarise_is_median_and_interquartile_range_in_ms(run_module):
+    timing = sys.modules["suite.timing"]
+    result = timing.summarise([0.004, 0.001, 0.003, 0.002])
+    assert result.median_ms == pytest.approx(2.5)
+    assert result.iqr_ms == pytest.approx(3.25 - 1.75)  # linear interpolation, as torch's Measurement
+    with pytest.raises(ValueError):
+        timing.summarise([])
