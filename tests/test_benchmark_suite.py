@@ -132,6 +132,7 @@ def test_implementations_take_turns_and_their_times_are_pooled(run_module, monke
     records = [r for r in json.loads(json_path.read_text()) if r.get("record") != "machine"]
     torch_nn = [r for r in records if r["impl"] == "torch.nn"]
     ours = [r for r in records if r["impl"] == "fastgates"]
+    assert len(torch_nn) == len(ours) == 2  # forward and train
     # torch.nn's pooled times are 2, 6, 2, 6, 2, 6 ms: median 4, quartiles 2 and 6.
     assert all(r["median_ms"] == pytest.approx(4.0) and r["iqr_ms"] == pytest.approx(4.0) for r in torch_nn)
     assert all(r["median_ms"] == pytest.approx(1.0) and r["ratio_vs_torch"] == pytest.approx(4.0) for r in ours)
