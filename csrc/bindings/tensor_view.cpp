@@ -52,6 +52,24 @@ const std::vector<KnownDtype>& known_dtypes() {
   return *known;
 }
 
+// The attribute names view_tensor reads, made once: obj.attr("name") would build and hash a
+// new Python string for every attribute of every tensor of every call.
+struct AttributeNames {
+  py::handle dtype, data_ptr, shape, stride, is_cpu;
+};
+
+const AttributeNames& attribute_names() {
+  static const AttributeNames names = [] {
+    auto intern = [](const char* name) {
+      PyObject* s = PyUnicode_InternFromString(name);
+      if (!s) throw py::error_already_set();
+      return py::handle(s);  // kept for the process's lifetime, like the dtypes above
+    };
+    return AttributeNames{intern("dtype"), intern("data_ptr"), intern("shape"), intern("stride"), intern("is_cpu")};
+  }();
+  return names;
+}
+
 }  // namespace
 
 TensorView view_tensor(py::handle object, const char* name) {
@@ -59,11 +77,12 @@ TensorView view_tensor(py::handle object, const char* name) {
   t.name = name;
   py::object dtype;
   try {
-    dtype = object.attr("dtype");
-    t.data = object.attr("data_ptr")().cast<uintptr_t>();
-    for (py::handle d : object.attr("shape")) t.shape.push_back(d.cast<int64_t>());
-    for (py::handle d : object.attr("stride")()) t.strides.push_back(d.cast<int64_t>());
-    if (!object.attr("is_cpu").cast<bool>()) t.device = py::str(object.attr("device").attr("type"));
+    const AttributeNames& names = attribute_names();
+    dtype = object.attr(names.dtype);
+    t.data = object.attr(names.data_ptr)().cast<uintptr_t>();
+    for (py::handle d : object.attr(names.shape)) t.shape.push_back(d.cast<int64_t>());
+    for (py::handle d : object.attr(names.stride)()) t.strides.push_back(d.cast<int64_t>());
+    if (!object.attr(names.is_cpu).cast<bool>()) t.device = py::str(object.attr("device").attr("type"));
     else t.device = "cpu";
   } catch (const std::exception&) {  // a missing attribute or one of the wrong type
     throw py::type_error(std::string("argument '") + name + "' must be a torch.Tensor, got " +
