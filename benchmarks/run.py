@@ -9,7 +9,7 @@ LSTM and GRU, inference and training, over sweeps of batch, hidden size, length 
 
 Cases. Full: the grid batch B in {1, 8, 32, 64, 256} x hidden_size H in {64, ..., 1024} at
 T = 100 (holding the B and H sweeps through the base point T = 100, B = 32, H = 256), the
-sequence lengths T in {25, 100, 200} at the base point, and num_layers = 2 at the base point.
+sequence lengths T in {1, 25, 100, 200} at the base point, and num_layers = 2 at the base point.
 Quick: (T, B, H) = (100, 32, 256), (100, 1, 256), (50, 32, 64), (50, 32, 512). Always
 input_size I = H, unidirectional, with biases.
 
