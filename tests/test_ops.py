@@ -319,3 +319,102 @@ def test_ops_are_registered():
     for name in ("lstm_forward", "lstm_backward", "gru_forward", "gru_backward"):
         assert hasattr(torch.ops.fastgates, name)
     assert fastgates.ops.lstm_forward._qualname == "fastgates::lstm_forward"
+
+
+# ---------------------------------------------------------------------------------------------
+# Eager inference runs the ops' implementations without the dispatcher (functional.py); every
+# context that must see the op still gets it.
+
+
+class _RecordOps(torch.utils._python_dispatch.TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def _forward_op_calls(monkeypatch, mode):
+    """Counts the calls that go through the custom op from the functional layer."""
+    from fastgates.ops import functional
+
+    name = "lstm_forward" if mode == "LSTM" else "gru_forward"
+    op = getattr(functional, name)
+    calls = []
+
+    def counted(*args):
+        calls.append(args)
+        return op(*args)
+
+    monkeypatch.setattr(functional, name, counted)
+    return calls
+
+
+@pytest.mark.parametrize("mode,variant", _mode_variants())
+def test_eager_inference_skips_dispatcher_and_matches_op(monkeypatch, mode, variant):
+    args = _variant_args(mode, variant, dtype=torch.float32, requires_grad=False)
+    through_op = _forward_op(mode)(*args, False)
+    calls = _forward_op_calls(monkeypatch, mode)
+    module, _ = make_pair(mode, 3, 4, dtype=torch.float32)
+    from fastgates.ops import functional
+
+    run = functional._lstm if mode == "LSTM" else functional._gru
+    x, w_ih, w_hh, b_ih, b_hh, *rest = args
+    if mode == "LSTM":
+        w_hr, h0, c0, batch_sizes, reverse = rest
+        y, (h_n, c_n) = run(x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr, batch_sizes, reverse)
+        direct = [y, h_n, c_n]
+    else:
+        h0, batch_sizes, reverse = rest
+        y, h_n = run(x, w_ih, w_hh, b_ih, b_hh, h0, batch_sizes, reverse)
+        direct = [y, h_n]
+    assert calls == []
+    for a, b in zip(direct, through_op, strict=False):
+        assert torch.equal(a, b)
+    with torch.no_grad():
+        module(make_input(mode, 3, 2, 3, 4, dtype=torch.float32)[0])
+    assert calls == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_calls_that_autograd_needs_go_through_the_op(monkeypatch, mode):
+    calls = _forward_op_calls(monkeypatch, mode)
+    module, _ = make_pair(mode, 3, 4, dtype=torch.float32)
+    x, _ = make_input(mode, 3, 2, 3, 4, dtype=torch.float32)
+    module(x)[0].sum().backward()
+    assert len(calls) == 1
+    assert module.weight_hh_l0.grad is not None
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_dispatch_modes_and_profiler_see_the_op(mode):
+    module, _ = make_pair(mode, 3, 4, dtype=torch.float32)
+    x, hx = make_input(mode, 3, 2, 3, 4, dtype=torch.float32)
+    name = f"fastgates.{mode.lower()}_forward.default"
+    with torch.no_grad():
+        expected = outputs_flat(mode, module(x, hx))
+        with _RecordOps() as recorder:
+            got = outputs_flat(mode, module(x, hx))
+        assert name in recorder.names
+        for a, b in zip(got, expected, strict=True):
+            assert torch.equal(a, b)
+        with torch.profiler.profile() as prof:
+            module(x, hx)
+    assert f"fastgates::{mode.lower()}_forward" in {e.name for e in prof.events()}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_fake_and_meta_tensors_take_the_op(mode):
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    module, _ = make_pair(mode, 3, 4, dtype=torch.float32)
+    x, _ = make_input(mode, 5, 2, 3, 4, dtype=torch.float32)
+    with torch.no_grad(), FakeTensorMode(allow_non_fake_inputs=True) as fake:
+        y = module(fake.from_tensor(x))[0]
+    assert y.shape == (5, 2, 4)
+    meta = getattr(fastgates, mode)(3, 4, device="meta")
+    with torch.no_grad():
+        y = meta(torch.empty(5, 2, 3, device="meta"))[0]
+    assert y.shape == (5, 2, 4) and y.device.type == "meta"

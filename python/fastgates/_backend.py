@@ -49,6 +49,14 @@ def num_threads() -> int:
 _workspaces = threading.local()
 
 
+@functools.lru_cache(maxsize=256)
+def _workspace_bytes(isa: str, *args) -> int:
+    """``_C.workspace_bytes(*args)`` for the kernels of instruction set ``isa`` (the layout
+    depends on it), remembered: a call that repeats its shapes (streaming inference) skips the
+    computation. Never 0: a 0-byte buffer's data pointer may be null."""
+    return max(int(C().workspace_bytes(*args)), 1)
+
+
 def workspace(kernel: str, dtype: torch.dtype, steps: int, batch: int, input_size: int,
               hidden_size: int, threads: int, proj_size: int = 0) -> torch.Tensor:
     """A scratch buffer of the size ``kernel`` needs for this call, allocated by torch.
@@ -59,12 +67,11 @@ def workspace(kernel: str, dtype: torch.dtype, steps: int, batch: int, input_siz
     sequence's whole recurrence. Kernels run one at a time per Python thread, so one buffer
     per thread is never used twice at once.
     """
-    nbytes = C().workspace_bytes(kernel, KERNEL_DTYPES[dtype], steps, batch, input_size, hidden_size, threads,
-                                 proj_size)
-    # Never a 0-byte buffer: its data pointer may be null.
-    nbytes = max(int(nbytes), 1)
+    nbytes = _workspace_bytes(C().cpu_isa(), kernel, KERNEL_DTYPES[dtype], steps, batch, input_size, hidden_size,
+                              threads, proj_size)
     buffer = getattr(_workspaces, "buffer", None)
     if buffer is None or buffer.numel() < nbytes:
         buffer = torch.empty(nbytes, dtype=torch.uint8)
         _workspaces.buffer = buffer
     return buffer[:nbytes]
+

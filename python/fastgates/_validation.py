@@ -168,6 +168,12 @@ def _check_input_and_parameters(module, where: str, input: Tensor, dtype_error=V
     """dtype and device of the input (or a PackedSequence's data) and of every parameter.
     ``dtype_error``: the exception type torch.nn raises for a dtype mismatch of this input."""
     weight = module.weight_ih_l0
+    dtype, device = weight.dtype, weight.device
+    # The common case, all consistent, in one pass; any mismatch falls to the checks below,
+    # which say which argument is wrong.
+    if (input.dtype == dtype and dtype in SUPPORTED_DTYPES and input.device == device and device.type == "cpu"
+            and all(_same_kind(getattr(module, name), dtype, device) for name in module._flat_weights_names)):
+        return
     if input.dtype != weight.dtype:
         raise dtype_error(
             f"RNN input dtype ({input.dtype}) does not match weight dtype ({weight.dtype}). "
@@ -181,6 +187,10 @@ def _check_input_and_parameters(module, where: str, input: Tensor, dtype_error=V
         require_tensor(where, name, param)
         check_same_dtype(where, name, param, "weight_ih_l0", weight)
         check_same_device(where, name, param, "weight_ih_l0", weight)
+
+
+def _same_kind(t: object, dtype: torch.dtype, device: torch.device) -> bool:
+    return isinstance(t, Tensor) and t.dtype == dtype and t.device == device
 
 
 def check_packed_input(module, input: PackedSequence) -> None:
@@ -227,6 +237,17 @@ def _state_layers(module) -> int:
     return module.num_layers * (2 if module.bidirectional else 1)
 
 
+def _state_shapes(module, batched: bool, batch: int) -> list[tuple[int, ...]]:
+    """The shapes torch.nn expects of a layer's initial states, h (and c)."""
+    layers = _state_layers(module)
+    return [(layers, batch, size) if batched else (layers, size) for size in module._state_sizes()]
+
+
+def _is_state(t: object, input: Tensor, shape: tuple[int, ...]) -> bool:
+    """Whether t passes _check_state: the checks' common case, in one expression."""
+    return isinstance(t, Tensor) and t.shape == shape and t.dtype == input.dtype and t.device == input.device
+
+
 def _check_state(where, name, label, t, input, batched, layers, batch, size, msg_prefix):
     """One initial state: a tensor of the input's dtype and device, shaped like torch.nn's
     ((layers, batch, size), or (layers, size) unbatched; layers = num_layers * num_directions)."""
@@ -250,6 +271,9 @@ def _check_state(where, name, label, t, input, batched, layers, batch, size, msg
 
 def check_lstm_hx(module, hx: object, input: Tensor, batched: bool, batch: int) -> None:
     """Checks an LSTM's hx = (h_0, c_0) against its (checked) input."""
+    if (isinstance(hx, (tuple, list)) and len(hx) == 2
+            and all(_is_state(t, input, shape) for t, shape in zip(hx, _state_shapes(module, batched, batch)))):
+        return
     where = module._get_name()
     if not isinstance(hx, (tuple, list)):
         raise TypeError(
@@ -279,6 +303,8 @@ def check_lstm_hx(module, hx: object, input: Tensor, batched: bool, batch: int) 
 
 def check_gru_hx(module, hx: object, input: Tensor, batched: bool, batch: int) -> None:
     """Checks a GRU's hx = h_0 against its (checked) input."""
+    if _is_state(hx, input, _state_shapes(module, batched, batch)[0]):
+        return
     where = module._get_name()
     if not isinstance(hx, Tensor):
         raise TypeError(f"{where}: hx must be a torch.Tensor (h_0), got {type(hx).__name__}")

@@ -206,8 +206,10 @@ class RNNLayerBase(Module):
         """(w_ih, w_hh, b_ih, b_hh, w_hr) of layer ``index // D``, direction ``index % D``;
         biases are None with bias=False and w_hr without a projection (then, as in torch.nn,
         those attributes do not exist)."""
-        params = {name.split("_l")[0]: getattr(self, name) for name in self._all_weights[index]}
-        return tuple(params.get(kind) for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr"))
+        names = self._all_weights[index]  # [w_ih, w_hh, (b_ih, b_hh if bias), (w_hr if proj_size)]
+        biases = (getattr(self, names[2]), getattr(self, names[3])) if self.bias else (None, None)
+        w_hr = getattr(self, names[-1]) if self.proj_size > 0 else None
+        return (getattr(self, names[0]), getattr(self, names[1]), *biases, w_hr)
 
     def _state_sizes(self) -> tuple[int, ...]:
         """Feature sizes of the states: (h,) for a GRU; (h, c) for an LSTM, h being proj_size

@@ -30,8 +30,7 @@ GATES = 3
 SAVED_PER_UNIT = 4  # r, z, n, W_hn h_{t-1} + b_hn
 
 
-@torch.library.custom_op("fastgates::gru_forward", mutates_args=(), device_types=("cpu", "cuda"))
-def gru_forward(
+def gru_forward_impl(
     x: Tensor,
     w_ih: Tensor,
     w_hh: Tensor,
@@ -65,6 +64,11 @@ def gru_forward(
         saved if save_for_backward else None,
     )
     return y, h_n, saved
+
+
+# The op; gru_forward_impl is also called directly by eager inference (functional.py).
+gru_forward = torch.library.custom_op("fastgates::gru_forward", gru_forward_impl, mutates_args=(),
+                                      device_types=("cpu", "cuda"))
 
 
 @gru_forward.register_fake

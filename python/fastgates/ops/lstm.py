@@ -36,8 +36,7 @@ def _sizes(x: Tensor, w_hh: Tensor, w_hr: Tensor | None, h0: Tensor) -> tuple[in
     return h0.shape[0], hidden, hidden if w_hr is None else w_hr.shape[0]
 
 
-@torch.library.custom_op("fastgates::lstm_forward", mutates_args=(), device_types=("cpu", "cuda"))
-def lstm_forward(
+def lstm_forward_impl(
     x: Tensor,
     w_ih: Tensor,
     w_hh: Tensor,
@@ -86,6 +85,11 @@ def lstm_forward(
         saved_m if save_for_backward and projected else None,
     )
     return y, h_n, c_n, saved_gates, saved_c, saved_m
+
+
+# The op; lstm_forward_impl is also called directly by eager inference (functional.py).
+lstm_forward = torch.library.custom_op("fastgates::lstm_forward", lstm_forward_impl, mutates_args=(),
+                                       device_types=("cpu", "cuda"))
 
 
 @lstm_forward.register_fake
