@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+import fastgates
 from fastgates import _C
 from fastgates import reference as ref
 
@@ -168,27 +169,63 @@ def test_gru_kernels_match_reference(isa, dtype, threads, shape):
     np.testing.assert_allclose(_np(out["dh0"]), grads["h0"], **tol)
 
 
+# (T, B, I, H): one chunk; several, the last one shorter (LSTM float64: 5 steps per 2 MiB
+# chunk; GRU float64: 7; LSTM float32: 10); one step per chunk (a step over 2 MiB).
+INFERENCE_SHAPES = [(6, 5, 7, 37), (12, 300, 9, 40), (3, 1100, 5, 80)]
+
+
+@pytest.mark.parametrize("given_gates_x", [False, True], ids=["chunked", "gates_x"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", INFERENCE_SHAPES)
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_inference_forward_matches_training_forward(cell):
-    """Without saved tensors (inference) the forward gives the same outputs."""
-    T, B, I, H = 6, 5, 7, 37
+def test_inference_forward_matches_training_forward(isa, cell, shape, threads, dtype, given_gates_x):
+    """Without saved tensors (inference) the forward gives the same outputs, bit for bit,
+    whether it projects the inputs into a given gates_x or chunk by chunk into its workspace."""
+    T, B, I, H = shape
+    G = 4 if cell == "lstm" else 3
+    gates_x = torch.empty(T, B, G * H, dtype=dtype) if given_gates_x else None
+    workspace = _workspace(f"{cell}_forward", dtype, T, B, I, H, threads)
+    y, h_n, c_n = torch.empty(T, B, H, dtype=dtype), torch.empty(B, H, dtype=dtype), torch.empty(B, H, dtype=dtype)
     if cell == "lstm":
-        p = _lstm_problem(T, B, I, H, torch.float32)
-        full = _run_lstm(p, 2)
-        y, h_n, c_n = torch.empty(T, B, H), torch.empty(B, H), torch.empty(B, H)
+        p = _lstm_problem(T, B, I, H, dtype)
+        full = _run_lstm(p, threads)
         _C.lstm_forward(p["x"], p["w_ih"], p["b_ih"] + p["b_hh"], p["w_hh"], None, p["h0"], p["c0"], None, False,
-                        torch.empty(T, B, 4 * H), y, h_n, c_n, None, None, None,
-                        _workspace("lstm_forward", torch.float32, T, B, I, H, 2), 2)
+                        gates_x, y, h_n, c_n, None, None, None, workspace, threads)
         assert torch.equal(c_n, full["c_n"])
     else:
-        p = _gru_problem(T, B, I, H, torch.float32)
-        full = _run_gru(p, 2)
-        y, h_n = torch.empty(T, B, H), torch.empty(B, H)
-        _C.gru_forward(p["x"], p["w_ih"], p["b_ih"], p["w_hh"], p["b_hh"], p["h0"], None, False,
-                       torch.empty(T, B, 3 * H),
-                       y, h_n, None, _workspace("gru_forward", torch.float32, T, B, I, H, 2), 2)
+        p = _gru_problem(T, B, I, H, dtype)
+        full = _run_gru(p, threads)
+        _C.gru_forward(p["x"], p["w_ih"], p["b_ih"], p["w_hh"], p["b_hh"], p["h0"], None, False, gates_x, y, h_n,
+                       None, workspace, threads)
     assert torch.equal(y, full["y"])
     assert torch.equal(h_n, full["h_n"])
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_inference_matches_training_by_chunks_in_every_layout(mode, packed):
+    """The layers' inference (chunked projection) against their training forward (one
+    projection), bit for bit: both directions, padded and packed, several chunks."""
+    T, B, I, H = 12, 300, 9, 40
+    torch.manual_seed(0)
+    module = getattr(fastgates, mode)(I, H, bidirectional=True, dtype=torch.float64)
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    if packed:
+        lengths = torch.randint(1, T + 1, (B,))
+        lengths[0] = T
+        x = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+    with torch.no_grad():
+        inference = module(x)
+    training = module(x)
+    for a, b in zip(_flat_results(inference), _flat_results(training), strict=True):
+        assert torch.equal(a, b.detach())
+
+
+def _flat_results(result):
+    y, state = result
+    y = y.data if isinstance(y, torch.nn.utils.rnn.PackedSequence) else y
+    return [y, *(state if isinstance(state, tuple) else (state,))]
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -361,14 +398,6 @@ def test_training_forward_may_project_into_its_saved_array(isa, threads, shape, 
     for name, tensor in separate.items():
         if name != "gates_x":
             assert torch.equal(shared[name], tensor), name
-
-
-def test_binding_needs_gates_x_or_saved_for_the_gru_projection():
-    T, B, I, H = 3, 2, 4, 5
-    with pytest.raises(ValueError, match="gates_x may be None only when saved is given"):
-        _C.gru_forward(torch.zeros(T, B, I), torch.zeros(3 * H, I), None, torch.zeros(3 * H, H), None,
-                       torch.zeros(B, H), None, False, None, torch.empty(T, B, H), torch.empty(B, H), None,
-                       _workspace("gru_forward", torch.float32, T, B, I, H, 1), 1)
 
 
 def test_binding_rejects_saved_gates_that_partly_overlap_gates_x():

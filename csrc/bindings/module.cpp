@@ -183,7 +183,7 @@ void lstm_forward(py::handle x, py::handle w_ih, py::handle bias, py::handle w_h
   a.add(bias, "bias", false, true);
   a.add(h0, "h0", false);
   a.add(c0, "c0", false);
-  a.add(gates_x, "gates_x", true);
+  a.add(gates_x, "gates_x", true, true);
   a.add(y, "y", true);
   a.add(h_n, "h_n", true);
   a.add(c_n, "c_n", true);
@@ -340,10 +340,6 @@ void gru_forward(py::handle x, py::handle w_ih, py::handle b_ih, py::handle w_hh
   a.expect(8, rows.shape(H));
   a.expect(9, {B, H});
   a.expect(10, rows.shape(4 * H));
-  if (!a.present(7) && !a.present(10)) {
-    throw py::value_error(std::string(op) + ": gates_x may be None only when saved is given (the input projection "
-                          "then goes into saved)");
-  }
   num_threads = checked_threads(op, num_threads);
   const cpu::SequenceShape shape{rows.steps(), B, H, I};
   expect_workspace(op, ws, cpu::Kernel::gru_forward, dtype, shape, num_threads);

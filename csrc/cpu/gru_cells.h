@@ -32,6 +32,7 @@ struct GruForwardCell {
 
   void attach(WorkspaceCarver&, const StepSchedule* schedule) { steps = schedule; }
 
+  InputProjection<T>& input() { return a.input; }
   const InputProjection<T>& input() const { return a.input; }
 
   template <int R>
@@ -58,7 +59,7 @@ struct GruForwardCell {
     for (int r = 0; r < R; ++r) {
       const int64_t row = row0 + r;
       const int64_t n = steps->offset(t) + row;  // row of the [N, ...] arrays
-      const T* gx = a.input.gates_x + n * gates_stride + j0;
+      const T* gx = a.input.gates_x + steps->gates_row(t, row) * gates_stride + j0;
       cell::GruGates<V> x{load_lanes(gx, units), load_lanes(gx + H, units), load_lanes(gx + 2 * H, units)};
       cell::GruGates<V> hh{V::load(rec[r][0]) + bias[0], V::load(rec[r][1]) + bias[1], V::load(rec[r][2]) + bias[2]};
       V h;

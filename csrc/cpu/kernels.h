@@ -63,7 +63,9 @@ struct InputProjection {
   const T* x;     // [N, I]
   const T* w_ih;  // [G·H, I]     torch.nn weight_ih_l0
   const T* bias;  // [G·H] or null: LSTM b_ih + b_hh, GRU b_ih
-  T* gates_x;     // [N, G·H]     out: x_t W_ihᵀ + bias, the pre-activations without the recurrent part
+  T* gates_x;     // [N, G·H]     out: x_t W_ihᵀ + bias, the pre-activations without the recurrent part;
+                 //              or null: the kernel projects a chunk of steps at a time into its
+                 //              workspace (recurrence.h, kChunkBytes), for inference
   int64_t gates_stride = 0;  // elements from one row of gates_x to the next; 0: G·H (a [N, G·H] array)
 
   int64_t row_stride(int64_t gates_width) const { return gates_stride > 0 ? gates_stride : gates_width; }
@@ -121,9 +123,9 @@ template <typename T>
 struct GruForward {
   SequenceShape shape;
   SequenceLayout layout;
-  InputProjection<T> input;  // G = 3. input.gates_x may be null when saved is given: the projection
-                             // then goes into the first 3H of each row of saved, where each step
-                             // reads a unit's pre-activations before writing r, z, n over them
+  InputProjection<T> input;  // G = 3. When input.gates_x is null and saved is given, the projection
+                             // goes into the first 3H of each row of saved, where each step reads a
+                             // unit's pre-activations before writing r, z, n over them
   const T* w_hh;     // [3H, H]     torch.nn weight_hh_l0
   const T* b_hh;     // [3H] or null: torch.nn bias_hh_l0 (null: no bias)
   const T* h0;       // [B, H]

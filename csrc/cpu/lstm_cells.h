@@ -35,6 +35,7 @@ struct LstmForwardCell {
     if constexpr (kProjected) m_state = w.take<T>(shape.batch * shape.hidden_size);
   }
 
+  InputProjection<T>& input() { return a.input; }
   const InputProjection<T>& input() const { return a.input; }
   const T* projection_input() const { return m_state; }
 
@@ -57,7 +58,7 @@ struct LstmForwardCell {
     for (int r = 0; r < R; ++r) {
       const int64_t row = row0 + r;
       const int64_t n = steps->offset(t) + row;  // row of the [N, ...] arrays
-      const T* gx = a.input.gates_x + n * gates_stride + j0;
+      const T* gx = a.input.gates_x + steps->gates_row(t, row) * gates_stride + j0;
       using V = Lanes<T>;
       cell::LstmGates<V> in{load_lanes(gx, units) + V::load(rec[r][0]), load_lanes(gx + H, units) + V::load(rec[r][1]),
                             load_lanes(gx + 2 * H, units) + V::load(rec[r][2]),

@@ -3,6 +3,8 @@
 // batch rows by a panel. Included only by the per-ISA kernel builds.
 #pragma once
 
+#include <algorithm>
+
 #include <type_traits>
 
 #include "cpu/simd.h"
@@ -97,14 +99,18 @@ void pack_columns_panel(const T* w, int64_t hidden_size, int64_t inner, int bloc
   }
 }
 
+// Partial sums per output in micro_kernel<R, G>: the accumulator registers spread over R·G
+// outputs, 1 to 8.
+template <int R, int G>
+constexpr int kSplit = std::clamp(kAccumulators / (R * G), 1, 8);
+
 // out[r][g] = Σ_k a[r·lda + k] · panel[k][g][:] for R rows. The sum over k is split into S
 // interleaved partial sums (S chains of FMAs hide the FMA latency when R·G is small) that are
-// added in a fixed order, so the result depends on the shape only, never on timing or threads.
-template <typename T, int R, int G>
+// added in a fixed order, so the result depends on the shape and S only, never on timing or
+// threads.
+template <typename T, int R, int G, int S = kSplit<R, G>>
 FG_ALWAYS_INLINE void micro_kernel(const T* a, int64_t lda, const T* panel, int64_t inner,
                                    Vec<T> out[R][G]) {
-  constexpr int kSplitWanted = kAccumulators / (R * G);
-  constexpr int S = kSplitWanted < 1 ? 1 : (kSplitWanted > 8 ? 8 : kSplitWanted);
   constexpr int lanes = kLanes<T>;
   Vec<T> acc[S][R][G];
   FG_UNROLL for (int s = 0; s < S; ++s) {

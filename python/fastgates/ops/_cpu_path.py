@@ -6,7 +6,7 @@ without gates_x, workspace and num_threads."""
 from __future__ import annotations
 
 from .. import _backend
-from ._common import sequence_shape, steps
+from ._common import steps
 
 
 def lstm_forward(x, w_ih, bias, w_hh, w_hr, h0, c0, batch_sizes, reverse, y, h_n, c_n, saved_gates, saved_c,
@@ -16,8 +16,9 @@ def lstm_forward(x, w_ih, bias, w_hh, w_hr, h0, c0, batch_sizes, reverse, y, h_n
     workspace = _backend.workspace("lstm_forward", x.dtype, steps(x, batch_sizes), h0.shape[0], x.shape[-1], hidden,
                                    threads, 0 if w_hr is None else w_hr.shape[0])
     # When training, the activations overwrite the pre-activations in place (kernels.h): one
-    # [N, 4H] array fewer to allocate and fault in per call.
-    gates_x = x.new_empty(sequence_shape(x, 4 * hidden)) if saved_gates is None else saved_gates
+    # [N, 4H] array fewer to allocate and fault in per call. In inference (None) the kernel
+    # projects a chunk of steps at a time into its workspace.
+    gates_x = saved_gates
     _backend.C().lstm_forward(x, w_ih, bias, w_hh, w_hr, h0, c0, batch_sizes, reverse, gates_x, y, h_n, c_n,
                               saved_gates, saved_c, saved_m, workspace, threads)
 
@@ -36,10 +37,10 @@ def gru_forward(x, w_ih, b_ih, w_hh, b_hh, h0, batch_sizes, reverse, y, h_n, sav
     hidden = h0.shape[1]
     workspace = _backend.workspace("gru_forward", x.dtype, steps(x, batch_sizes), h0.shape[0], x.shape[-1], hidden,
                                    threads)
-    # When training, the input projection goes into `saved`, whose r, z, n overwrite it in place
-    # (kernels.h): one [N, 3H] array fewer to allocate and fault in per call.
-    gates_x = x.new_empty(sequence_shape(x, 3 * hidden)) if saved is None else None
-    _backend.C().gru_forward(x, w_ih, b_ih, w_hh, b_hh, h0, batch_sizes, reverse, gates_x, y, h_n, saved, workspace,
+    # gates_x None: when training, the input projection goes into `saved`, whose r, z, n
+    # overwrite it in place; in inference the kernel projects a chunk of steps at a time into
+    # its workspace (kernels.h).
+    _backend.C().gru_forward(x, w_ih, b_ih, w_hh, b_hh, h0, batch_sizes, reverse, None, y, h_n, saved, workspace,
                              threads)
 
 
