@@ -418,3 +418,26 @@ def test_fake_and_meta_tensors_take_the_op(mode):
     with torch.no_grad():
         y = meta(torch.empty(5, 2, 3, device="meta"))[0]
     assert y.shape == (5, 2, 4) and y.device.type == "meta"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_gradients_survive_later_backward_calls(mode):
+    """The backward ops keep their gate gradients in a per-thread buffer they reuse
+    (_backend.gradient_scratch); no gradient they return may live in it: those of a first
+    backward still match torch.nn after backward calls of other shapes."""
+    ours, ref = make_pair(mode, 5, 6, dtype=torch.float64)
+    expected, kept = [], []
+    for steps, batch in [(7, 3), (2, 1), (9, 4)]:
+        x, hx = make_input(mode, steps, batch, 5, 6, dtype=torch.float64)
+        x.requires_grad_()
+        grads = []
+        for module in (ours, ref):
+            module.zero_grad()
+            y, _ = module(x, hx)
+            dx, *dparams = torch.autograd.grad((y * y).sum(), [x, *module.parameters()])
+            grads.append([dx, *dparams])
+        kept.append(grads[0])
+        expected.append([g.clone() for g in grads[1]])
+    for ours_grads, ref_grads in zip(kept, expected, strict=True):
+        for a, b in zip(ours_grads, ref_grads, strict=True):
+            assert_close(a, b, "gradient")

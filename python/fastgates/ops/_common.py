@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from .. import _backend
+
 EMPTY = (0,)  # shape of an output that was not asked for
 
 
@@ -31,6 +33,15 @@ def kernels(x: Tensor):
     from . import _cpu_path, _external_projection
 
     return _external_projection if _external_projection.uses_external_projection(x) else _cpu_path
+
+
+def gate_gradients(x: Tensor, *widths: int) -> list[Tensor]:
+    """Arrays laid out like x with these feature widths, for a backward op's gate gradients:
+    on the CPU reused per thread (_backend.gradient_scratch), elsewhere new."""
+    shapes = [sequence_shape(x, width) for width in widths]
+    if x.device.type == "cpu":
+        return _backend.gradient_scratch(x, *shapes)
+    return [x.new_empty(shape) for shape in shapes]
 
 
 def steps(x: Tensor, batch_sizes: Tensor | None) -> int:

@@ -17,6 +17,7 @@ from ._common import (
     EMPTY,
     check_grad_mask,
     forbid_double_backward,
+    gate_gradients,
     grad_or_zeros,
     input_side_grads,
     is_empty,
@@ -102,8 +103,7 @@ def gru_backward(
     check_grad_mask(grad_mask, 5, "fastgates::gru_backward")
     need_x, need_w_ih, need_w_hh, need_b_ih, need_b_hh = grad_mask
     batch, hidden = h0.shape[0], w_hh.shape[1]
-    dgates_x = x.new_empty(sequence_shape(x, GATES * hidden))
-    dgates_h = x.new_empty(sequence_shape(x, GATES * hidden))
+    dgates_x, dgates_h = gate_gradients(x, GATES * hidden, GATES * hidden)
     dh0 = x.new_empty((batch, hidden))
     if is_empty(*x.shape[:-1], batch, hidden):
         dgates_x.zero_()

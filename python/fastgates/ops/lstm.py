@@ -18,6 +18,7 @@ from ._common import (
     check_grad_mask,
     combined_bias,
     forbid_double_backward,
+    gate_gradients,
     grad_or_zeros,
     input_side_grads,
     is_empty,
@@ -133,7 +134,7 @@ def lstm_backward(
     need_x, need_w_ih, need_w_hh, need_b, need_w_hr = grad_mask
     batch, hidden, k = _sizes(x, w_hh, w_hr, h0)
     projected = w_hr is not None
-    dgates = x.new_empty(sequence_shape(x, GATES * hidden))
+    (dgates,) = gate_gradients(x, GATES * hidden)
     dh = x.new_empty(sequence_shape(x, k) if projected else EMPTY)
     dh0 = x.new_empty((batch, k))
     dc0 = x.new_empty((batch, hidden))
