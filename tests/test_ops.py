@@ -441,3 +441,17 @@ def test_gradients_survive_later_backward_calls(mode):
     for ours_grads, ref_grads in zip(kept, expected, strict=True):
         for a, b in zip(ours_grads, ref_grads, strict=True):
             assert_close(a, b, "gradient")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_forward_mode_ad_raises_instead_of_dropping_tangents(mode):
+    import torch.autograd.forward_ad as fwAD
+
+    module, _ = make_pair(mode, 3, 4, dtype=torch.float64)
+    x, _ = make_input(mode, 3, 2, 3, 4, dtype=torch.float64)
+    with fwAD.dual_level():
+        dual = fwAD.make_dual(x, torch.ones_like(x))
+        with pytest.raises(NotImplementedError, match="forward-mode AD"):
+            module(dual)
+        y, _ = module(x)  # no tangent anywhere: runs
+    assert y.shape == (3, 2, 4)

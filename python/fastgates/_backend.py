@@ -77,7 +77,6 @@ def workspace(kernel: str, dtype: torch.dtype, steps: int, batch: int, input_siz
     return buffer[:nbytes]
 
 
-
 def gradient_scratch(like: torch.Tensor, *shapes: tuple[int, ...]) -> list[torch.Tensor]:
     """Arrays of these shapes, of like's dtype, for a backward op's gate gradients (dgates),
     which never leave the op: the GEMMs that make the weight and input gradients read them and

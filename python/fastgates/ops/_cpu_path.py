@@ -15,11 +15,10 @@ def lstm_forward(x, w_ih, bias, w_hh, w_hr, h0, c0, batch_sizes, reverse, y, h_n
     hidden = c0.shape[1]
     workspace = _backend.workspace("lstm_forward", x.dtype, steps(x, batch_sizes), h0.shape[0], x.shape[-1], hidden,
                                    threads, 0 if w_hr is None else w_hr.shape[0])
-    # When training, the activations overwrite the pre-activations in place (kernels.h): one
-    # [N, 4H] array fewer to allocate and fault in per call. In inference (None) the kernel
-    # projects a chunk of steps at a time into its workspace.
-    gates_x = saved_gates
-    _backend.C().lstm_forward(x, w_ih, bias, w_hh, w_hr, h0, c0, batch_sizes, reverse, gates_x, y, h_n, c_n,
+    # gates_x is saved_gates: when training, the activations overwrite the pre-activations in
+    # place; in inference (None) the kernel projects a chunk of steps at a time into its
+    # workspace (kernels.h).
+    _backend.C().lstm_forward(x, w_ih, bias, w_hh, w_hr, h0, c0, batch_sizes, reverse, saved_gates, y, h_n, c_n,
                               saved_gates, saved_c, saved_m, workspace, threads)
 
 

@@ -7,6 +7,7 @@ shapes, biases may be None, states [B, H].
 from __future__ import annotations
 
 import torch
+import torch.autograd.forward_ad as forward_ad
 from torch import Tensor
 
 from .._validation import check_sequence_args
@@ -15,6 +16,15 @@ from .lstm import lstm_forward, lstm_forward_impl
 
 
 def _grad_needed(*tensors: Tensor | None) -> bool:
+    """Whether autograd must record the call; refuses forward-mode AD, which the ops lack
+    (it would otherwise drop the tangents silently)."""
+    if not torch.compiler.is_compiling() and forward_ad._current_level >= 0:
+        for t in tensors:
+            if t is not None and forward_ad.unpack_dual(t).tangent is not None:
+                raise NotImplementedError(
+                    "fastgates: forward-mode AD (dual tensors, torch.func.jvp) is not implemented by the "
+                    "fastgates ops; an input has a tangent. Use torch.nn.LSTM / torch.nn.GRU for it."
+                )
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
