@@ -455,3 +455,33 @@ def test_forward_mode_ad_raises_instead_of_dropping_tangents(mode):
             module(dual)
         y, _ = module(x)  # no tangent anywhere: runs
     assert y.shape == (3, 2, 4)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_eager_backward_skips_the_backward_ops_dispatcher_unless_watched(monkeypatch, mode):
+    import importlib
+
+    module_of_op = importlib.import_module(f"fastgates.ops.{mode.lower()}")
+    name = f"{mode.lower()}_backward"
+    op = getattr(module_of_op, name)
+    calls = []
+
+    def counted(*args):
+        calls.append(args)
+        return op(*args)
+
+    monkeypatch.setattr(module_of_op, name, counted)
+    ours, ref = make_pair(mode, 3, 4, dtype=torch.float64)
+    x, hx = make_input(mode, 3, 2, 3, 4, dtype=torch.float64)
+    grads = []
+    for module in (ours, ref):
+        y, _ = module(x, hx)
+        grads.append(torch.autograd.grad(y.sum(), list(module.parameters())))
+    assert calls == []
+    for a, b in zip(*grads, strict=True):
+        assert_close(a, b, "gradient")
+    y, _ = ours(x, hx)
+    with _RecordOps() as recorder:
+        torch.autograd.grad(y.sum(), list(ours.parameters()))
+    assert f"fastgates.{name}.default" in recorder.names
+    assert len(calls) == 1

@@ -11,6 +11,7 @@ import torch.autograd.forward_ad as forward_ad
 from torch import Tensor
 
 from .._validation import check_sequence_args
+from ._common import plain_eager
 from .gru import gru_forward, gru_forward_impl
 from .lstm import lstm_forward, lstm_forward_impl
 
@@ -26,29 +27,6 @@ def _grad_needed(*tensors: Tensor | None) -> bool:
                     "fastgates ops; an input has a tangent. Use torch.nn.LSTM / torch.nn.GRU for it."
                 )
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-
-
-def _plain_eager(*tensors: Tensor | None) -> bool:
-    """Whether a call that autograd need not see may run an op's implementation directly.
-
-    The dispatcher's path through a Python custom op (autograd wrapper, redispatch, backend
-    wrapper) costs about 60 µs a call on this project's machine, more than the kernels of a
-    one-step LSTM at H = 64 take. It is skipped only in plain eager execution on CPU or CUDA
-    tensors: never while torch.compile traces (this test is its first, so dynamo sees a
-    constant), nor under a dispatch mode (FakeTensor, export, make_fx, functionalization), a
-    torch function mode, a tensor subclass, a functorch transform, the jit tracer or the
-    profiler, all of which must see the op itself.
-    """
-    return not (
-        torch.compiler.is_compiling()
-        or torch._C._len_torch_dispatch_stack() > 0
-        or torch._C._is_torch_function_mode_enabled()
-        or torch._C._are_functorch_transforms_active()
-        or torch.autograd._profiler_enabled()
-        or torch._C._get_tracing_state() is not None
-        or torch.overrides.has_torch_function([t for t in tensors if t is not None])
-        or tensors[0].device.type not in ("cpu", "cuda")
-    )
 
 
 def lstm(
@@ -83,7 +61,7 @@ def _lstm(x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr=None, batch_sizes=None, revers
     takes a projection ``w_hr`` [P, H], packed x [N, I] with ``batch_sizes``, and ``reverse``
     (see ops/lstm.py)."""
     save = _grad_needed(x, w_ih, w_hh, b_ih, b_hh, w_hr, h0, c0)
-    op = lstm_forward_impl if not save and _plain_eager(x, w_ih, w_hh, b_ih, b_hh, w_hr, h0, c0) else lstm_forward
+    op = lstm_forward_impl if not save and plain_eager(x, w_ih, w_hh, b_ih, b_hh, w_hr, h0, c0) else lstm_forward
     y, h_n, c_n, _, _, _ = op(x, w_ih, w_hh, b_ih, b_hh, w_hr, h0, c0, batch_sizes, reverse, save)
     return y, (h_n, c_n)
 
@@ -92,6 +70,6 @@ def _gru(x, w_ih, w_hh, b_ih, b_hh, h0, batch_sizes=None, reverse=False):
     """``gru`` without the checks, for callers that have checked already (the layers); also
     takes packed x [N, I] with ``batch_sizes``, and ``reverse`` (see ops/gru.py)."""
     save = _grad_needed(x, w_ih, w_hh, b_ih, b_hh, h0)
-    op = gru_forward_impl if not save and _plain_eager(x, w_ih, w_hh, b_ih, b_hh, h0) else gru_forward
+    op = gru_forward_impl if not save and plain_eager(x, w_ih, w_hh, b_ih, b_hh, h0) else gru_forward
     y, h_n, _ = op(x, w_ih, w_hh, b_ih, b_hh, h0, batch_sizes, reverse, save)
     return y, h_n

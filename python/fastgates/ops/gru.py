@@ -24,6 +24,7 @@ from ._common import (
     no_saved_tensors_error,
     recurrent_weight_grad,
     kernels as _kernels,
+    backward_may_skip_dispatcher,
     sequence_shape,
 )
 
@@ -82,8 +83,7 @@ def _(x, w_ih, w_hh, b_ih, b_hh, h0, batch_sizes, reverse, save_for_backward):
     )
 
 
-@torch.library.custom_op("fastgates::gru_backward", mutates_args=(), device_types=("cpu", "cuda"))
-def gru_backward(
+def gru_backward_impl(
     x: Tensor,
     w_ih: Tensor,
     w_hh: Tensor,
@@ -129,6 +129,11 @@ def gru_backward(
     return dx, dw_ih, dw_hh, db_ih, db_hh, dh0
 
 
+# The op; gru_backward_impl is also called directly by eager backward passes (_backward).
+gru_backward = torch.library.custom_op("fastgates::gru_backward", gru_backward_impl, mutates_args=(),
+                                       device_types=("cpu", "cuda"))
+
+
 @gru_backward.register_fake
 def _(x, w_ih, w_hh, h0, y, saved, batch_sizes, reverse, dy, dh_n, grad_mask):
     check_grad_mask(grad_mask, 5, "fastgates::gru_backward")
@@ -162,10 +167,10 @@ def _backward(ctx, dy, dh_n, _dsaved):
         raise no_saved_tensors_error("fastgates::gru_forward")
     x, w_ih, w_hh, h0, y, saved, batch_sizes = ctx.saved_tensors
     need_x, need_w_ih, need_w_hh, need_b_ih, need_b_hh, need_h0, *_ = ctx.needs_input_grad
-    dx, dw_ih, dw_hh, db_ih, db_hh, dh0 = gru_backward(
-        x, w_ih, w_hh, h0, y, saved, batch_sizes, ctx.reverse,
-        grad_or_zeros(dy, y),
-        grad_or_zeros(dh_n, h0),
+    dy, dh_n = grad_or_zeros(dy, y), grad_or_zeros(dh_n, h0)
+    op = gru_backward_impl if backward_may_skip_dispatcher(x, w_ih, w_hh, h0, dy, dh_n) else gru_backward
+    dx, dw_ih, dw_hh, db_ih, db_hh, dh0 = op(
+        x, w_ih, w_hh, h0, y, saved, batch_sizes, ctx.reverse, dy, dh_n,
         [need_x, need_w_ih, need_w_hh, need_b_ih, need_b_hh],
     )
     return (

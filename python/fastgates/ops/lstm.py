@@ -25,6 +25,7 @@ from ._common import (
     no_saved_tensors_error,
     recurrent_weight_grad,
     kernels as _kernels,
+    backward_may_skip_dispatcher,
     sequence_shape,
 )
 
@@ -106,8 +107,7 @@ def _(x, w_ih, w_hh, b_ih, b_hh, w_hr, h0, c0, batch_sizes, reverse, save_for_ba
     )
 
 
-@torch.library.custom_op("fastgates::lstm_backward", mutates_args=(), device_types=("cpu", "cuda"))
-def lstm_backward(
+def lstm_backward_impl(
     x: Tensor,
     w_ih: Tensor,
     w_hh: Tensor,
@@ -169,6 +169,11 @@ def lstm_backward(
     return dx, dw_ih, dw_hh, db, dw_hr, dh0, dc0
 
 
+# The op; lstm_backward_impl is also called directly by eager backward passes (_backward).
+lstm_backward = torch.library.custom_op("fastgates::lstm_backward", lstm_backward_impl, mutates_args=(),
+                                        device_types=("cpu", "cuda"))
+
+
 @lstm_backward.register_fake
 def _(x, w_ih, w_hh, w_hr, h0, c0, y, saved_gates, saved_c, saved_m, batch_sizes, reverse, dy, dh_n,
       dc_n, grad_mask):
@@ -205,11 +210,10 @@ def _backward(ctx, dy, dh_n, dc_n, _dsaved_gates, _dsaved_c, _dsaved_m):
     x, w_ih, w_hh, w_hr, h0, c0, y, saved_gates, saved_c, saved_m, batch_sizes = ctx.saved_tensors
     (need_x, need_w_ih, need_w_hh, need_b_ih, need_b_hh, need_w_hr, need_h0, need_c0,
      *_) = ctx.needs_input_grad
-    dx, dw_ih, dw_hh, db, dw_hr, dh0, dc0 = lstm_backward(
-        x, w_ih, w_hh, w_hr, h0, c0, y, saved_gates, saved_c, saved_m, batch_sizes, ctx.reverse,
-        grad_or_zeros(dy, y),
-        grad_or_zeros(dh_n, h0),
-        grad_or_zeros(dc_n, c0),
+    dy, dh_n, dc_n = grad_or_zeros(dy, y), grad_or_zeros(dh_n, h0), grad_or_zeros(dc_n, c0)
+    op = lstm_backward_impl if backward_may_skip_dispatcher(x, w_ih, w_hh, w_hr, h0, c0, dy, dh_n, dc_n) else lstm_backward
+    dx, dw_ih, dw_hh, db, dw_hr, dh0, dc0 = op(
+        x, w_ih, w_hh, w_hr, h0, c0, y, saved_gates, saved_c, saved_m, batch_sizes, ctx.reverse, dy, dh_n, dc_n,
         [need_x, need_w_ih, need_w_hh, need_b_ih or need_b_hh, need_w_hr],
     )
     # b_ih and b_hh get equal gradients; never hand autograd one tensor for both.
