@@ -336,20 +336,24 @@ class _RecordOps(torch.utils._python_dispatch.TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def _forward_op_calls(monkeypatch, mode):
-    """Counts the calls that go through the custom op from the functional layer."""
-    from fastgates.ops import functional
-
-    name = "lstm_forward" if mode == "LSTM" else "gru_forward"
-    op = getattr(functional, name)
+def _op_calls(monkeypatch, module, name):
+    """Counts the calls of the custom op ``name`` that go through ``module``'s reference to it."""
+    op = getattr(module, name)
     calls = []
 
     def counted(*args):
         calls.append(args)
         return op(*args)
 
-    monkeypatch.setattr(functional, name, counted)
+    monkeypatch.setattr(module, name, counted)
     return calls
+
+
+def _forward_op_calls(monkeypatch, mode):
+    """Counts the calls that go through the forward op from the functional layer."""
+    from fastgates.ops import functional
+
+    return _op_calls(monkeypatch, functional, f"{mode.lower()}_forward")
 
 
 @pytest.mark.parametrize("mode,variant", _mode_variants())
@@ -461,16 +465,8 @@ def test_forward_mode_ad_raises_instead_of_dropping_tangents(mode):
 def test_eager_backward_skips_the_backward_ops_dispatcher_unless_watched(monkeypatch, mode):
     import importlib
 
-    module_of_op = importlib.import_module(f"fastgates.ops.{mode.lower()}")
     name = f"{mode.lower()}_backward"
-    op = getattr(module_of_op, name)
-    calls = []
-
-    def counted(*args):
-        calls.append(args)
-        return op(*args)
-
-    monkeypatch.setattr(module_of_op, name, counted)
+    calls = _op_calls(monkeypatch, importlib.import_module(f"fastgates.ops.{mode.lower()}"), name)
     ours, ref = make_pair(mode, 3, 4, dtype=torch.float64)
     x, hx = make_input(mode, 3, 2, 3, 4, dtype=torch.float64)
     grads = []
