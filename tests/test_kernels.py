@@ -14,6 +14,7 @@ import torch
 import fastgates
 from fastgates import _C
 from fastgates import reference as ref
+from rnn_helpers import outputs_flat
 
 ISAS = _C.supported_cpu_isas().split(",")
 SHAPES = [(1, 1, 1, 1), (5, 3, 17, 31), (7, 9, 8, 40), (3, 1, 5, 16), (4, 33, 6, 17)]
@@ -220,14 +221,10 @@ def test_inference_matches_training_by_chunks_in_every_layout(mode, packed):
     with torch.no_grad():
         inference = module(x)
     training = module(x)
-    for a, b in zip(_flat_results(inference), _flat_results(training), strict=True):
+    data = (lambda y: y.data) if packed else (lambda y: y)
+    for a, b in zip(outputs_flat(mode, (data(inference[0]), inference[1])),
+                    outputs_flat(mode, (data(training[0]), training[1])), strict=True):
         assert torch.equal(a, b.detach())
-
-
-def _flat_results(result):
-    y, state = result
-    y = y.data if isinstance(y, torch.nn.utils.rnn.PackedSequence) else y
-    return [y, *(state if isinstance(state, tuple) else (state,))]
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

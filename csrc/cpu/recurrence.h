@@ -73,7 +73,8 @@ class StepSchedule {
   // Rows of the [N, ...] arrays of the chunk that starts with the k-th step run.
   BlockRange chunk_rows(int64_t k) const {
     const int64_t last = std::min(steps_, k + chunk_steps_) - 1;
-    return reverse_ ? BlockRange{offsets_[at(last)], offsets_[at(k) + 1]} : BlockRange{offsets_[k], offsets_[last + 1]};
+    if (reverse_) return {offsets_[at(last)], offsets_[at(k) + 1]};
+    return {offsets_[k], offsets_[last + 1]};
   }
   // Row of the projection's output that holds row `row` of step t.
   int64_t gates_row(int64_t t, int64_t row) const { return offsets_[t] + row - chunk_first_row_[t]; }

@@ -70,10 +70,15 @@ def workspace(kernel: str, dtype: torch.dtype, steps: int, batch: int, input_siz
     """
     nbytes = _workspace_bytes(C().cpu_isa(), kernel, KERNEL_DTYPES[dtype], steps, batch, input_size, hidden_size,
                               threads, proj_size)
-    buffer = getattr(_workspaces, "buffer", None)
+    return _reused_buffer("buffer", nbytes)
+
+
+def _reused_buffer(name: str, nbytes: int) -> torch.Tensor:
+    """nbytes of this thread's buffer ``name``, grown (never shrunk) when too small."""
+    buffer = getattr(_workspaces, name, None)
     if buffer is None or buffer.numel() < nbytes:
         buffer = torch.empty(nbytes, dtype=torch.uint8)
-        _workspaces.buffer = buffer
+        setattr(_workspaces, name, buffer)
     return buffer[:nbytes]
 
 
@@ -90,11 +95,7 @@ def gradient_scratch(like: torch.Tensor, *shapes: tuple[int, ...]) -> list[torch
     """
     itemsize = like.element_size()
     aligned = [(math.prod(shape) * itemsize + 63) // 64 * 64 for shape in shapes]
-    nbytes = max(sum(aligned), 1)
-    buffer = getattr(_workspaces, "gradients", None)
-    if buffer is None or buffer.numel() < nbytes:
-        buffer = torch.empty(nbytes, dtype=torch.uint8)
-        _workspaces.gradients = buffer
+    buffer = _reused_buffer("gradients", max(sum(aligned), 1))
     arrays, offset = [], 0
     for shape, size in zip(shapes, aligned, strict=True):
         count = math.prod(shape)

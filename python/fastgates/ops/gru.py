@@ -15,6 +15,7 @@ from torch import Tensor
 
 from ._common import (
     EMPTY,
+    backward_may_skip_dispatcher,
     check_grad_mask,
     forbid_double_backward,
     gate_gradients,
@@ -24,7 +25,6 @@ from ._common import (
     no_saved_tensors_error,
     recurrent_weight_grad,
     kernels as _kernels,
-    backward_may_skip_dispatcher,
     sequence_shape,
 )
 

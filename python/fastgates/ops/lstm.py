@@ -15,6 +15,7 @@ from torch import Tensor
 
 from ._common import (
     EMPTY,
+    backward_may_skip_dispatcher,
     check_grad_mask,
     combined_bias,
     forbid_double_backward,
@@ -25,7 +26,6 @@ from ._common import (
     no_saved_tensors_error,
     recurrent_weight_grad,
     kernels as _kernels,
-    backward_may_skip_dispatcher,
     sequence_shape,
 )
 
@@ -211,7 +211,8 @@ def _backward(ctx, dy, dh_n, dc_n, _dsaved_gates, _dsaved_c, _dsaved_m):
     (need_x, need_w_ih, need_w_hh, need_b_ih, need_b_hh, need_w_hr, need_h0, need_c0,
      *_) = ctx.needs_input_grad
     dy, dh_n, dc_n = grad_or_zeros(dy, y), grad_or_zeros(dh_n, h0), grad_or_zeros(dc_n, c0)
-    op = lstm_backward_impl if backward_may_skip_dispatcher(x, w_ih, w_hh, w_hr, h0, c0, dy, dh_n, dc_n) else lstm_backward
+    skip = backward_may_skip_dispatcher(x, w_ih, w_hh, w_hr, h0, c0, dy, dh_n, dc_n)
+    op = lstm_backward_impl if skip else lstm_backward
     dx, dw_ih, dw_hh, db, dw_hr, dh0, dc0 = op(
         x, w_ih, w_hh, w_hr, h0, c0, y, saved_gates, saved_c, saved_m, batch_sizes, ctx.reverse, dy, dh_n, dc_n,
         [need_x, need_w_ih, need_w_hh, need_b_ih or need_b_hh, need_w_hr],
