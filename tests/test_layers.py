@@ -113,6 +113,36 @@ def test_results_are_deterministic(mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_training_at_a_benchmark_size_is_reproducible_across_runs_and_threads(mode):
+    # Large enough that the kernels and torch's GEMMs for the weight and input gradients run
+    # on two threads. Run after run: bit for bit. One thread against two: the kernels' outputs
+    # bit for bit (each unit block is computed the same way by whichever thread owns it), the
+    # gradients (torch's GEMMs split their sums by thread count) within float32 tolerance.
+    steps, batch, size = 50, 32, 128
+    ours, ref = make_pair(mode, size, size, dtype=torch.float32)
+    x, hx = make_input(mode, steps, batch, size, size, dtype=torch.float32)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        first = run_with_grads(mode, ours, x, hx)
+        second = run_with_grads(mode, ours, x, hx)
+        torch.set_num_threads(1)
+        single = run_with_grads(mode, ours, x, hx)
+    finally:
+        torch.set_num_threads(before)
+    names = output_names(mode) + grad_names(mode, ours, True)
+    for name, a, b in zip(names, first[0] + first[1], second[0] + second[1], strict=True):
+        assert torch.equal(a, b), f"{name} differs between two runs"
+    for name, a, b in zip(output_names(mode), first[0], single[0], strict=True):
+        assert torch.equal(a, b), f"{name} differs between 2 threads and 1"
+    for name, a, b in zip(grad_names(mode, ours, True), first[1], single[1], strict=True):
+        assert_close(a, b, f"grad of {name}, 2 threads against 1")
+    reference = run_with_grads(mode, ref, x, hx)
+    for name, a, b in zip(names, first[0] + first[1], reference[0] + reference[1], strict=True):
+        assert_close(a, b, f"{name} against torch.nn")
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_non_contiguous_inputs_give_correct_results(mode):
     steps, batch, input_size, hidden = 5, 3, 6, 7
     ours, ref = make_pair(mode, input_size, hidden, batch_first=True)
