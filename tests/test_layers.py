@@ -130,15 +130,15 @@ def test_training_at_a_benchmark_size_is_reproducible_across_runs_and_threads(mo
         single = run_with_grads(mode, ours, x, hx)
     finally:
         torch.set_num_threads(before)
-    names = output_names(mode) + grad_names(mode, ours, True)
-    for name, a, b in zip(names, first[0] + first[1], second[0] + second[1], strict=True):
+    outputs, grads = output_names(mode), grad_names(mode, ours, True)
+    for name, a, b in zip(outputs + grads, first[0] + first[1], second[0] + second[1], strict=True):
         assert torch.equal(a, b), f"{name} differs between two runs"
-    for name, a, b in zip(output_names(mode), first[0], single[0], strict=True):
+    for name, a, b in zip(outputs, first[0], single[0], strict=True):
         assert torch.equal(a, b), f"{name} differs between 2 threads and 1"
-    for name, a, b in zip(grad_names(mode, ours, True), first[1], single[1], strict=True):
+    for name, a, b in zip(grads, first[1], single[1], strict=True):
         assert_close(a, b, f"grad of {name}, 2 threads against 1")
     reference = run_with_grads(mode, ref, x, hx)
-    for name, a, b in zip(names, first[0] + first[1], reference[0] + reference[1], strict=True):
+    for name, a, b in zip(outputs + grads, first[0] + first[1], reference[0] + reference[1], strict=True):
         assert_close(a, b, f"{name} against torch.nn")
 
 
