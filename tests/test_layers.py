@@ -27,6 +27,8 @@ from rnn_helpers import (
     STACKED_LAYOUTS,
 )
 
+pytestmark = pytest.mark.usefixtures("each_cpu_gemm")  # conftest.py: with both CPU GEMMs
+
 # (steps, batch, input_size, hidden_size, options)
 SHAPES = [
     pytest.param(1, 1, 1, 1, {}, id="T1-B1-I1-H1"),

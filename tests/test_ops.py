@@ -12,7 +12,10 @@ from rnn_helpers import MODES, assert_close, make_input, make_pair, outputs_flat
 GATES = {"LSTM": 4, "GRU": 3}
 
 # opcheck's internals use torch.jit APIs that torch itself deprecates.
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated"),
+    pytest.mark.usefixtures("each_cpu_gemm"),  # conftest.py: with both CPU GEMMs
+]
 
 
 def _args(mode, steps=3, batch=2, input_size=3, hidden=4, *, dtype=torch.float64, bias=True,

@@ -36,6 +36,8 @@ from rnn_helpers import (
     state_layers,
 )
 
+pytestmark = pytest.mark.usefixtures("each_cpu_gemm")  # conftest.py: with both CPU GEMMs
+
 INPUT, HIDDEN = 3, 5
 
 

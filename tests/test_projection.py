@@ -32,6 +32,8 @@ from rnn_helpers import (
     state_layers,
 )
 
+pytestmark = pytest.mark.usefixtures("each_cpu_gemm")  # conftest.py: with both CPU GEMMs
+
 STEPS, BATCH, INPUT, HIDDEN = 5, 3, 4, 7
 PROJ_SIZES = [1, 3, HIDDEN - 1]
 

@@ -22,6 +22,8 @@ from rnn_helpers import (
     run_with_grads,
 )
 
+pytestmark = pytest.mark.usefixtures("each_cpu_gemm")  # conftest.py: with both CPU GEMMs
+
 STEPS, BATCH, INPUT, HIDDEN = 5, 3, 4, 7
 
 CONFIGS = [

@@ -104,14 +104,17 @@ int checked_threads(const char* op, int num_threads) {
   return num_threads;
 }
 
-void expect_workspace(const char* op, const TensorView& w, cpu::Kernel kernel, cpu::DType dtype,
-                      cpu::SequenceShape shape, int num_threads) {
+void expect_workspace_bytes(const char* op, const TensorView& w, size_t needed) {
   expect_tensor(w, op, "uint8", {w.shape.size() == 1 ? w.shape[0] : -1});
-  const size_t needed = cpu::workspace_bytes(kernel, dtype, shape, num_threads);
   if (static_cast<size_t>(w.shape[0]) < needed) {
     throw py::value_error(std::string(op) + ": workspace has " + std::to_string(w.shape[0]) +
                           " bytes, the kernel needs " + std::to_string(needed));
   }
+}
+
+void expect_workspace(const char* op, const TensorView& w, cpu::Kernel kernel, cpu::DType dtype,
+                      cpu::SequenceShape shape, int num_threads) {
+  expect_workspace_bytes(op, w, cpu::workspace_bytes(kernel, dtype, shape, num_threads));
 }
 
 cpu::Kernel parse_kernel(const std::string& name) {
@@ -418,6 +421,49 @@ void gru_backward(py::handle w_hh, py::handle saved, py::handle h0, py::handle y
   });
 }
 
+void check_matmul_sizes(const char* op, int64_t m, int64_t n, int64_t k) {
+  if (m < 1 || n < 1 || k < 1) {
+    throw py::value_error(std::string(op) + ": m, n and k must be at least 1, got m = " + std::to_string(m) +
+                          ", n = " + std::to_string(n) + ", k = " + std::to_string(k));
+  }
+}
+
+size_t matmul_workspace_bytes(const std::string& dtype, int64_t m, int64_t n, int64_t k, bool transpose_a,
+                              int num_threads) {
+  const char* op = "matmul_workspace_bytes";
+  check_matmul_sizes(op, m, n, k);
+  return cpu::matmul_workspace_bytes(parse_dtype(op, dtype), m, n, k, transpose_a, checked_threads(op, num_threads));
+}
+
+void matmul(py::handle a, py::handle b, py::handle c, bool transpose_a, bool accumulate, py::handle workspace,
+            int num_threads) {
+  const char* op = "matmul";
+  Arguments args(op);
+  const TensorView& av = args.add(a, "a", false);
+  const TensorView& bv = args.add(b, "b", false);
+  args.add(c, "c", true);
+  const TensorView& ws = args.add(workspace, "workspace", true);
+  const int64_t k = dim(bv, op, 2, 0, "k, n");
+  const int64_t n = dim(bv, op, 2, 1, "k, n");
+  const int64_t m = dim(av, op, 2, transpose_a ? 1 : 0, transpose_a ? "k, m" : "m, k");
+  const cpu::DType dtype = parse_dtype(op, av.dtype);
+  args.set_dtype(av.dtype);
+  args.expect(0, transpose_a ? std::vector<int64_t>{k, m} : std::vector<int64_t>{m, k});
+  args.expect(1, {k, n});
+  args.expect(2, {m, n});
+  check_matmul_sizes(op, m, n, k);
+  num_threads = checked_threads(op, num_threads);
+  expect_workspace_bytes(op, ws, cpu::matmul_workspace_bytes(dtype, m, n, k, transpose_a, num_threads));
+  args.check_aliasing();
+  with_dtype(dtype, [&](auto zero) {
+    using T_ = decltype(zero);
+    const cpu::Matmul<T_> call{args.ptr<T_>(0), args.ptr<T_>(1), args.ptr<T_>(2), m, n, k,
+                               transpose_a, accumulate, args.ptr<void>(3), num_threads};
+    py::gil_scoped_release no_gil;
+    cpu::matmul(call);
+  });
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -441,6 +487,12 @@ PYBIND11_MODULE(_C, m) {
   m.def("gru_backward", &gru_backward, py::arg("w_hh"), py::arg("saved"), py::arg("h0"), py::arg("y"),
         py::arg("batch_sizes").none(true), py::arg("reverse"), py::arg("dy"), py::arg("dh_n"),
         py::arg("dgates_x"), py::arg("dgates_h"), py::arg("dh0"), py::arg("workspace"), py::arg("num_threads"));
+  m.def("matmul_workspace_bytes", &matmul_workspace_bytes, py::arg("dtype"), py::arg("m"), py::arg("n"),
+        py::arg("k"), py::arg("transpose_a"), py::arg("num_threads"));
+  m.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("transpose_a"), py::arg("accumulate"),
+        py::arg("workspace"), py::arg("num_threads"),
+        "c = op(a) @ b, or c += op(a) @ b when accumulate; op(a) = a.t() when transpose_a. a [m, k] or "
+        "(transposed) [k, m], b [k, n], c [m, n], all C-contiguous of one dtype (float32 or float64).");
   m.def("cpu_isa", [] { return std::string(cpu::cpu_isa()); },
         "The instruction-set build of the CPU kernels in use: avx512, avx2 or generic.");
   m.def("supported_cpu_isas", &cpu::supported_cpu_isas);

@@ -19,6 +19,10 @@
   template <typename T> void lstm_backward(const LstmBackward<T>&);                 \
   template <typename T> void gru_forward(const GruForward<T>&);                     \
   template <typename T> void gru_backward(const GruBackward<T>&);                   \
+  size_t matmul_workspace_bytes(DType, int64_t, int64_t, int64_t, bool, int);       \
+  template <typename T> void matmul(const Matmul<T>&);                              \
+  extern template void matmul<float>(const Matmul<float>&);                         \
+  extern template void matmul<double>(const Matmul<double>&);                       \
   extern template void lstm_forward<float>(const LstmForward<float>&);              \
   extern template void lstm_forward<double>(const LstmForward<double>&);            \
   extern template void lstm_backward<float>(const LstmBackward<float>&);            \
@@ -89,6 +93,11 @@ template <typename T> void lstm_forward(const LstmForward<T>& a) { FG_DISPATCH(l
 template <typename T> void lstm_backward(const LstmBackward<T>& a) { FG_DISPATCH(lstm_backward<T>, a); }
 template <typename T> void gru_forward(const GruForward<T>& a) { FG_DISPATCH(gru_forward<T>, a); }
 template <typename T> void gru_backward(const GruBackward<T>& a) { FG_DISPATCH(gru_backward<T>, a); }
+template <typename T> void matmul(const Matmul<T>& a) { FG_DISPATCH(matmul<T>, a); }
+
+size_t matmul_workspace_bytes(DType dtype, int64_t m, int64_t n, int64_t k, bool transpose_a, int num_threads) {
+  return FG_DISPATCH(matmul_workspace_bytes, dtype, m, n, k, transpose_a, num_threads);
+}
 
 template void lstm_forward<float>(const LstmForward<float>&);
 template void lstm_forward<double>(const LstmForward<double>&);
@@ -98,6 +107,8 @@ template void gru_forward<float>(const GruForward<float>&);
 template void gru_forward<double>(const GruForward<double>&);
 template void gru_backward<float>(const GruBackward<float>&);
 template void gru_backward<double>(const GruBackward<double>&);
+template void matmul<float>(const Matmul<float>&);
+template void matmul<double>(const Matmul<double>&);
 
 const char* cpu_isa() { return FG_DISPATCH(isa_name); }
 

@@ -153,11 +153,29 @@ struct GruBackward {
   int num_threads;
 };
 
+// c = op(a) · b, or c += op(a) · b: the backward's time-parallel products (dx = dgates · W_ih,
+// dW = dgatesᵀ · x), with the recurrent products' packing and micro-kernel (matmul.h): where
+// torch's matmul (MKL) is far from the peak, as on AMD processors with AVX-512 (README, Speed).
+template <typename T>
+struct Matmul {
+  const T* a;    // [m, k], or [k, m] when transpose_a (op(a) = aᵀ)
+  const T* b;    // [k, n]
+  T* c;          // [m, n]  out; also read when accumulate. Aliases neither a nor b
+  int64_t m, n, k;    // all >= 1
+  bool transpose_a;
+  bool accumulate;    // c += op(a) · b instead of c = op(a) · b
+  void* workspace;    // matmul_workspace_bytes(...) bytes
+  int num_threads;    // c is bit-identical for every thread count
+};
+
+size_t matmul_workspace_bytes(DType dtype, int64_t m, int64_t n, int64_t k, bool transpose_a, int num_threads);
+
 // Run a kernel; picks the widest instruction set this processor supports.
 template <typename T> void lstm_forward(const LstmForward<T>& args);
 template <typename T> void lstm_backward(const LstmBackward<T>& args);
 template <typename T> void gru_forward(const GruForward<T>& args);
 template <typename T> void gru_backward(const GruBackward<T>& args);
+template <typename T> void matmul(const Matmul<T>& args);
 
 // Name of the instruction set the dispatcher picked ("avx512", "avx2" or "generic").
 const char* cpu_isa();

@@ -6,6 +6,7 @@
 #include "cpu/gru_cells.h"
 #include "cpu/kernels.h"
 #include "cpu/lstm_cells.h"
+#include "cpu/matmul.h"
 #include "cpu/peak.h"
 #include "cpu/recurrence.h"
 
@@ -77,6 +78,18 @@ void gru_backward(const GruBackward<T>& args) {
   run_backward(GruBackwardCell<T>(args), args.layout, args.workspace, args.num_threads);
 }
 
+size_t matmul_workspace_bytes(DType dtype, int64_t m, int64_t n, int64_t k, bool transpose_a, int num_threads) {
+  auto bytes = [&](auto zero) {
+    using T = decltype(zero);
+    return matmul_bytes(Matmul<T>{nullptr, nullptr, nullptr, m, n, k, transpose_a, false, nullptr, num_threads});
+  };
+  return dtype == DType::float32 ? bytes(0.0f) : bytes(0.0);
+}
+template <typename T>
+void matmul(const Matmul<T>& args) {
+  run_matmul(args);
+}
+
 template void lstm_forward<float>(const LstmForward<float>&);
 template void lstm_forward<double>(const LstmForward<double>&);
 template void lstm_backward<float>(const LstmBackward<float>&);
@@ -85,5 +98,7 @@ template void gru_forward<float>(const GruForward<float>&);
 template void gru_forward<double>(const GruForward<double>&);
 template void gru_backward<float>(const GruBackward<float>&);
 template void gru_backward<double>(const GruBackward<double>&);
+template void matmul<float>(const Matmul<float>&);
+template void matmul<double>(const Matmul<double>&);
 
 }  // namespace fastgates::cpu::FG_CPU_ISA

@@ -40,6 +40,8 @@ __all__ = [
     "ops",
     "reference",
     "cpu_isa",
+    "cpu_gemm",
+    "set_cpu_gemm",
     "build_info",
     "__version__",
 ]
@@ -50,6 +52,26 @@ def cpu_isa() -> str:
     from ._backend import C
 
     return C().cpu_isa()
+
+
+def cpu_gemm() -> str:
+    """The GEMM the CPU backward passes use for their time-parallel products (the input and
+    weight gradients): "fastgates" (its own, with the recurrent kernels' micro-kernel) or
+    "torch" (torch.mm: MKL in torch's CPU wheels)."""
+    from ._backend import cpu_gemm
+
+    return cpu_gemm()
+
+
+def set_cpu_gemm(name: str) -> str:
+    """Choose that GEMM: "auto" (the default: fastgates' own with the AVX-512 kernels, where
+    MKL runs its AVX2 code on AMD processors and reaches under half of the peak; torch's
+    otherwise, where the two measured alike), "fastgates" or "torch". Returns the previous
+    choice. Either gives results bit-identical run after run at a given thread count; they
+    differ from each other by float rounding."""
+    from ._backend import set_cpu_gemm
+
+    return set_cpu_gemm(name)
 
 
 def build_info() -> dict:

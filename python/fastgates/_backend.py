@@ -82,6 +82,39 @@ def _reused_buffer(name: str, nbytes: int) -> torch.Tensor:
     return buffer[:nbytes]
 
 
+CPU_GEMMS = ("auto", "fastgates", "torch")
+_cpu_gemm = "auto"
+
+
+def set_cpu_gemm(name: str) -> str:
+    """Choose the GEMM of the CPU backward passes; returns the previous choice (see
+    ``fastgates.set_cpu_gemm``)."""
+    global _cpu_gemm
+    if name not in CPU_GEMMS:
+        raise ValueError(f"set_cpu_gemm: name must be one of {', '.join(map(repr, CPU_GEMMS))}, got {name!r}")
+    previous, _cpu_gemm = _cpu_gemm, name
+    return previous
+
+
+def cpu_gemm() -> str:
+    """The GEMM the CPU backward passes use now: "fastgates" or "torch"."""
+    if _cpu_gemm == "auto":
+        return "fastgates" if C().cpu_isa() == "avx512" else "torch"
+    return _cpu_gemm
+
+
+def matmul_workspace(dtype: torch.dtype, m: int, n: int, k: int, transpose_a: bool, threads: int) -> torch.Tensor:
+    """This thread's reused scratch buffer (see ``workspace``), of the size ``_C.matmul`` needs."""
+    nbytes = _matmul_workspace_bytes(C().cpu_isa(), KERNEL_DTYPES[dtype], m, n, k, transpose_a, threads)
+    return _reused_buffer("gemm", nbytes)
+
+
+@functools.lru_cache(maxsize=256)
+def _matmul_workspace_bytes(isa: str, *args) -> int:
+    """``_C.matmul_workspace_bytes(*args)`` for the kernels of ``isa``, remembered; never 0."""
+    return max(int(C().matmul_workspace_bytes(*args)), 1)
+
+
 def gradient_scratch(like: torch.Tensor, *shapes: tuple[int, ...]) -> list[torch.Tensor]:
     """Arrays of these shapes, of like's dtype, for a backward op's gate gradients (dgates),
     which never leave the op: the GEMMs that make the weight and input gradients read them and

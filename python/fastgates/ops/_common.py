@@ -83,14 +83,33 @@ def steps(x: Tensor, batch_sizes: Tensor | None) -> int:
     return x.shape[0] if batch_sizes is None else batch_sizes.numel()
 
 
+def matmul(a: Tensor, b: Tensor, transpose_a: bool = False, out: Tensor | None = None) -> Tensor:
+    """op(a) @ b, op(a) = a.t() when transpose_a; with ``out``, out += op(a) @ b in place.
+
+    On the CPU in float32 and float64 this is fastgates' own GEMM when ``fastgates.cpu_gemm()``
+    says so (by default with the AVX-512 kernels, where torch's MKL is far from the peak), else
+    torch's. a and b are 2-D; op(a) is [m, k] and b [k, n]."""
+    a_op = a.t() if transpose_a else a
+    if not (_backend.cpu_gemm() == "fastgates" and a.device.type == "cpu" and a.dtype in _backend.KERNEL_DTYPES
+            and b.dtype == a.dtype and a.numel() > 0 and b.numel() > 0):
+        return torch.mm(a_op, b) if out is None else out.addmm_(a_op, b)
+    m, n, k = a_op.shape[0], b.shape[1], b.shape[0]
+    a, b = a.contiguous(), b.contiguous()
+    c = a.new_empty((m, n)) if out is None else out
+    threads = _backend.num_threads()
+    workspace = _backend.matmul_workspace(a.dtype, m, n, k, transpose_a, threads)
+    _backend.C().matmul(a, b, c, transpose_a, out is not None, workspace, threads)
+    return c
+
+
 def input_side_grads(dgates_x: Tensor, x: Tensor, w_ih: Tensor, need_x: bool, need_w_ih: bool,
                      need_b: bool) -> tuple[Tensor, Tensor, Tensor]:
     """(dx, dW_ih, db) from the gradient of the input projection x W_ihᵀ + b, as large GEMMs;
     0-sized where not needed. x is padded [T, B, I] or packed [N, I]."""
     input_size = x.shape[-1]
     d2d = dgates_x.reshape(-1, dgates_x.shape[-1])
-    dx = torch.mm(d2d, w_ih).view(x.shape) if need_x else x.new_empty(EMPTY)
-    dw_ih = torch.mm(d2d.t(), x.reshape(-1, input_size)) if need_w_ih else x.new_empty(EMPTY)
+    dx = matmul(d2d, w_ih).view(x.shape) if need_x else x.new_empty(EMPTY)
+    dw_ih = matmul(d2d, x.reshape(-1, input_size), transpose_a=True) if need_w_ih else x.new_empty(EMPTY)
     db = d2d.sum(0) if need_b else x.new_empty(EMPTY)
     return dx, dw_ih, db
 
@@ -118,15 +137,15 @@ def recurrent_weight_grad(dgates: Tensor, h0: Tensor, y: Tensor, batch_sizes: Te
     hidden = h0.shape[1]
     if batch_sizes is not None:
         h_prev = torch.cat([h0, y], 0).index_select(0, previous_rows(batch_sizes, reverse).to(h0.device))
-        return torch.mm(dgates.t(), h_prev)
+        return matmul(dgates, h_prev, transpose_a=True)
     steps = dgates.shape[0]
     if steps == 0:
         return h0.new_zeros((gate_width, hidden))
     # Padded: without concatenating h0 and y. Step `first` starts from h0.
     first, rest, before = (steps - 1, dgates[:-1], y[1:]) if reverse else (0, dgates[1:], y[:-1])
-    dw = torch.mm(dgates[first].t(), h0)
+    dw = matmul(dgates[first], h0, transpose_a=True)
     if steps > 1:
-        dw.addmm_(rest.reshape(-1, gate_width).t(), before.reshape(-1, hidden))  # in place: no copy of dw
+        matmul(rest.reshape(-1, gate_width), before.reshape(-1, hidden), transpose_a=True, out=dw)  # no copy of dw
     return dw
 
 

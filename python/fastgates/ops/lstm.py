@@ -23,6 +23,7 @@ from ._common import (
     grad_or_zeros,
     input_side_grads,
     is_empty,
+    matmul,
     no_saved_tensors_error,
     recurrent_weight_grad,
     kernels as _kernels,
@@ -163,7 +164,7 @@ def lstm_backward_impl(
     dx, dw_ih, db = input_side_grads(dgates, x, w_ih, need_x, need_w_ih, need_b)
     dw_hh = recurrent_weight_grad(dgates, h0, y, batch_sizes, reverse) if need_w_hh else x.new_empty(EMPTY)
     if projected and need_w_hr:
-        dw_hr = torch.mm(dh.reshape(-1, k).t(), saved_m.reshape(-1, hidden))
+        dw_hr = matmul(dh.reshape(-1, k), saved_m.reshape(-1, hidden), transpose_a=True)
     else:
         dw_hr = x.new_empty(EMPTY)
     return dx, dw_ih, dw_hh, db, dw_hr, dh0, dc0

@@ -1,0 +1,183 @@
+// The backward passes' time-parallel products (kernels.h, Matmul) as GEMMs with the recurrent
+// product's packing and micro-kernel: b is packed into panels of kMatmulBlocks blocks of
+// kLanes columns, and for_each_product multiplies row-major rows of a by a panel. Included
+// only by the per-ISA kernel builds.
+#pragma once
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+
+#include "cpu/kernels.h"
+#include "cpu/lanes.h"
+#include "cpu/recurrence.h"
+#include "cpu/recurrent_product.h"
+#include "cpu/thread_team.h"
+
+namespace fastgates::cpu::FG_CPU_ISA {
+
+// Blocks of kLanes columns of b per panel: the register tile of the recurrent products.
+constexpr int kMatmulBlocks = 4;
+// Rows of a super-tile of c: the rows for_each_product keeps in cache while a panel passes.
+constexpr int64_t kMatmulRows = kSuperTile<kMatmulBlocks>;
+// With a transposed a, the inner dimension (rows of a and b) is taken in slabs of this many
+// rows: a slab's panels (kSlabRows × n) and a transposed super-tile of a stay in cache, and c is
+// read and written once per slab.
+constexpr int64_t kSlabRows = 512;
+
+template <typename T>
+struct MatmulJob {
+  Matmul<T> args;
+  int64_t panels;              // panels covering the n columns of b
+  T* packed = nullptr;         // not transposed: every panel of b, [panels][k][blocks][kLanes];
+                               // transposed: per thread, one slab's panels
+  T* transposed = nullptr;     // transposed: per thread, a super-tile of aᵀ, [kMatmulRows][kSlabRows]
+  int threads;
+
+  MatmulJob(const Matmul<T>& a, WorkspaceCarver& w, int team)
+      : args(a), panels(unit_blocks(unit_blocks(a.n, kLanes<T>), kMatmulBlocks)), threads(team) {
+    if (args.transpose_a) {
+      packed = w.take<T>(threads * panels * panel_elements<T>(kSlabRows, kMatmulBlocks));
+      transposed = w.take<T>(threads * kMatmulRows * kSlabRows);
+    } else {
+      packed = w.take<T>(panels * panel_elements<T>(args.k, kMatmulBlocks));
+    }
+  }
+
+  // Super-tiles of kMatmulRows rows covering the m rows of c.
+  int64_t row_tiles() const { return unit_blocks(args.m, static_cast<int>(kMatmulRows)); }
+};
+
+// The units of work the threads split: panels (columns of c), or super-tiles of c's rows with a
+// transposed a.
+template <typename T>
+int64_t matmul_work_items(const Matmul<T>& m) {
+  return m.transpose_a ? unit_blocks(m.m, static_cast<int>(kMatmulRows))
+                       : unit_blocks(unit_blocks(m.n, kLanes<T>), kMatmulBlocks);
+}
+
+// Stores one product tile into rows row0.. of c, columns of panel p: c = sum, or c += sum when
+// `add` (only the first `n` columns exist).
+template <typename T, int R>
+FG_ALWAYS_INLINE void store_tile(T* c, int64_t n, int64_t row0, int64_t p, bool add,
+                                 const T (&sum)[R][kMatmulBlocks][kLanes<T>]) {
+  constexpr int L = kLanes<T>;
+  for (int r = 0; r < R; ++r) {
+    T* row = c + (row0 + r) * n;
+    for (int b = 0; b < kMatmulBlocks; ++b) {
+      const int64_t j0 = (p * kMatmulBlocks + b) * L;
+      if (j0 >= n) break;
+      const int units = units_in_block(n, j0, L);
+      Lanes<T> value = Lanes<T>::load(sum[r][b]);
+      if (add) value = value + load_lanes(row + j0, units);
+      store_lanes(row + j0, value, units);
+    }
+  }
+}
+
+// dst[r·cols + k] = src[k·src_stride + r] for r < rows, k < cols: a block of a column-major
+// array made row-major.
+template <typename T>
+void transpose_block(const T* src, int64_t src_stride, int64_t rows, int64_t cols, T* dst) {
+  int64_t r0 = 0;
+#if defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>) {
+    for (; r0 + 8 <= rows; r0 += 8) {
+      int64_t k = 0;
+      for (; k + 8 <= cols; k += 8) transpose_8x8(src + k * src_stride + r0, src_stride, dst + r0 * cols + k, cols);
+      for (; k < cols; ++k) {
+        for (int r = 0; r < 8; ++r) dst[(r0 + r) * cols + k] = src[k * src_stride + r0 + r];
+      }
+    }
+  }
+#endif
+  for (int64_t k = 0; k < cols; ++k) {
+    for (int64_t r = r0; r < rows; ++r) dst[r * cols + k] = src[k * src_stride + r];
+  }
+}
+
+// c (+)= a · b: each thread packs the panels of its own columns of c, then passes them over
+// every super-tile of a's rows (rows outside, panels inside, as project_inputs).
+template <typename T>
+void matmul_thread(const MatmulJob<T>& job, int thread, int team_size) {
+  const Matmul<T>& m = job.args;
+  const int64_t panel_size = panel_elements<T>(m.k, kMatmulBlocks);
+  const BlockRange mine = blocks_of_thread(job.panels, team_size, thread);
+  for (int64_t p = mine.begin; p < mine.end; ++p) {
+    pack_columns_panel(m.b, m.n, m.k, kMatmulBlocks, p * kMatmulBlocks * kLanes<T>, job.packed + p * panel_size);
+  }
+  for (int64_t s0 = 0; s0 < m.m; s0 += kMatmulRows) {
+    const int64_t s1 = std::min(m.m, s0 + kMatmulRows);
+    for (int64_t p = mine.begin; p < mine.end; ++p) {
+      for_each_product<T, kMatmulBlocks>(m.a, m.k, job.packed + p * panel_size, s0, s1,
+                                         [&](auto rows, int64_t row0, const auto& sum) {
+                                           store_tile<T, decltype(rows)::value>(m.c, m.n, row0, p, m.accumulate, sum);
+                                         });
+    }
+  }
+}
+
+// c (+)= aᵀ · b, a [k, m]: the inner dimension in slabs of kSlabRows rows, added to c slab after
+// slab in order. Each thread owns super-tiles of c's rows; per slab it packs all of b's panels
+// for itself (a k·n copy against the thread's k·n·m/threads multiply-adds) and transposes each
+// of its super-tiles of a.
+template <typename T>
+void matmul_transposed_thread(const MatmulJob<T>& job, int thread, int team_size) {
+  const Matmul<T>& m = job.args;
+  const BlockRange mine = blocks_of_thread(job.row_tiles(), team_size, thread);
+  T* packed = job.packed + thread * job.panels * panel_elements<T>(kSlabRows, kMatmulBlocks);
+  T* transposed = job.transposed + thread * kMatmulRows * kSlabRows;
+  for (int64_t k0 = 0; k0 < m.k; k0 += kSlabRows) {
+    const int64_t slab = std::min(kSlabRows, m.k - k0);
+    const int64_t panel_size = panel_elements<T>(slab, kMatmulBlocks);
+    for (int64_t p = 0; p < job.panels; ++p) {
+      pack_columns_panel(m.b + k0 * m.n, m.n, slab, kMatmulBlocks, p * kMatmulBlocks * kLanes<T>,
+                         packed + p * panel_size);
+    }
+    const bool add = m.accumulate || k0 > 0;
+    for (int64_t tile = mine.begin; tile < mine.end; ++tile) {
+      const int64_t s0 = tile * kMatmulRows;
+      const int64_t rows = std::min(kMatmulRows, m.m - s0);
+      transpose_block(m.a + k0 * m.m + s0, m.m, rows, slab, transposed);
+      for (int64_t p = 0; p < job.panels; ++p) {
+        for_each_product<T, kMatmulBlocks>(transposed, slab, packed + p * panel_size, 0, rows,
+                                           [&](auto tile_rows, int64_t row0, const auto& sum) {
+                                             store_tile<T, decltype(tile_rows)::value>(m.c, m.n, s0 + row0, p, add,
+                                                                                       sum);
+                                           });
+      }
+    }
+  }
+}
+
+template <typename T>
+void matmul_team_job(void* context, int thread, int team_size, SpinBarrier&) {
+  const auto& job = *static_cast<const MatmulJob<T>*>(context);
+  if (job.args.transpose_a) {
+    matmul_transposed_thread(job, thread, team_size);
+  } else {
+    matmul_thread(job, thread, team_size);
+  }
+}
+
+// Threads the call carves workspace for and runs on.
+template <typename T>
+int matmul_threads(const Matmul<T>& m) {
+  return threads_for(matmul_work_items(m), m.m * m.n * m.k, m.num_threads);
+}
+
+template <typename T>
+size_t matmul_bytes(const Matmul<T>& m) {
+  WorkspaceCarver w(nullptr);
+  MatmulJob<T> job(m, w, matmul_threads(m));
+  return w.bytes();
+}
+
+template <typename T>
+void run_matmul(const Matmul<T>& m) {
+  WorkspaceCarver w(m.workspace);
+  const MatmulJob<T> job(m, w, matmul_threads(m));
+  run_team(job.threads, &matmul_team_job<T>, const_cast<MatmulJob<T>*>(&job));
+}
+
+}  // namespace fastgates::cpu::FG_CPU_ISA
