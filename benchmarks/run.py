@@ -38,7 +38,7 @@ Output: a Markdown table on stdout (always); a progress bar on stderr (on a term
 --json PATH writes a JSON list: first one machine record
 
     {"record": "machine", "cpu", "logical_cores", "torch_version", "fastgates_version",
-     "cpu_isa", "threads", "device", "dtype", "cuda_device" (or null), "peak_gflops",
+     "cpu_isa", "cpu_gemm", "threads", "device", "dtype", "cuda_device" (or null), "peak_gflops",
      "peak_method", "torch_mm_gflops", "torch_mm_method", "date" (ISO 8601, UTC)}
 
 then one record per measurement
@@ -57,6 +57,8 @@ import sys
 
 import torch
 from tqdm import tqdm
+
+import fastgates
 
 # Run as `python benchmarks/run.py` from anywhere: the suite package sits next to this file.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -90,6 +92,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                              "(default: 1.0, --quick 0.3)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="turns the implementations of a case take, interleaved (default: 3)")
+    parser.add_argument("--cpu-gemm", default="auto", choices=("auto", "fastgates", "torch"),
+                        help="the GEMM of fastgates' CPU backward passes (fastgates.set_cpu_gemm; default: auto)")
     parser.add_argument("--no-reference", action="store_true", help="skip the NumPy reference")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     parser.add_argument("--plot", metavar="PATH", help="write a PNG plot")
@@ -120,6 +124,7 @@ def main(argv: list[str]) -> int:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
     dtype = getattr(torch, args.dtype)
+    fastgates.set_cpu_gemm(args.cpu_gemm)
 
     if args.cases:
         run_cases = cases.parse_cases(args.cases, args.cells)
@@ -158,7 +163,7 @@ def main(argv: list[str]) -> int:
 
     peak_text = f"{peak.gflops:.1f} GFLOP/s" if peak.gflops is not None else "unknown"
     header = (f"device {args.device}, dtype {args.dtype}, {threads} threads, fastgates {machine_record['fastgates_version']} "
-              f"({machine_record['cpu_isa']}), torch {torch.__version__}; peak {peak_text} [{peak.method}]; "
+              f"({machine_record['cpu_isa']}, backward GEMM {machine_record['cpu_gemm']}), torch {torch.__version__}; peak {peak_text} [{peak.method}]; "
               f"torch GEMM {gemm.gflops:.1f} GFLOP/s [{gemm.method}]")
     print(header + "\n")
     print(report.markdown(records), flush=True)

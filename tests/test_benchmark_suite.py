@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
+import fastgates
 from fastgates import _C
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "benchmarks" / "run.py"
 REQUIRED_KEYS = {"cell", "impl", "device", "dtype", "T", "B", "I", "H", "layers", "mode", "median_ms", "iqr_ms"}
-MACHINE_KEYS = {"cpu", "logical_cores", "torch_version", "fastgates_version", "cpu_isa", "threads", "peak_gflops",
-                "peak_method", "torch_mm_gflops", "torch_mm_method", "date"}
+MACHINE_KEYS = {"cpu", "logical_cores", "torch_version", "fastgates_version", "cpu_isa", "cpu_gemm", "threads",
+                "peak_gflops", "peak_method", "torch_mm_gflops", "torch_mm_method", "date"}
 
 
 def _load_run():
@@ -31,11 +32,13 @@ def _load_run():
 @pytest.fixture
 def run_module(monkeypatch):
     threads = torch.get_num_threads()
+    gemm = fastgates.set_cpu_gemm("auto")  # the suite sets it from --cpu-gemm
     module = _load_run()
     # A fixed peak instead of a measured one keeps the test short; the suite must take it from here.
     monkeypatch.setattr(_C, "cpu_peak_gflops", lambda n: 100.0 * n)
     yield module
     torch.set_num_threads(threads)
+    fastgates.set_cpu_gemm(gemm)
 
 
 def test_tiny_run_writes_table_json_and_plot(run_module, monkeypatch, tmp_path, capsys):
@@ -43,7 +46,7 @@ def test_tiny_run_writes_table_json_and_plot(run_module, monkeypatch, tmp_path, 
     monkeypatch.setattr(sys.modules["suite.implementations"], "REFERENCE_MAX_WORK", 1000)
     json_path, png_path = tmp_path / "out.json", tmp_path / "out.png"
     code = run_module.main(["--device", "cpu", "--cases", "3x2x8,4x2x16", "--min-run-time", "0.01", "--quiet",
-                            "--json", str(json_path), "--plot", str(png_path)])
+                            "--cpu-gemm", "fastgates", "--json", str(json_path), "--plot", str(png_path)])
     assert code == 0
     out = capsys.readouterr().out
 
@@ -53,6 +56,7 @@ def test_tiny_run_writes_table_json_and_plot(run_module, monkeypatch, tmp_path, 
     threads = torch.get_num_threads()
     assert machines[0]["threads"] == threads and machines[0]["peak_gflops"] == 100.0 * threads
     assert "cpu_peak_gflops" in machines[0]["peak_method"]
+    assert machines[0]["cpu_gemm"] == "fastgates" and "backward GEMM fastgates" in out
 
     measured = [r for r in records if r.get("record") != "machine"]
     for r in measured:

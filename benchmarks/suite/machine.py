@@ -79,6 +79,7 @@ def machine_record(device: str, dtype: torch.dtype, threads: int, run_peak: Rate
         "torch_version": torch.__version__,
         "fastgates_version": fastgates.__version__,
         "cpu_isa": fastgates.cpu_isa(),
+        "cpu_gemm": fastgates.cpu_gemm(),
         "threads": threads,
         "device": device,
         "dtype": str(dtype).removeprefix("torch."),
