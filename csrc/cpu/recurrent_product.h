@@ -4,7 +4,7 @@
 #pragma once
 
 #include <algorithm>
-
+#include <cstring>
 #include <type_traits>
 
 #include "cpu/simd.h"
@@ -89,6 +89,11 @@ void pack_rows_panel(const T* w, int64_t hidden_size, int64_t inner, int gates, 
 template <typename T>
 void pack_columns_panel(const T* w, int64_t hidden_size, int64_t inner, int blocks, int64_t j0, T* panel) {
   const int lanes = kLanes<T>;
+  const int64_t width = int64_t{blocks} * lanes;
+  if (j0 + width <= hidden_size) {  // every column exists: a panel row is a contiguous row part of W
+    for (int64_t k = 0; k < inner; ++k) std::memcpy(panel + k * width, w + k * hidden_size + j0, sizeof(T) * width);
+    return;
+  }
   for (int64_t k = 0; k < inner; ++k) {
     for (int b = 0; b < blocks; ++b) {
       for (int l = 0; l < lanes; ++l) {
