@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import fastgates
-from fastgates import _C
+from fastgates import _backend, _C
 from rnn_helpers import MODES, assert_close, grad_names, make_input, make_pair, output_names, run_with_grads
 
 ISAS = _C.supported_cpu_isas().split(",")
@@ -134,10 +134,22 @@ def test_set_cpu_gemm_choices():
         assert fastgates.cpu_gemm() == "torch"
         assert fastgates.set_cpu_gemm("fastgates") == "torch"
         assert fastgates.cpu_gemm() == "fastgates"
-        fastgates.set_cpu_gemm("auto")
-        assert fastgates.cpu_gemm() == ("fastgates" if fastgates.cpu_isa() == "avx512" else "torch")
         with pytest.raises(ValueError, match="'auto', 'fastgates', 'torch'"):
             fastgates.set_cpu_gemm("mkl")
+        assert fastgates.cpu_gemm() == "fastgates"
+    finally:
+        fastgates.set_cpu_gemm(before)
+
+
+@pytest.mark.parametrize("isa,amd,expected", [
+    ("avx512", True, "fastgates"), ("avx512", False, "torch"), ("avx2", True, "torch"), ("generic", False, "torch"),
+])
+def test_auto_cpu_gemm_is_fastgates_only_with_avx512_on_amd(monkeypatch, isa, amd, expected):
+    monkeypatch.setattr(_C, "cpu_isa", lambda: isa)
+    monkeypatch.setattr(_backend, "amd_processor", lambda: amd)
+    before = fastgates.set_cpu_gemm("auto")
+    try:
+        assert fastgates.cpu_gemm() == expected
     finally:
         fastgates.set_cpu_gemm(before)
 

@@ -64,10 +64,9 @@ def cpu_gemm() -> str:
 
 
 def set_cpu_gemm(name: str) -> str:
-    """Choose that GEMM: "auto" (the default: fastgates' own with the AVX-512 kernels, where
-    MKL runs its AVX2 code on AMD processors and reaches under half of the peak; torch's
-    otherwise, where the two measured alike), "fastgates" or "torch". Returns the previous
-    choice. Either gives results bit-identical run after run at a given thread count; they
+    """Choose that GEMM: "auto" (the default: fastgates' own with the AVX-512 kernels on an AMD
+    processor, where MKL runs its AVX2 code and reaches under half of the peak; torch's
+    otherwise), "fastgates" or "torch". Returns the previous choice. Either gives results bit-identical run after run at a given thread count; they
     differ from each other by float rounding."""
     from ._backend import set_cpu_gemm
 

@@ -97,10 +97,25 @@ def set_cpu_gemm(name: str) -> str:
 
 
 def cpu_gemm() -> str:
-    """The GEMM the CPU backward passes use now: "fastgates" or "torch"."""
+    """The GEMM the CPU backward passes use now: "fastgates" or "torch". "auto" takes
+    fastgates' own where MKL (torch's CPU GEMM) runs its AVX2 code on an AVX-512 processor: on
+    AMD's. On Intel's, MKL uses AVX-512 itself."""
     if _cpu_gemm == "auto":
-        return "fastgates" if C().cpu_isa() == "avx512" else "torch"
+        return "fastgates" if C().cpu_isa() == "avx512" and amd_processor() else "torch"
     return _cpu_gemm
+
+
+@functools.cache
+def amd_processor() -> bool:
+    """Whether the CPU is AMD's, from /proc/cpuinfo (False where that cannot be read)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return "AuthenticAMD" in line
+    except OSError:
+        pass
+    return False
 
 
 def matmul_workspace(dtype: torch.dtype, m: int, n: int, k: int, transpose_a: bool, threads: int) -> torch.Tensor:

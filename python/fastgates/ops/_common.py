@@ -87,8 +87,8 @@ def matmul(a: Tensor, b: Tensor, transpose_a: bool = False, out: Tensor | None =
     """op(a) @ b, op(a) = a.t() when transpose_a; with ``out``, out += op(a) @ b in place.
 
     On the CPU in float32 and float64 this is fastgates' own GEMM when ``fastgates.cpu_gemm()``
-    says so (by default with the AVX-512 kernels, where torch's MKL is far from the peak), else
-    torch's. a and b are 2-D; op(a) is [m, k] and b [k, n]."""
+    says so (by default with the AVX-512 kernels on AMD processors, where torch's MKL is far from
+    the peak), else torch's. a and b are 2-D; op(a) is [m, k] and b [k, n]."""
     a_op = a.t() if transpose_a else a
     if not (_backend.cpu_gemm() == "fastgates" and a.device.type == "cpu" and a.dtype in _backend.KERNEL_DTYPES
             and b.dtype == a.dtype and a.numel() > 0 and b.numel() > 0):
