@@ -57,7 +57,8 @@ def cpu_isa() -> str:
 def cpu_gemm() -> str:
     """The GEMM the CPU backward passes use for their time-parallel products (the input and
     weight gradients): "fastgates" (its own, with the recurrent kernels' micro-kernel) or
-    "torch" (torch.mm: MKL in torch's CPU wheels)."""
+    "torch" (torch.mm: MKL in torch's CPU wheels). Under "auto" (see set_cpu_gemm), products
+    below its size bounds run on torch's either way."""
     from ._backend import cpu_gemm
 
     return cpu_gemm()
@@ -65,8 +66,9 @@ def cpu_gemm() -> str:
 
 def set_cpu_gemm(name: str) -> str:
     """Choose that GEMM: "auto" (the default: fastgates' own with the AVX-512 kernels on an AMD
-    processor, where MKL runs its AVX2 code and reaches under half of the peak; torch's
-    otherwise), "fastgates" or "torch". Returns the previous choice. Either gives results bit-identical run after run at a given thread count; they
+    processor, where MKL runs its AVX2 code and reaches under half of the peak, for products
+    with an inner dimension of at least 256 and 2^22 multiply-adds; torch's otherwise),
+    "fastgates" (for every product) or "torch". Returns the previous choice. Either gives results bit-identical run after run at a given thread count; they
     differ from each other by float rounding."""
     from ._backend import set_cpu_gemm
 

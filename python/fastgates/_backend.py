@@ -97,12 +97,29 @@ def set_cpu_gemm(name: str) -> str:
 
 
 def cpu_gemm() -> str:
-    """The GEMM the CPU backward passes use now: "fastgates" or "torch". "auto" takes
-    fastgates' own where MKL (torch's CPU GEMM) runs its AVX2 code on an AVX-512 processor: on
-    AMD's. On Intel's, MKL uses AVX-512 itself."""
+    """The GEMM the CPU backward passes use now for products large enough (see
+    ``own_gemm_for``): "fastgates" or "torch". "auto" takes fastgates' own where MKL (torch's
+    CPU GEMM) runs its AVX2 code on an AVX-512 processor: on AMD's. On Intel's, MKL uses
+    AVX-512 itself."""
     if _cpu_gemm == "auto":
         return "fastgates" if C().cpu_isa() == "avx512" and amd_processor() else "torch"
     return _cpu_gemm
+
+
+# "auto" leaves products below these sizes to torch, whatever cpu_gemm() says: fastgates' GEMM
+# costs about 17 µs more per call than torch.mm (m·n·k = 2^22 is about 40 µs of MKL's work on
+# the AVX-512 machine), and with a short inner dimension its per-output work (sums, stores)
+# outweighs the products: measured here (AVX2, in µs, ours / torch), 284 / 151 at m = 1024,
+# n = 256, k = 32 and 437 / 359 at k = 100, against 405 / 412 at m = 100, n = 256, k = 1024.
+OWN_GEMM_MIN_INNER = 256
+OWN_GEMM_MIN_MULTIPLY_ADDS = 1 << 22
+
+
+def own_gemm_for(m: int, n: int, k: int) -> bool:
+    """Whether the product of an [m, k] by a [k, n] matrix runs on fastgates' own GEMM."""
+    if _cpu_gemm == "auto":
+        return cpu_gemm() == "fastgates" and k >= OWN_GEMM_MIN_INNER and m * n * k >= OWN_GEMM_MIN_MULTIPLY_ADDS
+    return _cpu_gemm == "fastgates"
 
 
 @functools.cache

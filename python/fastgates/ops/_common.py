@@ -86,14 +86,14 @@ def steps(x: Tensor, batch_sizes: Tensor | None) -> int:
 def matmul(a: Tensor, b: Tensor, transpose_a: bool = False, out: Tensor | None = None) -> Tensor:
     """op(a) @ b, op(a) = a.t() when transpose_a; with ``out``, out += op(a) @ b in place.
 
-    On the CPU in float32 and float64 this is fastgates' own GEMM when ``fastgates.cpu_gemm()``
+    On the CPU in float32 and float64 this is fastgates' own GEMM when ``_backend.own_gemm_for``
     says so (by default with the AVX-512 kernels on AMD processors, where torch's MKL is far from
-    the peak), else torch's. a and b are 2-D; op(a) is [m, k] and b [k, n]."""
+    the peak, for large products), else torch's. a and b are 2-D; op(a) is [m, k] and b [k, n]."""
     a_op = a.t() if transpose_a else a
-    if not (_backend.cpu_gemm() == "fastgates" and a.device.type == "cpu" and a.dtype in _backend.KERNEL_DTYPES
-            and b.dtype == a.dtype and a.numel() > 0 and b.numel() > 0):
-        return torch.mm(a_op, b) if out is None else out.addmm_(a_op, b)
     m, n, k = a_op.shape[0], b.shape[1], b.shape[0]
+    if not (a.device.type == "cpu" and a.dtype in _backend.KERNEL_DTYPES and b.dtype == a.dtype
+            and a.numel() > 0 and b.numel() > 0 and _backend.own_gemm_for(m, n, k)):
+        return torch.mm(a_op, b) if out is None else out.addmm_(a_op, b)
     a, b = a.contiguous(), b.contiguous()
     c = a.new_empty((m, n)) if out is None else out
     threads = _backend.num_threads()
