@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import fastgates
+from fastgates import _C
 
 
 @pytest.fixture(scope="module", params=["torch", "fastgates"])
@@ -16,3 +17,21 @@ def each_cpu_gemm(request):
     before = fastgates.set_cpu_gemm(request.param)
     yield request.param
     fastgates.set_cpu_gemm(before)
+
+
+@pytest.fixture
+def split_small_shapes_across_threads():
+    """The kernels and the GEMM keep small problems on one thread; tests of thread counts want
+    every thread used."""
+    before = _C.set_multiply_adds_per_thread(0)
+    yield
+    _C.set_multiply_adds_per_thread(before)
+
+
+@pytest.fixture(params=_C.supported_cpu_isas().split(","))
+def isa(request):
+    """Runs a test with each instruction-set build of the CPU kernels this processor can run."""
+    before = _C.cpu_isa()
+    _C.set_cpu_isa(request.param)
+    yield request.param
+    _C.set_cpu_isa(before)

@@ -93,6 +93,17 @@ def run_with_grads(mode, module, x, hx, seed=2):
     return [o.detach() for o in outs], list(grads)
 
 
+def run_with_grads_at_threads(threads, mode, module, x, hx):
+    """run_with_grads on ``threads`` torch threads (the kernels and GEMMs use as many), then
+    torch's thread count as it was."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return run_with_grads(mode, module, x, hx)
+    finally:
+        torch.set_num_threads(before)
+
+
 def grad_names(mode, module, with_hx):
     names = ["input"]
     if with_hx:

@@ -14,30 +14,23 @@ import torch
 
 import fastgates
 from fastgates import _backend, _C
-from rnn_helpers import MODES, assert_close, grad_names, make_input, make_pair, output_names, run_with_grads
+from rnn_helpers import (
+    MODES,
+    assert_close,
+    grad_names,
+    make_input,
+    make_pair,
+    output_names,
+    run_with_grads,
+    run_with_grads_at_threads,
+)
 
-ISAS = _C.supported_cpu_isas().split(",")
+pytestmark = pytest.mark.usefixtures("split_small_shapes_across_threads")  # conftest.py
 NAMES = {torch.float32: "float32", torch.float64: "float64"}
 # (m, n, k): 1s; sizes off every tile (3 rows, 8/16 lanes, 4 blocks, 24-row super-tiles); the
 # slab of 512 inner rows of the transposed product crossed (k = 1100); the shapes of an LSTM's
 # gradients (dx and dW at T·B = 100, H = 40).
 SHAPES = [(1, 1, 1), (5, 7, 3), (37, 70, 301), (25, 33, 1100), (100, 40, 160), (160, 40, 100)]
-
-
-@pytest.fixture(autouse=True)
-def split_small_shapes_across_threads():
-    """The GEMM keeps small problems on one thread; these tests want every thread used."""
-    before = _C.set_multiply_adds_per_thread(0)
-    yield
-    _C.set_multiply_adds_per_thread(before)
-
-
-@pytest.fixture(params=ISAS)
-def isa(request):
-    before = _C.cpu_isa()
-    _C.set_cpu_isa(request.param)
-    yield request.param
-    _C.set_cpu_isa(before)
 
 
 def _matmul(a, b, transpose_a, c=None, accumulate=False, threads=2):
@@ -167,15 +160,11 @@ def test_training_with_own_gemm_is_bit_identical_at_one_and_two_threads(mode):
     steps, batch, size = 20, 16, 96
     ours, ref = make_pair(mode, size, size, dtype=torch.float32)
     x, hx = make_input(mode, steps, batch, size, size, dtype=torch.float32)
-    threads_before = torch.get_num_threads()
     gemm_before = fastgates.set_cpu_gemm("fastgates")
     try:
-        torch.set_num_threads(2)
-        double = run_with_grads(mode, ours, x, hx)
-        torch.set_num_threads(1)
-        single = run_with_grads(mode, ours, x, hx)
+        double = run_with_grads_at_threads(2, mode, ours, x, hx)
+        single = run_with_grads_at_threads(1, mode, ours, x, hx)
     finally:
-        torch.set_num_threads(threads_before)
         fastgates.set_cpu_gemm(gemm_before)
     names = output_names(mode) + grad_names(mode, ours, True)
     for name, a, b in zip(names, double[0] + double[1], single[0] + single[1], strict=True):

@@ -16,24 +16,9 @@ from fastgates import _C
 from fastgates import reference as ref
 from rnn_helpers import outputs_flat
 
-ISAS = _C.supported_cpu_isas().split(",")
+pytestmark = pytest.mark.usefixtures("split_small_shapes_across_threads")  # conftest.py
+
 SHAPES = [(1, 1, 1, 1), (5, 3, 17, 31), (7, 9, 8, 40), (3, 1, 5, 16), (4, 33, 6, 17)]
-
-
-@pytest.fixture(autouse=True)
-def split_small_shapes_across_threads():
-    """The kernels keep small problems on one thread; these tests want every thread used."""
-    before = _C.set_multiply_adds_per_thread(0)
-    yield
-    _C.set_multiply_adds_per_thread(before)
-
-
-@pytest.fixture(params=ISAS)
-def isa(request):
-    before = _C.cpu_isa()
-    _C.set_cpu_isa(request.param)
-    yield request.param
-    _C.set_cpu_isa(before)
 
 
 def _randn(gen, *shape, dtype, scale=1.0):
