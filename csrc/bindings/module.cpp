@@ -451,7 +451,6 @@ void matmul(py::handle a, py::handle b, py::handle c, bool transpose_a, bool acc
   args.expect(0, transpose_a ? std::vector<int64_t>{k, m} : std::vector<int64_t>{m, k});
   args.expect(1, {k, n});
   args.expect(2, {m, n});
-  check_matmul_sizes(op, m, n, k);
   num_threads = checked_threads(op, num_threads);
   expect_workspace_bytes(op, ws, cpu::matmul_workspace_bytes(dtype, m, n, k, transpose_a, num_threads));
   args.check_aliasing();

@@ -51,11 +51,12 @@ _workspaces = threading.local()
 
 
 @functools.lru_cache(maxsize=256)
-def _workspace_bytes(isa: str, *args) -> int:
-    """``_C.workspace_bytes(*args)`` for the kernels of instruction set ``isa`` (the layout
-    depends on it), remembered: a call that repeats its shapes (streaming inference) skips the
-    computation. Never 0: a 0-byte buffer's data pointer may be null."""
-    return max(int(C().workspace_bytes(*args)), 1)
+def _workspace_bytes(isa: str, function: str, *args) -> int:
+    """``_C.<function>(*args)`` (workspace_bytes or matmul_workspace_bytes) for the kernels of
+    instruction set ``isa`` (the layout depends on it), remembered: a call that repeats its
+    shapes (streaming inference) skips the computation. Never 0: a 0-byte buffer's data pointer
+    may be null."""
+    return max(int(getattr(C(), function)(*args)), 1)
 
 
 def workspace(kernel: str, dtype: torch.dtype, steps: int, batch: int, input_size: int,
@@ -68,8 +69,8 @@ def workspace(kernel: str, dtype: torch.dtype, steps: int, batch: int, input_siz
     sequence's whole recurrence. Kernels run one at a time per Python thread, so one buffer
     per thread is never used twice at once.
     """
-    nbytes = _workspace_bytes(C().cpu_isa(), kernel, KERNEL_DTYPES[dtype], steps, batch, input_size, hidden_size,
-                              threads, proj_size)
+    nbytes = _workspace_bytes(C().cpu_isa(), "workspace_bytes", kernel, KERNEL_DTYPES[dtype], steps, batch,
+                              input_size, hidden_size, threads, proj_size)
     return _reused_buffer("buffer", nbytes)
 
 
@@ -118,7 +119,7 @@ OWN_GEMM_MIN_MULTIPLY_ADDS = 1 << 22
 def own_gemm_for(m: int, n: int, k: int) -> bool:
     """Whether the product of an [m, k] by a [k, n] matrix runs on fastgates' own GEMM."""
     if _cpu_gemm == "auto":
-        return cpu_gemm() == "fastgates" and k >= OWN_GEMM_MIN_INNER and m * n * k >= OWN_GEMM_MIN_MULTIPLY_ADDS
+        return k >= OWN_GEMM_MIN_INNER and m * n * k >= OWN_GEMM_MIN_MULTIPLY_ADDS and cpu_gemm() == "fastgates"
     return _cpu_gemm == "fastgates"
 
 
@@ -137,14 +138,9 @@ def amd_processor() -> bool:
 
 def matmul_workspace(dtype: torch.dtype, m: int, n: int, k: int, transpose_a: bool, threads: int) -> torch.Tensor:
     """This thread's reused scratch buffer (see ``workspace``), of the size ``_C.matmul`` needs."""
-    nbytes = _matmul_workspace_bytes(C().cpu_isa(), KERNEL_DTYPES[dtype], m, n, k, transpose_a, threads)
+    nbytes = _workspace_bytes(C().cpu_isa(), "matmul_workspace_bytes", KERNEL_DTYPES[dtype], m, n, k, transpose_a,
+                              threads)
     return _reused_buffer("gemm", nbytes)
-
-
-@functools.lru_cache(maxsize=256)
-def _matmul_workspace_bytes(isa: str, *args) -> int:
-    """``_C.matmul_workspace_bytes(*args)`` for the kernels of ``isa``, remembered; never 0."""
-    return max(int(C().matmul_workspace_bytes(*args)), 1)
 
 
 def gradient_scratch(like: torch.Tensor, *shapes: tuple[int, ...]) -> list[torch.Tensor]:
