@@ -50,30 +50,33 @@ struct GruForwardCell {
                               const T (&rec)[R][kGates][L]) {
     const int64_t H = shape.hidden_size;
     const int64_t carried = steps->carried(t);
+    const int64_t n0 = steps->offset(t) + row0;  // row of the [N, ...] arrays
     const int64_t gates_stride = a.input.row_stride(3 * H);
-    using V = Lanes<T>;
-    V bias[3] = {V(T(0)), V(T(0)), V(T(0))};
-    if (a.b_hh) {
-      for (int g = 0; g < 3; ++g) bias[g] = load_lanes(a.b_hh + g * H + j0, units);
+    const T* gx = a.input.gates_x + steps->gates_row(t, row0) * gates_stride + j0;
+    using V = Lanes<T, R>;
+    auto input = [&](int g) { return load_rows<R, T>([&](int r) { return gx + r * gates_stride + g * H; }, units); };
+    // Every row adds the same b_hh.
+    auto recurrent = [&](int g) {
+      const V product = load_rows<R, T>([&](int r) { return rec[r][g]; }, L);
+      return a.b_hh ? product + load_rows<R, T>([&](int) { return a.b_hh + g * H + j0; }, units) : product + V(T(0));
+    };
+    cell::GruGates<V> x{input(0), input(1), input(2)};
+    cell::GruGates<V> hh{recurrent(0), recurrent(1), recurrent(2)};
+    const V h_prev = load_rows<R, T>([&](int r) { return h_prev_all + (row0 + r) * H + j0; }, units);
+    V h;
+    cell::GruSaved<V> saved_gates = cell::gru_forward(x, hh, h_prev, &h);
+    auto rows_of = [&](T* first, int64_t stride) { return [=](int r) { return first + r * stride; }; };
+    store_rows<R>(rows_of(a.y + n0 * H + j0, H), h, units);
+    if constexpr (kSave) {
+      T* saved = a.saved + n0 * 4 * H + j0;
+      store_rows<R>(rows_of(saved, 4 * H), saved_gates.r, units);
+      store_rows<R>(rows_of(saved + H, 4 * H), saved_gates.z, units);
+      store_rows<R>(rows_of(saved + 2 * H, 4 * H), saved_gates.n, units);
+      store_rows<R>(rows_of(saved + 3 * H, 4 * H), saved_gates.h_n, units);
     }
-    for (int r = 0; r < R; ++r) {
-      const int64_t row = row0 + r;
-      const int64_t n = steps->offset(t) + row;  // row of the [N, ...] arrays
-      const T* gx = a.input.gates_x + steps->gates_row(t, row) * gates_stride + j0;
-      cell::GruGates<V> x{load_lanes(gx, units), load_lanes(gx + H, units), load_lanes(gx + 2 * H, units)};
-      cell::GruGates<V> hh{V::load(rec[r][0]) + bias[0], V::load(rec[r][1]) + bias[1], V::load(rec[r][2]) + bias[2]};
-      V h;
-      cell::GruSaved<V> s = cell::gru_forward(x, hh, load_lanes(h_prev_all + row * H + j0, units), &h);
-      store_lanes(a.y + n * H + j0, h, units);
-      if constexpr (kSave) {
-        T* saved = a.saved + n * 4 * H + j0;
-        store_lanes(saved, s.r, units);
-        store_lanes(saved + H, s.z, units);
-        store_lanes(saved + 2 * H, s.n, units);
-        store_lanes(saved + 3 * H, s.h_n, units);
-      }
-      if (row >= carried) store_lanes(a.h_n + row * H + j0, h, units);
-    }
+    // Rows at or past `carried` end at step t.
+    T* h_n = a.h_n + row0 * H + j0;
+    store_rows<R>([&](int r) { return row0 + r >= carried ? h_n + r * H : nullptr; }, h, units);
   }
 };
 
@@ -105,30 +108,37 @@ struct GruBackwardCell {
     const int64_t carried = steps->carried(t);
     const int64_t continued = steps->continued(t);
     const T* h_before = continued > 0 ? a.y + steps->offset(steps->before(t)) * H : nullptr;
+    const int64_t n0 = steps->offset(t) + row0;
+    using V = Lanes<T, R>;
+    auto rows_of = [&](auto* first, int64_t stride) { return [=](int r) { return first + r * stride; }; };
+    const T* saved = a.saved + n0 * 4 * H + j0;
+    cell::GruSaved<V> s{load_rows<R, T>(rows_of(saved, 4 * H), units), load_rows<R, T>(rows_of(saved + H, 4 * H), units),
+                        load_rows<R, T>(rows_of(saved + 2 * H, 4 * H), units),
+                        load_rows<R, T>(rows_of(saved + 3 * H, 4 * H), units)};
+    const V dy = load_rows<R, T>(rows_of(a.dy + n0 * H + j0, H), units);
+    // dL/dh_t = dy + later: for rows at or past `carried`, which end at step t, later = dh_n;
+    // for the others, the gradient from step t+1 through W_hh (rec) plus the part that
+    // bypassed it.
+    V later;
     for (int r = 0; r < R; ++r) {
       const int64_t row = row0 + r;
-      const int64_t n = steps->offset(t) + row;
-      const bool last = row >= carried;
-      using V = Lanes<T>;
-      const T* saved = a.saved + n * 4 * H + j0;
-      cell::GruSaved<V> s{load_lanes(saved, units), load_lanes(saved + H, units), load_lanes(saved + 2 * H, units),
-                          load_lanes(saved + 3 * H, units)};
-      const V dy = load_lanes(a.dy + n * H + j0, units);
-      const V dh = last ? dy + load_lanes(a.dh_n + row * H + j0, units)
-                        : dy + (load_lanes(dh_direct + row * H + j0, units) + V::load(rec[r]));
-      cell::GruGates<V> dx, dhp;
-      const V h_prev = load_lanes((row < continued ? h_before : a.h0) + row * H + j0, units);
-      V direct = cell::gru_backward(s, h_prev, dh, &dx, &dhp);
-      T* dgates_x = a.dgates_x + n * 3 * H + j0;
-      T* dgates_h = a.dgates_h + n * 3 * H + j0;
-      store_lanes(dgates_x, dx.r, units);
-      store_lanes(dgates_x + H, dx.z, units);
-      store_lanes(dgates_x + 2 * H, dx.n, units);
-      store_lanes(dgates_h, dhp.r, units);
-      store_lanes(dgates_h + H, dhp.z, units);
-      store_lanes(dgates_h + 2 * H, dhp.n, units);
-      store_lanes(dh_direct + row * H + j0, direct, units);
+      later.v[r] = row >= carried ? load_lanes(a.dh_n + row * H + j0, units).v[0]
+                                  : (load_lanes(dh_direct + row * H + j0, units) + Lanes<T>::load(rec[r])).v[0];
     }
+    const V dh = dy + later;
+    const V h_prev =
+        load_rows<R, T>([&](int r) { return (row0 + r < continued ? h_before : a.h0) + (row0 + r) * H + j0; }, units);
+    cell::GruGates<V> dx, dhp;
+    V direct = cell::gru_backward(s, h_prev, dh, &dx, &dhp);
+    T* dgates_x = a.dgates_x + n0 * 3 * H + j0;
+    T* dgates_h = a.dgates_h + n0 * 3 * H + j0;
+    store_rows<R>(rows_of(dgates_x, 3 * H), dx.r, units);
+    store_rows<R>(rows_of(dgates_x + H, 3 * H), dx.z, units);
+    store_rows<R>(rows_of(dgates_x + 2 * H, 3 * H), dx.n, units);
+    store_rows<R>(rows_of(dgates_h, 3 * H), dhp.r, units);
+    store_rows<R>(rows_of(dgates_h + H, 3 * H), dhp.z, units);
+    store_rows<R>(rows_of(dgates_h + 2 * H, 3 * H), dhp.n, units);
+    store_rows<R>(rows_of(dh_direct + row0 * H + j0, H), direct, units);
   }
 
   template <int R>

@@ -1,7 +1,12 @@
-// Lanes<T>: one vector of kLanes values that the shared gate math (csrc/cell/) runs on
-// directly, so the CPU kernels apply a cell to a whole block of hidden units at once with no
-// reliance on the auto-vectoriser. Provides the arithmetic the cell templates use and the
-// nonlinearities for vectors. Included only by the per-ISA kernel builds.
+// Lanes<T, Rows>: a block of kLanes hidden units of Rows batch rows, one vector per row, that
+// the shared gate math (csrc/cell/) runs on directly, so the CPU kernels apply a cell to a tile
+// of rows × units at once with no reliance on the auto-vectoriser. Provides the arithmetic the
+// cell templates use and the nonlinearities for vectors. Each operation is applied to every row
+// before the next operation starts, so the rows' dependency chains (an exp, a division, a tanh
+// after them: over a hundred cycles) run side by side instead of one row after another
+// (measured on the LSTM forward, B = 32, H = 128, one thread: 6–9 % faster than a loop over the
+// rows). Only the instruction order changes, not the arithmetic. Included only by the per-ISA
+// kernel builds.
 #pragma once
 
 #include <cmath>
@@ -11,22 +16,52 @@
 
 namespace fastgates::cpu::FG_CPU_ISA {
 
-template <typename T>
+template <typename T, int Rows = 1>
 struct Lanes {
-  Vec<T> v;
+  Vec<T> v[Rows];
 
   Lanes() = default;
-  FG_ALWAYS_INLINE Lanes(Vec<T> vector) : v(vector) {}
-  FG_ALWAYS_INLINE Lanes(T scalar) : v(Vec<T>{} + scalar) {}
+  FG_ALWAYS_INLINE Lanes(T scalar) {
+    FG_UNROLL for (int r = 0; r < Rows; ++r) v[r] = Vec<T>{} + scalar;
+  }
 
-  FG_ALWAYS_INLINE static Lanes load(const T* p) { return Lanes(FG_CPU_ISA::load(p)); }
-  FG_ALWAYS_INLINE void store(T* p) const { std::memcpy(p, &v, sizeof v); }
+  // One row's vector at p, and back.
+  FG_ALWAYS_INLINE static Lanes load(const T* p) {
+    static_assert(Rows == 1, "a tile loads row by row: load_rows");
+    Lanes x;
+    x.v[0] = FG_CPU_ISA::load(p);
+    return x;
+  }
+  FG_ALWAYS_INLINE void store(T* p) const {
+    static_assert(Rows == 1, "a tile stores row by row: store_rows");
+    std::memcpy(p, &v[0], sizeof v[0]);
+  }
+  FG_ALWAYS_INLINE Lanes<T> row(int r) const {
+    Lanes<T> x;
+    x.v[0] = v[r];
+    return x;
+  }
 
-  FG_ALWAYS_INLINE friend Lanes operator+(Lanes a, Lanes b) { return a.v + b.v; }
-  FG_ALWAYS_INLINE friend Lanes operator-(Lanes a, Lanes b) { return a.v - b.v; }
-  FG_ALWAYS_INLINE friend Lanes operator*(Lanes a, Lanes b) { return a.v * b.v; }
-  FG_ALWAYS_INLINE friend Lanes operator/(Lanes a, Lanes b) { return a.v / b.v; }
-  FG_ALWAYS_INLINE friend Lanes operator-(Lanes a) { return -a.v; }
+  FG_ALWAYS_INLINE friend Lanes operator+(Lanes a, const Lanes& b) {
+    FG_UNROLL for (int r = 0; r < Rows; ++r) a.v[r] += b.v[r];
+    return a;
+  }
+  FG_ALWAYS_INLINE friend Lanes operator-(Lanes a, const Lanes& b) {
+    FG_UNROLL for (int r = 0; r < Rows; ++r) a.v[r] -= b.v[r];
+    return a;
+  }
+  FG_ALWAYS_INLINE friend Lanes operator*(Lanes a, const Lanes& b) {
+    FG_UNROLL for (int r = 0; r < Rows; ++r) a.v[r] *= b.v[r];
+    return a;
+  }
+  FG_ALWAYS_INLINE friend Lanes operator/(Lanes a, const Lanes& b) {
+    FG_UNROLL for (int r = 0; r < Rows; ++r) a.v[r] /= b.v[r];
+    return a;
+  }
+  FG_ALWAYS_INLINE friend Lanes operator-(Lanes a) {
+    FG_UNROLL for (int r = 0; r < Rows; ++r) a.v[r] = -a.v[r];
+    return a;
+  }
 };
 
 // The block of `units` (≤ kLanes) values at p as a vector, lanes past `units` zero; and the
@@ -52,36 +87,70 @@ FG_ALWAYS_INLINE void store_lanes(T* p, Lanes<T> v, int units) {
   for (int l = 0; l < units; ++l) p[l] = part[l];
 }
 
-// The two hooks of cell::exp_fast, for a vector of floats. A NaN fails both comparisons and
+// A tile whose row r is the block at row_pointer(r) (load_lanes); and a tile's rows stored at
+// row_pointer(r), skipping the rows whose pointer is null (store_lanes).
+template <int Rows, typename T, class RowPointer>
+FG_ALWAYS_INLINE Lanes<T, Rows> load_rows(RowPointer row_pointer, int units) {
+  Lanes<T, Rows> x;
+  FG_UNROLL for (int r = 0; r < Rows; ++r) x.v[r] = load_lanes<T>(row_pointer(r), units).v[0];
+  return x;
+}
+
+template <int Rows, typename T, class RowPointer>
+FG_ALWAYS_INLINE void store_rows(RowPointer row_pointer, const Lanes<T, Rows>& x, int units) {
+  FG_UNROLL for (int r = 0; r < Rows; ++r) {
+    if (T* p = row_pointer(r)) store_lanes(p, x.row(r), units);
+  }
+}
+
+// The two hooks of cell::exp_fast, for vectors of floats. A NaN fails both comparisons and
 // stays NaN.
-FG_ALWAYS_INLINE Lanes<float> clamp_exp_argument(Lanes<float> x) {
+template <int Rows>
+FG_ALWAYS_INLINE Lanes<float, Rows> clamp_exp_argument(Lanes<float, Rows> x) {
   const Vec<float> low = Vec<float>{} - 87.0f, high = Vec<float>{} + 88.0f;
-  Vec<float> v = x.v < low ? low : x.v;
-  return v > high ? high : v;
+  FG_UNROLL for (int r = 0; r < Rows; ++r) {
+    const Vec<float> v = x.v[r] < low ? low : x.v[r];
+    x.v[r] = v > high ? high : v;
+  }
+  return x;
 }
 
-FG_ALWAYS_INLINE Lanes<float> times_power_of_two(Lanes<float> y, Lanes<float> n) {
+template <int Rows>
+FG_ALWAYS_INLINE Lanes<float, Rows> times_power_of_two(Lanes<float, Rows> y, Lanes<float, Rows> n) {
   typedef int32_t IntVec __attribute__((vector_size(kVectorBytes)));
-  IntVec bits = (__builtin_convertvector(n.v, IntVec) + 127) << 23;
-  Vec<float> scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return y.v * scale;
+  FG_UNROLL for (int r = 0; r < Rows; ++r) {
+    const IntVec bits = (__builtin_convertvector(n.v[r], IntVec) + 127) << 23;
+    Vec<float> scale;
+    std::memcpy(&scale, &bits, sizeof scale);
+    y.v[r] *= scale;
+  }
+  return y;
 }
 
-FG_ALWAYS_INLINE Lanes<float> exponential(Lanes<float> x) { return cell::exp_fast(x); }
+template <int Rows>
+FG_ALWAYS_INLINE Lanes<float, Rows> exponential(Lanes<float, Rows> x) {
+  return cell::exp_fast(x);
+}
 
-FG_ALWAYS_INLINE Lanes<float> hyperbolic_tangent(Lanes<float> x) {
+template <int Rows>
+FG_ALWAYS_INLINE Lanes<float, Rows> hyperbolic_tangent(Lanes<float, Rows> x) {
   return 2.0f * cell::sigmoid(2.0f * x) - 1.0f;
 }
 
 // float64 keeps libm's exp and tanh (accuracy first), one lane at a time.
-FG_ALWAYS_INLINE Lanes<double> exponential(Lanes<double> x) {
-  for (int l = 0; l < kLanes<double>; ++l) x.v[l] = std::exp(x.v[l]);
+template <int Rows>
+FG_ALWAYS_INLINE Lanes<double, Rows> exponential(Lanes<double, Rows> x) {
+  for (int r = 0; r < Rows; ++r) {
+    for (int l = 0; l < kLanes<double>; ++l) x.v[r][l] = std::exp(x.v[r][l]);
+  }
   return x;
 }
 
-FG_ALWAYS_INLINE Lanes<double> hyperbolic_tangent(Lanes<double> x) {
-  for (int l = 0; l < kLanes<double>; ++l) x.v[l] = std::tanh(x.v[l]);
+template <int Rows>
+FG_ALWAYS_INLINE Lanes<double, Rows> hyperbolic_tangent(Lanes<double, Rows> x) {
+  for (int r = 0; r < Rows; ++r) {
+    for (int l = 0; l < kLanes<double>; ++l) x.v[r][l] = std::tanh(x.v[r][l]);
+  }
   return x;
 }
 

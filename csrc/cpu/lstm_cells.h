@@ -54,38 +54,40 @@ struct LstmForwardCell {
                               const T (&rec)[R][kGates][L]) {
     const int64_t H = shape.hidden_size;
     const int64_t carried = steps->carried(t);
+    const int64_t n0 = steps->offset(t) + row0;  // row of the [N, ...] arrays
     const int64_t gates_stride = a.input.row_stride(4 * H);
-    for (int r = 0; r < R; ++r) {
-      const int64_t row = row0 + r;
-      const int64_t n = steps->offset(t) + row;  // row of the [N, ...] arrays
-      const T* gx = a.input.gates_x + steps->gates_row(t, row) * gates_stride + j0;
-      using V = Lanes<T>;
-      cell::LstmGates<V> in{load_lanes(gx, units) + V::load(rec[r][0]), load_lanes(gx + H, units) + V::load(rec[r][1]),
-                            load_lanes(gx + 2 * H, units) + V::load(rec[r][2]),
-                            load_lanes(gx + 3 * H, units) + V::load(rec[r][3])};
-      V c, h;
-      const V c_prev = load_lanes((fresh ? a.c0 : c_state) + row * H + j0, units);
-      cell::LstmGates<V> act = cell::lstm_forward(in, c_prev, &c, &h);
-      store_lanes(c_state + row * H + j0, c, units);
-      if constexpr (kProjected) {
-        store_lanes(m_state + row * H + j0, h, units);
-      } else {
-        store_lanes(a.y + n * H + j0, h, units);
-      }
-      if constexpr (kSave) {
-        T* saved = a.saved_gates + n * 4 * H + j0;
-        store_lanes(saved, act.i, units);
-        store_lanes(saved + H, act.f, units);
-        store_lanes(saved + 2 * H, act.g, units);
-        store_lanes(saved + 3 * H, act.o, units);
-        store_lanes(a.saved_c + n * H + j0, c, units);
-        if constexpr (kProjected) store_lanes(a.saved_m + n * H + j0, h, units);
-      }
-      if (row >= carried) {
-        if constexpr (!kProjected) store_lanes(a.h_n + row * H + j0, h, units);
-        store_lanes(a.c_n + row * H + j0, c, units);
-      }
+    const T* gx = a.input.gates_x + steps->gates_row(t, row0) * gates_stride + j0;
+    using V = Lanes<T, R>;
+    auto pre = [&](int g) {
+      return load_rows<R, T>([&](int r) { return gx + r * gates_stride + g * H; }, units) +
+             load_rows<R, T>([&](int r) { return rec[r][g]; }, L);
+    };
+    cell::LstmGates<V> in{pre(0), pre(1), pre(2), pre(3)};
+    const T* c_prev_rows = (fresh ? a.c0 : c_state) + row0 * H + j0;
+    const V c_prev = load_rows<R, T>([&](int r) { return c_prev_rows + r * H; }, units);
+    V c, h;
+    cell::LstmGates<V> act = cell::lstm_forward(in, c_prev, &c, &h);
+    // Rows of an array at stride `stride` from `first`; `ending` keeps only the rows that end here.
+    auto rows_of = [&](T* first, int64_t stride, bool ending = false) {
+      return [=](int r) { return !ending || row0 + r >= carried ? first + r * stride : nullptr; };
+    };
+    store_rows<R>(rows_of(c_state + row0 * H + j0, H), c, units);
+    if constexpr (kProjected) {
+      store_rows<R>(rows_of(m_state + row0 * H + j0, H), h, units);
+    } else {
+      store_rows<R>(rows_of(a.y + n0 * H + j0, H), h, units);
     }
+    if constexpr (kSave) {
+      T* saved = a.saved_gates + n0 * 4 * H + j0;
+      store_rows<R>(rows_of(saved, 4 * H), act.i, units);
+      store_rows<R>(rows_of(saved + H, 4 * H), act.f, units);
+      store_rows<R>(rows_of(saved + 2 * H, 4 * H), act.g, units);
+      store_rows<R>(rows_of(saved + 3 * H, 4 * H), act.o, units);
+      store_rows<R>(rows_of(a.saved_c + n0 * H + j0, H), c, units);
+      if constexpr (kProjected) store_rows<R>(rows_of(a.saved_m + n0 * H + j0, H), h, units);
+    }
+    if constexpr (!kProjected) store_rows<R>(rows_of(a.h_n + row0 * H + j0, H, true), h, units);
+    store_rows<R>(rows_of(a.c_n + row0 * H + j0, H, true), c, units);
   }
 
   template <int R>
@@ -133,33 +135,36 @@ struct LstmBackwardCell {
     const int64_t carried = steps->carried(t);
     const int64_t continued = steps->continued(t);
     const T* c_before = continued > 0 ? a.saved_c + steps->offset(steps->before(t)) * H : nullptr;
-    for (int r = 0; r < R; ++r) {
-      const int64_t row = row0 + r;
-      const int64_t n = steps->offset(t) + row;
-      const bool last = row >= carried;
-      using V = Lanes<T>;
-      const T* saved = a.saved_gates + n * 4 * H + j0;
-      cell::LstmGates<V> s{load_lanes(saved, units), load_lanes(saved + H, units), load_lanes(saved + 2 * H, units),
-                           load_lanes(saved + 3 * H, units)};
-      V dh;
-      if constexpr (kProjected) {
-        dh = V::load(rec[r]);  // dL/dm_t
-      } else {
-        const V later = last ? load_lanes(a.dh_n + row * H + j0, units) : V::load(rec[r]);
-        dh = later + load_lanes(a.dy + n * H + j0, units);
-      }
-      const V c = load_lanes(a.saved_c + n * H + j0, units);
-      const V c_prev = load_lanes((row < continued ? c_before : a.c0) + row * H + j0, units);
-      const V dc = load_lanes((last ? a.dc_n : dc_state) + row * H + j0, units);
-      V dc_prev;
-      cell::LstmGates<V> d = cell::lstm_backward(s, c, c_prev, dh, dc, &dc_prev);
-      T* dgates = a.dgates + n * 4 * H + j0;
-      store_lanes(dgates, d.i, units);
-      store_lanes(dgates + H, d.f, units);
-      store_lanes(dgates + 2 * H, d.g, units);
-      store_lanes(dgates + 3 * H, d.o, units);
-      store_lanes(dc_state + row * H + j0, dc_prev, units);
+    const int64_t n0 = steps->offset(t) + row0;
+    using V = Lanes<T, R>;
+    auto rows_of = [&](auto* first, int64_t stride) { return [=](int r) { return first + r * stride; }; };
+    const T* saved = a.saved_gates + n0 * 4 * H + j0;
+    cell::LstmGates<V> s{load_rows<R, T>(rows_of(saved, 4 * H), units), load_rows<R, T>(rows_of(saved + H, 4 * H), units),
+                         load_rows<R, T>(rows_of(saved + 2 * H, 4 * H), units),
+                         load_rows<R, T>(rows_of(saved + 3 * H, 4 * H), units)};
+    // Rows at or past `carried` end at step t: their gradients come from dh_n, dc_n.
+    auto ending = [&](int r) { return row0 + r >= carried; };
+    V dh;
+    if constexpr (kProjected) {
+      dh = load_rows<R, T>([&](int r) { return rec[r]; }, L);  // dL/dm_t
+    } else {
+      dh = load_rows<R, T>([&](int r) { return ending(r) ? a.dh_n + (row0 + r) * H + j0 : rec[r]; },
+                           units) +
+           load_rows<R, T>(rows_of(a.dy + n0 * H + j0, H), units);
     }
+    const V c = load_rows<R, T>(rows_of(a.saved_c + n0 * H + j0, H), units);
+    const V c_prev =
+        load_rows<R, T>([&](int r) { return (row0 + r < continued ? c_before : a.c0) + (row0 + r) * H + j0; }, units);
+    const V dc =
+        load_rows<R, T>([&](int r) { return (ending(r) ? a.dc_n : dc_state) + (row0 + r) * H + j0; }, units);
+    V dc_prev;
+    cell::LstmGates<V> d = cell::lstm_backward(s, c, c_prev, dh, dc, &dc_prev);
+    T* dgates = a.dgates + n0 * 4 * H + j0;
+    store_rows<R>(rows_of(dgates, 4 * H), d.i, units);
+    store_rows<R>(rows_of(dgates + H, 4 * H), d.f, units);
+    store_rows<R>(rows_of(dgates + 2 * H, 4 * H), d.g, units);
+    store_rows<R>(rows_of(dgates + 3 * H, 4 * H), d.o, units);
+    store_rows<R>(rows_of(dc_state + row0 * H + j0, H), dc_prev, units);
   }
 
   template <int R>
