@@ -6,12 +6,16 @@ LSTM and GRU, inference and training, over sweeps of batch, hidden size, length 
     python benchmarks/run.py --json results.json --plot results.png
     python benchmarks/run.py --device cuda --dtype bfloat16
     python benchmarks/run.py --cases 100x32x256,200x64x512x2    # given TxBxH[xnum_layers]
+    python benchmarks/run.py --targets                    # the CPU speed targets: met or not
 
 Cases. Full: the grid batch B in {1, 8, 32, 64, 256} x hidden_size H in {64, ..., 1024} at
 T = 100 (holding the B and H sweeps through the base point T = 100, B = 32, H = 256), the
 sequence lengths T in {1, 25, 100, 200} at the base point, and num_layers = 2 at the base point.
-Quick: (T, B, H) = (100, 32, 256), (100, 1, 256), (50, 32, 64), (50, 32, 512). Always
-input_size I = H, unidirectional, with biases.
+Quick: (T, B, H) = (100, 32, 256), (100, 1, 256), (50, 32, 64), (50, 32, 512). Targets: the
+eight cases and modes of the CPU speed targets (benchmarks/suite/targets.py: LSTM and GRU at
+T = 100, B = 32 and 1, H = 256; LSTM at T = 200, B = 64, H = 512), followed by a table of each
+target, the measured torch.nn / fastgates and whether it is met. Always input_size I = H,
+unidirectional, with biases.
 
 Implementations: `torch.nn` (torch.nn.LSTM/GRU; cuDNN on CUDA), `fastgates` (the same state
 dict), `reference` (fastgates.reference, NumPy float64 on the CPU; only where
@@ -63,7 +67,7 @@ import fastgates
 # Run as `python benchmarks/run.py` from anywhere: the suite package sits next to this file.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from suite import cases, implementations, machine, plots, report  # noqa: E402
+from suite import cases, implementations, machine, plots, report, targets  # noqa: E402
 from suite.timing import block_times, summarise  # noqa: E402
 
 CUDA_DTYPES = ("float32", "bfloat16", "float16")
@@ -99,6 +103,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--plot", metavar="PATH", help="write a PNG plot")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     # Explicit shapes instead of the sweeps (TxBxH or TxBxHxL, comma-separated); for tests.
+    parser.add_argument("--targets", action="store_true",
+                        help="the CPU speed targets' eight cases and modes, and a table of which are met")
     parser.add_argument("--cases", metavar="TxBxH[xL],...",
                         help="explicit shapes instead of the sweeps (I = H; L = num_layers, default 1), "
                              "e.g. 100x32x256,200x64x512")
@@ -112,6 +118,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--device cuda: torch sees no CUDA device")
     if args.rounds < 1:
         parser.error(f"--rounds: at least 1, not {args.rounds}")
+    if args.targets and (args.cases or args.quick):
+        parser.error("--targets measures its own cases: not with --cases or --quick")
     if args.min_run_time is None:
         args.min_run_time = 0.3 if args.quick else 1.0
     return args
@@ -126,10 +134,14 @@ def main(argv: list[str]) -> int:
     dtype = getattr(torch, args.dtype)
     fastgates.set_cpu_gemm(args.cpu_gemm)
 
-    if args.cases:
-        run_cases = cases.parse_cases(args.cases, args.cells)
+    if args.targets:
+        case_modes = targets.groups()
     else:
-        run_cases = (cases.quick_cases if args.quick else cases.full_cases)(args.cells)
+        if args.cases:
+            run_cases = cases.parse_cases(args.cases, args.cells)
+        else:
+            run_cases = (cases.quick_cases if args.quick else cases.full_cases)(args.cells)
+        case_modes = [(case, mode) for case in run_cases for mode in args.modes]
 
     peak = machine.peak(args.device, dtype, threads, args.min_run_time)
     gemm = machine.torch_gemm(args.device, dtype, args.min_run_time)
@@ -137,7 +149,7 @@ def main(argv: list[str]) -> int:
 
     groups = [(case, mode, [impl for impl in implementations.IMPLEMENTATIONS
                             if impl != "reference" or (not args.no_reference and implementations.reference_runs(case))])
-              for case in run_cases for mode in args.modes]
+              for case, mode in case_modes]
     records = []
     subjects = None
     with tqdm(total=sum(len(impls) for _, _, impls in groups) * args.rounds, desc="measurements", file=sys.stderr,
@@ -167,6 +179,9 @@ def main(argv: list[str]) -> int:
               f"torch GEMM {gemm.gflops:.1f} GFLOP/s [{gemm.method}]")
     print(header + "\n")
     print(report.markdown(records), flush=True)
+    if args.targets:
+        print("\nCPU speed targets (torch.nn's median over fastgates'):\n")
+        print(targets.markdown(targets.check(records)), flush=True)
     if args.json:
         report.write_json(args.json, machine_record, records)
     if args.plot:

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -154,3 +155,34 @@ def test_summarise_is_median_and_interquartile_range_in_ms(run_module):
     assert result.iqr_ms == pytest.approx(3.25 - 1.75)  # linear interpolation, as torch's Measurement
     with pytest.raises(ValueError):
         timing.summarise([])
+
+
+def test_targets_measure_their_cases_and_say_which_are_met(run_module, monkeypatch, capsys):
+    implementations, targets = sys.modules["suite.implementations"], sys.modules["suite.targets"]
+    monkeypatch.setattr(implementations, "build", lambda case, device, dtype: SimpleNamespace(case=case))
+    monkeypatch.setattr(implementations, "step", lambda subjects, impl, mode: (subjects.case, impl, mode))
+    # torch.nn takes 3 ms everywhere, fastgates 1 ms: every ratio is 3, and the targets up to 3 are met.
+    calls = []
+    monkeypatch.setattr(run_module, "block_times", lambda fn, t: calls.append(fn) or [0.003 if fn[1] == "torch.nn" else 0.001])
+    code = run_module.main(["--device", "cpu", "--targets", "--no-reference", "--rounds", "1", "--quiet",
+                            "--min-run-time", "0.01"])
+    assert code == 0
+    measured = {(c.cell, c.T, c.B, c.H, mode) for c, _, mode in calls}
+    assert measured == {target[:5] for target in targets.TARGETS} and len(targets.TARGETS) == 8
+    out = capsys.readouterr().out
+    table = out[out.index("CPU speed targets"):]
+    rows = [line.split("|")[1:-1] for line in table.splitlines() if line.startswith(("| lstm", "| gru"))]
+    assert len(rows) == 8
+    for row, (cell, T, B, H, mode, target) in zip(rows, targets.TARGETS):
+        assert [v.strip() for v in row] == [cell, str(T), str(B), str(H), mode, f"≥ {target}", "3.00",
+                                            "yes" if target <= 3 else "no"]
+
+
+def test_targets_check_reports_a_missing_measurement(run_module):
+    targets = sys.modules["suite.targets"]
+    rows = targets.check([{"impl": "fastgates", "cell": "lstm", "T": 100, "B": 32, "I": 256, "H": 256, "layers": 1,
+                           "mode": "forward", "ratio_vs_torch": 0.99}])
+    assert rows[0]["ratio"] == 0.99 and not rows[0]["met"]
+    assert all(r["ratio"] is None and not r["met"] for r in rows[1:])
+    with pytest.raises(SystemExit):
+        run_module.main(["--targets", "--cases", "2x1x4", "--quiet"])
