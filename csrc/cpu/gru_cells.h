@@ -54,7 +54,7 @@ struct GruForwardCell {
     const int64_t gates_stride = a.input.row_stride(3 * H);
     const T* gx = a.input.gates_x + steps->gates_row(t, row0) * gates_stride + j0;
     using V = Lanes<T, R>;
-    auto input = [&](int g) { return load_rows<R, T>([&](int r) { return gx + r * gates_stride + g * H; }, units); };
+    auto input = [&](int g) { return load_rows<R, T>(strided_rows(gx + g * H, gates_stride), units); };
     // Every row adds the same b_hh.
     auto recurrent = [&](int g) {
       const V product = load_rows<R, T>([&](int r) { return rec[r][g]; }, L);
@@ -62,17 +62,16 @@ struct GruForwardCell {
     };
     cell::GruGates<V> x{input(0), input(1), input(2)};
     cell::GruGates<V> hh{recurrent(0), recurrent(1), recurrent(2)};
-    const V h_prev = load_rows<R, T>([&](int r) { return h_prev_all + (row0 + r) * H + j0; }, units);
+    const V h_prev = load_rows<R, T>(strided_rows(h_prev_all + row0 * H + j0, H), units);
     V h;
     cell::GruSaved<V> saved_gates = cell::gru_forward(x, hh, h_prev, &h);
-    auto rows_of = [&](T* first, int64_t stride) { return [=](int r) { return first + r * stride; }; };
-    store_rows<R>(rows_of(a.y + n0 * H + j0, H), h, units);
+    store_rows<R>(strided_rows(a.y + n0 * H + j0, H), h, units);
     if constexpr (kSave) {
       T* saved = a.saved + n0 * 4 * H + j0;
-      store_rows<R>(rows_of(saved, 4 * H), saved_gates.r, units);
-      store_rows<R>(rows_of(saved + H, 4 * H), saved_gates.z, units);
-      store_rows<R>(rows_of(saved + 2 * H, 4 * H), saved_gates.n, units);
-      store_rows<R>(rows_of(saved + 3 * H, 4 * H), saved_gates.h_n, units);
+      store_rows<R>(strided_rows(saved, 4 * H), saved_gates.r, units);
+      store_rows<R>(strided_rows(saved + H, 4 * H), saved_gates.z, units);
+      store_rows<R>(strided_rows(saved + 2 * H, 4 * H), saved_gates.n, units);
+      store_rows<R>(strided_rows(saved + 3 * H, 4 * H), saved_gates.h_n, units);
     }
     // Rows at or past `carried` end at step t.
     T* h_n = a.h_n + row0 * H + j0;
@@ -110,12 +109,11 @@ struct GruBackwardCell {
     const T* h_before = continued > 0 ? a.y + steps->offset(steps->before(t)) * H : nullptr;
     const int64_t n0 = steps->offset(t) + row0;
     using V = Lanes<T, R>;
-    auto rows_of = [&](auto* first, int64_t stride) { return [=](int r) { return first + r * stride; }; };
     const T* saved = a.saved + n0 * 4 * H + j0;
-    cell::GruSaved<V> s{load_rows<R, T>(rows_of(saved, 4 * H), units), load_rows<R, T>(rows_of(saved + H, 4 * H), units),
-                        load_rows<R, T>(rows_of(saved + 2 * H, 4 * H), units),
-                        load_rows<R, T>(rows_of(saved + 3 * H, 4 * H), units)};
-    const V dy = load_rows<R, T>(rows_of(a.dy + n0 * H + j0, H), units);
+    cell::GruSaved<V> s{load_rows<R, T>(strided_rows(saved, 4 * H), units), load_rows<R, T>(strided_rows(saved + H, 4 * H), units),
+                        load_rows<R, T>(strided_rows(saved + 2 * H, 4 * H), units),
+                        load_rows<R, T>(strided_rows(saved + 3 * H, 4 * H), units)};
+    const V dy = load_rows<R, T>(strided_rows(a.dy + n0 * H + j0, H), units);
     // dL/dh_t = dy + later: for rows at or past `carried`, which end at step t, later = dh_n;
     // for the others, the gradient from step t+1 through W_hh (rec) plus the part that
     // bypassed it.
@@ -132,13 +130,13 @@ struct GruBackwardCell {
     V direct = cell::gru_backward(s, h_prev, dh, &dx, &dhp);
     T* dgates_x = a.dgates_x + n0 * 3 * H + j0;
     T* dgates_h = a.dgates_h + n0 * 3 * H + j0;
-    store_rows<R>(rows_of(dgates_x, 3 * H), dx.r, units);
-    store_rows<R>(rows_of(dgates_x + H, 3 * H), dx.z, units);
-    store_rows<R>(rows_of(dgates_x + 2 * H, 3 * H), dx.n, units);
-    store_rows<R>(rows_of(dgates_h, 3 * H), dhp.r, units);
-    store_rows<R>(rows_of(dgates_h + H, 3 * H), dhp.z, units);
-    store_rows<R>(rows_of(dgates_h + 2 * H, 3 * H), dhp.n, units);
-    store_rows<R>(rows_of(dh_direct + row0 * H + j0, H), direct, units);
+    store_rows<R>(strided_rows(dgates_x, 3 * H), dx.r, units);
+    store_rows<R>(strided_rows(dgates_x + H, 3 * H), dx.z, units);
+    store_rows<R>(strided_rows(dgates_x + 2 * H, 3 * H), dx.n, units);
+    store_rows<R>(strided_rows(dgates_h, 3 * H), dhp.r, units);
+    store_rows<R>(strided_rows(dgates_h + H, 3 * H), dhp.z, units);
+    store_rows<R>(strided_rows(dgates_h + 2 * H, 3 * H), dhp.n, units);
+    store_rows<R>(strided_rows(dh_direct + row0 * H + j0, H), direct, units);
   }
 
   template <int R>

@@ -87,6 +87,12 @@ FG_ALWAYS_INLINE void store_lanes(T* p, Lanes<T> v, int units) {
   for (int l = 0; l < units; ++l) p[l] = part[l];
 }
 
+// The rows of a tile in an array whose rows are `stride` elements apart, from `first`.
+template <typename P>
+FG_ALWAYS_INLINE auto strided_rows(P* first, int64_t stride) {
+  return [=](int r) { return first + r * stride; };
+}
+
 // A tile whose row r is the block at row_pointer(r) (load_lanes); and a tile's rows stored at
 // row_pointer(r), skipping the rows whose pointer is null (store_lanes).
 template <int Rows, typename T, class RowPointer>

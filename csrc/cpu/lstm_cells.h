@@ -59,35 +59,32 @@ struct LstmForwardCell {
     const T* gx = a.input.gates_x + steps->gates_row(t, row0) * gates_stride + j0;
     using V = Lanes<T, R>;
     auto pre = [&](int g) {
-      return load_rows<R, T>([&](int r) { return gx + r * gates_stride + g * H; }, units) +
+      return load_rows<R, T>(strided_rows(gx + g * H, gates_stride), units) +
              load_rows<R, T>([&](int r) { return rec[r][g]; }, L);
     };
     cell::LstmGates<V> in{pre(0), pre(1), pre(2), pre(3)};
-    const T* c_prev_rows = (fresh ? a.c0 : c_state) + row0 * H + j0;
-    const V c_prev = load_rows<R, T>([&](int r) { return c_prev_rows + r * H; }, units);
+    const V c_prev = load_rows<R, T>(strided_rows((fresh ? a.c0 : c_state) + row0 * H + j0, H), units);
     V c, h;
     cell::LstmGates<V> act = cell::lstm_forward(in, c_prev, &c, &h);
-    // Rows of an array at stride `stride` from `first`; `ending` keeps only the rows that end here.
-    auto rows_of = [&](T* first, int64_t stride, bool ending = false) {
-      return [=](int r) { return !ending || row0 + r >= carried ? first + r * stride : nullptr; };
-    };
-    store_rows<R>(rows_of(c_state + row0 * H + j0, H), c, units);
+    store_rows<R>(strided_rows(c_state + row0 * H + j0, H), c, units);
     if constexpr (kProjected) {
-      store_rows<R>(rows_of(m_state + row0 * H + j0, H), h, units);
+      store_rows<R>(strided_rows(m_state + row0 * H + j0, H), h, units);
     } else {
-      store_rows<R>(rows_of(a.y + n0 * H + j0, H), h, units);
+      store_rows<R>(strided_rows(a.y + n0 * H + j0, H), h, units);
     }
     if constexpr (kSave) {
       T* saved = a.saved_gates + n0 * 4 * H + j0;
-      store_rows<R>(rows_of(saved, 4 * H), act.i, units);
-      store_rows<R>(rows_of(saved + H, 4 * H), act.f, units);
-      store_rows<R>(rows_of(saved + 2 * H, 4 * H), act.g, units);
-      store_rows<R>(rows_of(saved + 3 * H, 4 * H), act.o, units);
-      store_rows<R>(rows_of(a.saved_c + n0 * H + j0, H), c, units);
-      if constexpr (kProjected) store_rows<R>(rows_of(a.saved_m + n0 * H + j0, H), h, units);
+      store_rows<R>(strided_rows(saved, 4 * H), act.i, units);
+      store_rows<R>(strided_rows(saved + H, 4 * H), act.f, units);
+      store_rows<R>(strided_rows(saved + 2 * H, 4 * H), act.g, units);
+      store_rows<R>(strided_rows(saved + 3 * H, 4 * H), act.o, units);
+      store_rows<R>(strided_rows(a.saved_c + n0 * H + j0, H), c, units);
+      if constexpr (kProjected) store_rows<R>(strided_rows(a.saved_m + n0 * H + j0, H), h, units);
     }
-    if constexpr (!kProjected) store_rows<R>(rows_of(a.h_n + row0 * H + j0, H, true), h, units);
-    store_rows<R>(rows_of(a.c_n + row0 * H + j0, H, true), c, units);
+    // Rows at or past `carried` end at step t.
+    auto ending_rows = [&](T* first) { return [=](int r) { return row0 + r >= carried ? first + r * H : nullptr; }; };
+    if constexpr (!kProjected) store_rows<R>(ending_rows(a.h_n + row0 * H + j0), h, units);
+    store_rows<R>(ending_rows(a.c_n + row0 * H + j0), c, units);
   }
 
   template <int R>
@@ -137,11 +134,10 @@ struct LstmBackwardCell {
     const T* c_before = continued > 0 ? a.saved_c + steps->offset(steps->before(t)) * H : nullptr;
     const int64_t n0 = steps->offset(t) + row0;
     using V = Lanes<T, R>;
-    auto rows_of = [&](auto* first, int64_t stride) { return [=](int r) { return first + r * stride; }; };
     const T* saved = a.saved_gates + n0 * 4 * H + j0;
-    cell::LstmGates<V> s{load_rows<R, T>(rows_of(saved, 4 * H), units), load_rows<R, T>(rows_of(saved + H, 4 * H), units),
-                         load_rows<R, T>(rows_of(saved + 2 * H, 4 * H), units),
-                         load_rows<R, T>(rows_of(saved + 3 * H, 4 * H), units)};
+    cell::LstmGates<V> s{load_rows<R, T>(strided_rows(saved, 4 * H), units), load_rows<R, T>(strided_rows(saved + H, 4 * H), units),
+                         load_rows<R, T>(strided_rows(saved + 2 * H, 4 * H), units),
+                         load_rows<R, T>(strided_rows(saved + 3 * H, 4 * H), units)};
     // Rows at or past `carried` end at step t: their gradients come from dh_n, dc_n.
     auto ending = [&](int r) { return row0 + r >= carried; };
     V dh;
@@ -150,9 +146,9 @@ struct LstmBackwardCell {
     } else {
       dh = load_rows<R, T>([&](int r) { return ending(r) ? a.dh_n + (row0 + r) * H + j0 : rec[r]; },
                            units) +
-           load_rows<R, T>(rows_of(a.dy + n0 * H + j0, H), units);
+           load_rows<R, T>(strided_rows(a.dy + n0 * H + j0, H), units);
     }
-    const V c = load_rows<R, T>(rows_of(a.saved_c + n0 * H + j0, H), units);
+    const V c = load_rows<R, T>(strided_rows(a.saved_c + n0 * H + j0, H), units);
     const V c_prev =
         load_rows<R, T>([&](int r) { return (row0 + r < continued ? c_before : a.c0) + (row0 + r) * H + j0; }, units);
     const V dc =
@@ -160,11 +156,11 @@ struct LstmBackwardCell {
     V dc_prev;
     cell::LstmGates<V> d = cell::lstm_backward(s, c, c_prev, dh, dc, &dc_prev);
     T* dgates = a.dgates + n0 * 4 * H + j0;
-    store_rows<R>(rows_of(dgates, 4 * H), d.i, units);
-    store_rows<R>(rows_of(dgates + H, 4 * H), d.f, units);
-    store_rows<R>(rows_of(dgates + 2 * H, 4 * H), d.g, units);
-    store_rows<R>(rows_of(dgates + 3 * H, 4 * H), d.o, units);
-    store_rows<R>(rows_of(dc_state + row0 * H + j0, H), dc_prev, units);
+    store_rows<R>(strided_rows(dgates, 4 * H), d.i, units);
+    store_rows<R>(strided_rows(dgates + H, 4 * H), d.f, units);
+    store_rows<R>(strided_rows(dgates + 2 * H, 4 * H), d.g, units);
+    store_rows<R>(strided_rows(dgates + 3 * H, 4 * H), d.o, units);
+    store_rows<R>(strided_rows(dc_state + row0 * H + j0, H), dc_prev, units);
   }
 
   template <int R>
