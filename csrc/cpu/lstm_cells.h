@@ -135,9 +135,8 @@ struct LstmBackwardCell {
     const int64_t n0 = steps->offset(t) + row0;
     using V = Lanes<T, R>;
     const T* saved = a.saved_gates + n0 * 4 * H + j0;
-    cell::LstmGates<V> s{load_rows<R, T>(strided_rows(saved, 4 * H), units), load_rows<R, T>(strided_rows(saved + H, 4 * H), units),
-                         load_rows<R, T>(strided_rows(saved + 2 * H, 4 * H), units),
-                         load_rows<R, T>(strided_rows(saved + 3 * H, 4 * H), units)};
+    auto saved_gate = [&](int g) { return load_rows<R, T>(strided_rows(saved + g * H, 4 * H), units); };
+    cell::LstmGates<V> s{saved_gate(0), saved_gate(1), saved_gate(2), saved_gate(3)};
     // Rows at or past `carried` end at step t: their gradients come from dh_n, dc_n.
     auto ending = [&](int r) { return row0 + r >= carried; };
     V dh;
