@@ -102,9 +102,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     parser.add_argument("--plot", metavar="PATH", help="write a PNG plot")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    # Explicit shapes instead of the sweeps (TxBxH or TxBxHxL, comma-separated); for tests.
     parser.add_argument("--targets", action="store_true",
                         help="the CPU speed targets' eight cases and modes, and a table of which are met")
+    # Explicit shapes instead of the sweeps (TxBxH or TxBxHxL, comma-separated); for tests.
     parser.add_argument("--cases", metavar="TxBxH[xL],...",
                         help="explicit shapes instead of the sweeps (I = H; L = num_layers, default 1), "
                              "e.g. 100x32x256,200x64x512")
@@ -139,8 +139,10 @@ def main(argv: list[str]) -> int:
     else:
         if args.cases:
             run_cases = cases.parse_cases(args.cases, args.cells)
+        elif args.quick:
+            run_cases = cases.quick_cases(args.cells)
         else:
-            run_cases = (cases.quick_cases if args.quick else cases.full_cases)(args.cells)
+            run_cases = cases.full_cases(args.cells)
         case_modes = [(case, mode) for case in run_cases for mode in args.modes]
 
     peak = machine.peak(args.device, dtype, threads, args.min_run_time)

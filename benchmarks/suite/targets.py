@@ -4,7 +4,7 @@ of a run's records against them (``run.py --targets``)."""
 
 from __future__ import annotations
 
-from .cases import Case
+from .cases import Case, _case
 
 # (cell, T, B, H, mode, the least torch.nn / fastgates that meets the target)
 TARGETS = (
@@ -17,10 +17,6 @@ TARGETS = (
     ("gru", 100, 1, 256, "train", 4.0),
     ("lstm", 200, 64, 512, "train", 1.3),
 )
-
-
-def _case(cell: str, T: int, B: int, H: int) -> Case:
-    return Case(cell=cell, T=T, B=B, I=H, H=H)
 
 
 def groups() -> list[tuple[Case, str]]:
