@@ -359,24 +359,27 @@ def _forward_op_calls(monkeypatch, mode):
     return _op_calls(monkeypatch, functional, f"{mode.lower()}_forward")
 
 
+def _run_functional(mode, args):
+    """functional._lstm / _gru on _variant_args' arguments: the outputs as a flat list."""
+    from fastgates.ops import functional
+
+    x, w_ih, w_hh, b_ih, b_hh, *rest = args
+    if mode == "LSTM":
+        w_hr, h0, c0, batch_sizes, reverse = rest
+        y, (h_n, c_n) = functional._lstm(x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr, batch_sizes, reverse)
+        return [y, h_n, c_n]
+    h0, batch_sizes, reverse = rest
+    y, h_n = functional._gru(x, w_ih, w_hh, b_ih, b_hh, h0, batch_sizes, reverse)
+    return [y, h_n]
+
+
 @pytest.mark.parametrize("mode,variant", _mode_variants())
 def test_eager_inference_skips_dispatcher_and_matches_op(monkeypatch, mode, variant):
     args = _variant_args(mode, variant, dtype=torch.float32, requires_grad=False)
     through_op = _forward_op(mode)(*args, False)
     calls = _forward_op_calls(monkeypatch, mode)
     module, _ = make_pair(mode, 3, 4, dtype=torch.float32)
-    from fastgates.ops import functional
-
-    run = functional._lstm if mode == "LSTM" else functional._gru
-    x, w_ih, w_hh, b_ih, b_hh, *rest = args
-    if mode == "LSTM":
-        w_hr, h0, c0, batch_sizes, reverse = rest
-        y, (h_n, c_n) = run(x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr, batch_sizes, reverse)
-        direct = [y, h_n, c_n]
-    else:
-        h0, batch_sizes, reverse = rest
-        y, h_n = run(x, w_ih, w_hh, b_ih, b_hh, h0, batch_sizes, reverse)
-        direct = [y, h_n]
+    direct = _run_functional(mode, args)
     assert calls == []
     for a, b in zip(direct, through_op, strict=False):
         assert torch.equal(a, b)
@@ -385,14 +388,52 @@ def test_eager_inference_skips_dispatcher_and_matches_op(monkeypatch, mode, vari
     assert calls == []
 
 
+@pytest.mark.parametrize("mode,variant", _mode_variants())
+def test_eager_training_skips_the_op_and_matches_it(monkeypatch, mode, variant):
+    """A plain eager call that autograd records runs the implementation inside the op's own
+    autograd formula (_common.eager_autograd), not the op: same outputs and gradients, bit for
+    bit, as through the op."""
+    from fastgates.ops import functional
+
+    results = []
+    for through_op in (False, True):
+        args = _variant_args(mode, variant, dtype=torch.float32)
+        calls = _forward_op_calls(monkeypatch, mode)
+        if through_op:
+            monkeypatch.setattr(functional, "_eager_op", lambda *a: None)
+        outs = _run_functional(mode, args)
+        inputs = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+        loss = sum((o * torch.linspace(-1, 1, o.numel()).view(o.shape)).sum() for o in outs)
+        results.append((outs, torch.autograd.grad(loss, inputs)))
+        assert len(calls) == (1 if through_op else 0)
+    (outs, grads), (op_outs, op_grads) = results
+    assert len(grads) == len(op_grads) >= 5
+    for a, b in zip(outs + list(grads), op_outs + list(op_grads), strict=True):
+        assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("mode", MODES)
-def test_calls_that_autograd_needs_go_through_the_op(monkeypatch, mode):
+def test_layers_train_without_the_op_in_eager_and_with_it_when_watched(monkeypatch, mode):
     calls = _forward_op_calls(monkeypatch, mode)
     module, _ = make_pair(mode, 3, 4, dtype=torch.float32)
     x, _ = make_input(mode, 3, 2, 3, 4, dtype=torch.float32)
     module(x)[0].sum().backward()
-    assert len(calls) == 1
+    assert calls == []
     assert module.weight_hh_l0.grad is not None
+    with _RecordOps() as recorder:
+        module(x)[0].sum().backward()
+    assert f"fastgates.{mode.lower()}_forward.default" in recorder.names
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_layers_double_backward_raises_clear_error(mode):
+    module, _ = make_pair(mode, 3, 4, dtype=torch.float64)
+    x, _ = make_input(mode, 3, 2, 3, 4, dtype=torch.float64)
+    x.requires_grad_()
+    (dx,) = torch.autograd.grad(module(x)[0].pow(2).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="fastgates does not support double backward"):
+        dx.sum().backward()
 
 
 @pytest.mark.parametrize("mode", MODES)

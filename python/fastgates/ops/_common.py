@@ -164,6 +164,31 @@ def check_grad_mask(grad_mask: Sequence[bool], n: int, op: str) -> None:
         raise ValueError(f"{op}: grad_mask must have {n} entries, got {len(grad_mask)}")
 
 
+def eager_autograd(name: str, impl, setup_context, backward):
+    """``apply`` of an autograd.Function that runs a forward op's implementation directly, with
+    the op's own autograd formula (``setup_context`` and ``backward``, as given to
+    register_autograd): for calls that need a gradient in plain eager execution (plain_eager).
+
+    It skips what the dispatcher adds to a Python custom op in training: the autograd wrapper,
+    its redispatch, and torch.library's re-binding of every argument to the op's schema
+    (``fill_defaults``, which builds the schema's argument list twice per argument), about
+    80–100 µs a call on this project's development machine. The results are the op's: the
+    same implementation, the same formula, the same saved tensors. A double backward still
+    reaches the backward op's refusal, since ``backward`` calls the op itself when autograd
+    records it (backward_may_skip_dispatcher)."""
+
+    def forward(ctx, *args):
+        output = impl(*args)
+        setup_context(ctx, args, output)
+        return output
+
+    # forward takes ctx itself: a separate setup_context staticmethod would make
+    # Function.apply bind every call's arguments to forward's signature (inspect.signature).
+    function = type(name, (torch.autograd.Function,), {"forward": staticmethod(forward),
+                                                        "backward": staticmethod(backward)})
+    return function.apply
+
+
 def forbid_double_backward(op, name: str) -> None:
     """Register an autograd formula for a backward op that says it cannot be differentiated.
 

@@ -17,6 +17,7 @@ from ._common import (
     EMPTY,
     backward_may_skip_dispatcher,
     check_grad_mask,
+    eager_autograd,
     forbid_double_backward,
     gate_gradients,
     grad_or_zeros,
@@ -187,4 +188,6 @@ def _backward(ctx, dy, dh_n, _dsaved):
 
 
 gru_forward.register_autograd(_backward, setup_context=_setup_context)
+# The same op for plain eager calls that need a gradient (functional.py).
+gru_forward_eager = eager_autograd("GRUForward", gru_forward_impl, _setup_context, _backward)
 forbid_double_backward(gru_backward, "fastgates::gru_backward")

@@ -17,6 +17,7 @@ from ._common import (
     EMPTY,
     backward_may_skip_dispatcher,
     check_grad_mask,
+    eager_autograd,
     combined_bias,
     forbid_double_backward,
     gate_gradients,
@@ -237,4 +238,6 @@ def _backward(ctx, dy, dh_n, dc_n, _dsaved_gates, _dsaved_c, _dsaved_m):
 
 
 lstm_forward.register_autograd(_backward, setup_context=_setup_context)
+# The same op for plain eager calls that need a gradient (functional.py).
+lstm_forward_eager = eager_autograd("LSTMForward", lstm_forward_impl, _setup_context, _backward)
 forbid_double_backward(lstm_backward, "fastgates::lstm_backward")
