@@ -131,10 +131,10 @@ struct PeakRun {
   std::atomic<float> sink{0};  // the loops' results, kept so that they are computed
 };
 
-void peak_job(void* context, int, int, SpinBarrier& barrier) {
+void peak_job(void* context, int thread, int, SpinBarrier& barrier) {
   auto* run = static_cast<PeakRun*>(context);
-  int sense = 0;
-  barrier.wait(&sense);  // start together
+  unsigned epoch = 0;
+  barrier.wait(thread, &epoch);  // start together
   float sink = 0;
   const int64_t flops = FG_DISPATCH(multiply_add_rounds, run->rounds, &sink);
   run->flops.fetch_add(flops, std::memory_order_relaxed);

@@ -330,7 +330,7 @@ void forward_thread(void* context, int thread, int team_size, SpinBarrier& barri
       pack_rows_panel(cell.w_hr, P, H, 1, v * L, job.projection_panels + v * panel_elements<T>(H, 1));
     }
   }
-  int sense = 0;
+  unsigned epoch = 0;  // this thread's count of barrier waits (SpinBarrier::wait)
   for (int64_t k = 0; k < steps.steps(); ++k) {
     if (job.chunked && steps.starts_chunk(k)) {
       project_inputs<T, G>(cell.input(), steps.chunk_rows(k), I, H, mine, job.input_panels);
@@ -351,7 +351,7 @@ void forward_thread(void* context, int thread, int team_size, SpinBarrier& barri
       for_each_product<T, G>(cell.h0, K, panel, continued, steps.rows(t), run(cell.h0, true));
     }
     if constexpr (Cell::kProjected) {
-      barrier.wait(&sense);  // the projection reads o ⊙ tanh c of every hidden unit
+      barrier.wait(thread, &epoch);  // the projection reads o ⊙ tanh c of every hidden unit
       for (int64_t v = mine_projected.begin; v < mine_projected.end; ++v) {
         const T* panel = job.projection_panels + v * panel_elements<T>(H, 1);
         const int64_t p0 = v * L;
@@ -362,7 +362,7 @@ void forward_thread(void* context, int thread, int team_size, SpinBarrier& barri
                                });
       }
     }
-    if (k + 1 < steps.steps()) barrier.wait(&sense);
+    if (k + 1 < steps.steps()) barrier.wait(thread, &epoch);
   }
 }
 
@@ -472,7 +472,7 @@ void backward_thread(void* context, int thread, int team_size, SpinBarrier& barr
       pack_columns_panel(cell.w_hr, H, P, 1, u * L, job.projection_panels + u * panel_elements<T>(P, 1));
     }
   }
-  int sense = 0;
+  unsigned epoch = 0;  // this thread's count of barrier waits (SpinBarrier::wait)
   const int64_t T_ = steps.steps();
   // Pass k runs step t = the (k+1)-th from the end of the forward order, after the pass of step
   // p = after(t); pass T only finishes the rows that started at the first step.
@@ -521,7 +521,7 @@ void backward_thread(void* context, int thread, int team_size, SpinBarrier& barr
       }
     }
     if constexpr (Cell::kProjected) {
-      if (t >= 0) barrier.wait(&sense);  // dL/dm_t needs dL/dh_t of every projected unit
+      if (t >= 0) barrier.wait(thread, &epoch);  // dL/dm_t needs dL/dh_t of every projected unit
       for (int64_t u = mine.begin; u < mine.end; ++u) {
         const T* panel = job.projection_panels + u * panel_elements<T>(P, 1);
         const int64_t j0 = u * L;
@@ -540,7 +540,7 @@ void backward_thread(void* context, int thread, int team_size, SpinBarrier& barr
         }
       }
     }
-    if (k < T_) barrier.wait(&sense);
+    if (k < T_) barrier.wait(thread, &epoch);
   }
 }
 

@@ -14,26 +14,47 @@
 
 namespace fastgates::cpu {
 
-void SpinBarrier::wait(int* local_sense) {
-  const int sense = 1 - *local_sense;
-  *local_sense = sense;
-  if (waiting_.fetch_add(1, std::memory_order_acq_rel) == num_threads_ - 1) {
-    waiting_.store(0, std::memory_order_relaxed);
-    sense_.store(sense, std::memory_order_release);
-    return;
-  }
-  for (int spins = 0; sense_.load(std::memory_order_acquire) != sense; ++spins) {
-    if (spins < 4096) {
-      FG_CPU_RELAX();
-    } else {
-      std::this_thread::yield();
+namespace {
+int rounds_for(int num_threads) {
+  int rounds = 0;
+  while ((1 << rounds) < num_threads) ++rounds;
+  return rounds;
+}
+}  // namespace
+
+SpinBarrier::SpinBarrier(int max_threads)
+    : num_threads_(max_threads),
+      rounds_(rounds_for(max_threads)),
+      slots_(static_cast<size_t>(max_threads) * static_cast<size_t>(rounds_)) {}
+
+void SpinBarrier::reset(int num_threads) {
+  // Fewer threads need no more rounds, so the slots allocated for max_threads suffice.
+  num_threads_ = std::clamp(num_threads, 1, num_threads_);
+  rounds_ = rounds_for(num_threads_);
+}
+
+void SpinBarrier::wait(int thread, unsigned* epoch) {
+  const unsigned e = ++*epoch;
+  for (int r = 0; r < rounds_; ++r) {
+    slots_[static_cast<size_t>(thread) * rounds_ + r].epoch.store(e, std::memory_order_release);
+    const int from = (thread - (1 << r) + num_threads_) % num_threads_;
+    const std::atomic<unsigned>& announced = slots_[static_cast<size_t>(from) * rounds_ + r].epoch;
+    // The thread waited for can be one barrier ahead (it may leave this barrier and announce
+    // the next before this thread has seen it here), never two: e or e + 1 both mean arrived.
+    // Unsigned differences keep that test right when the counters wrap.
+    for (int spins = 0; announced.load(std::memory_order_acquire) - e > 1u; ++spins) {
+      if (spins < 4096) {
+        FG_CPU_RELAX();
+      } else {
+        std::this_thread::yield();
+      }
     }
   }
 }
 
 void run_team(int num_threads, TeamJob job, void* context) {
   num_threads = std::clamp(num_threads, 1, max_team_threads());
-  SpinBarrier barrier(1);
+  SpinBarrier barrier(num_threads);
   if (num_threads == 1) {
     job(context, 0, 1, barrier);
     return;
