@@ -171,11 +171,11 @@ def eager_autograd(name: str, impl, setup_context, backward):
 
     It skips what the dispatcher adds to a Python custom op in training: the autograd wrapper,
     its redispatch, and torch.library's re-binding of every argument to the op's schema
-    (``fill_defaults``, which builds the schema's argument list twice per argument), about
-    80–100 µs a call on this project's development machine. The results are the op's: the
-    same implementation, the same formula, the same saved tensors. A double backward still
-    reaches the backward op's refusal, since ``backward`` calls the op itself when autograd
-    records it (backward_may_skip_dispatcher)."""
+    (``fill_defaults``, which builds the schema's argument list twice per argument): about
+    100–125 µs of a training step at T = 1 on this project's development machine. The results
+    are the op's: the same implementation, the same formula, the same saved tensors. A double
+    backward still reaches the backward op's refusal, since ``backward`` calls the op itself
+    when autograd records it (backward_may_skip_dispatcher)."""
 
     def forward(ctx, *args):
         output = impl(*args)
