@@ -143,9 +143,10 @@ def test_auto_cpu_gemm_is_fastgates_only_with_avx512_on_amd(monkeypatch, isa, am
     before = fastgates.set_cpu_gemm("auto")
     try:
         assert fastgates.cpu_gemm() == expected
-        # Small products stay with torch under "auto" (per-call cost, short inner dimension).
+        # Small products stay with torch under "auto" (per-call cost, very short inner dimension).
         assert _backend.own_gemm_for(100, 256, 1024) == (expected == "fastgates")
-        assert not _backend.own_gemm_for(1024, 256, 100)
+        assert _backend.own_gemm_for(1024, 256, 100) == (expected == "fastgates")
+        assert not _backend.own_gemm_for(4096, 4096, 16)
         assert not _backend.own_gemm_for(8, 8, 4096)
         fastgates.set_cpu_gemm("fastgates")
         assert _backend.own_gemm_for(1024, 256, 100) and _backend.own_gemm_for(1, 1, 1)

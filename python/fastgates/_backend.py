@@ -109,10 +109,13 @@ def cpu_gemm() -> str:
 
 # "auto" leaves products below these sizes to torch, whatever cpu_gemm() says: fastgates' GEMM
 # costs about 17 µs more per call than torch.mm (m·n·k = 2^22 is about 40 µs of MKL's work on
-# the AVX-512 machine), and with a short inner dimension its per-output work (sums, stores)
-# outweighs the products: measured here (AVX2, in µs, ours / torch), 284 / 151 at m = 1024,
-# n = 256, k = 32 and 437 / 359 at k = 100, against 405 / 412 at m = 100, n = 256, k = 1024.
-OWN_GEMM_MIN_INNER = 256
+# the AVX-512 machine), and with a very short inner dimension its per-output work (sums,
+# stores) outweighs the products. Measured here (AVX2, where MKL runs near the peak; ours /
+# torch's, median µs of 400 alternated calls, m = 1024, n = 256, transposed a): 377 / 369 at
+# k = 32, 749 / 662 at k = 64, 860 / 897 at k = 100; before the products' partial sums were
+# reworked (recurrence.h), 284 / 151 at k = 32 and 437 / 359 at k = 100. So from k = 32 on
+# ours ties with MKL's AVX2 code here, and with the AVX-512 kernels it has twice the width.
+OWN_GEMM_MIN_INNER = 32
 OWN_GEMM_MIN_MULTIPLY_ADDS = 1 << 22
 
 
