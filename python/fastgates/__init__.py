@@ -67,7 +67,7 @@ def cpu_gemm() -> str:
 def set_cpu_gemm(name: str) -> str:
     """Choose that GEMM: "auto" (the default: fastgates' own with the AVX-512 kernels on an AMD
     processor, where MKL runs its AVX2 code and reaches under half of the peak, for products
-    with an inner dimension of at least 256 and 2^22 multiply-adds; torch's otherwise),
+    with an inner dimension of at least 32 and 2^22 multiply-adds; torch's otherwise),
     "fastgates" (for every product) or "torch". Returns the previous choice. Either gives
     results bit-identical run after run at a given thread count; they differ from each other by
     float rounding."""
