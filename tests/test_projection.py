@@ -114,11 +114,16 @@ def test_projection_matches_torch_nn(kw, proj, dtype):
 
 
 def test_projection_other_sizes():
-    # One step, one sequence; hidden 2 with proj 1; and a modest float32 case.
+    # One step, one sequence; hidden 2 with proj 1; a modest float32 case.
     _compare(torch.float64, 1, {"num_layers": 2, "bidirectional": True}, steps=1, batch=1,
              input_size=1, hidden=2)
     _compare(torch.float32, 20, {"num_layers": 2, "bidirectional": True, "batch_first": True},
              steps=25, batch=6, input_size=12, hidden=48)
+    # At most 2 rows in all: the forward's products read the weights' rows directly
+    # (recurrence.h, direct_products), here with partial vectors along every dimension.
+    _compare(torch.float64, 21, {"num_layers": 2, "bidirectional": True}, steps=2, batch=1,
+             input_size=19, hidden=37)
+    _compare(torch.float32, 5, {}, steps=1, batch=2, input_size=40, hidden=35)
 
 
 @pytest.mark.parametrize("threads", [1, 3])

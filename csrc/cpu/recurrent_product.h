@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 
 #include "cpu/simd.h"
 
@@ -148,6 +149,66 @@ FG_ALWAYS_INLINE void micro_kernel(const T* a, int64_t lda, const T* panel, int6
       FG_UNROLL for (int s = 1; s < S; ++s) sum += acc[s][r][g];
       out[r][g] = sum;
     }
+  }
+}
+
+// Lane i of the result: the lanes of a added in pairs across bit Bit of the lane index when
+// bit Bit of i is clear, those of b when it is set. One level of lane_sums' tree.
+template <typename T, int Bit, int... I>
+FG_ALWAYS_INLINE Vec<T> add_lane_pairs(Vec<T> a, Vec<T> b, std::integer_sequence<int, I...>) {
+  constexpr int L = kLanes<T>;
+  return __builtin_shufflevector(a, b, ((I & Bit) == 0 ? I : L + I - Bit)...) +
+         __builtin_shufflevector(a, b, ((I & Bit) == 0 ? I + Bit : L + I)...);
+}
+
+// result[l] = the sum of the lanes of v[l], for kLanes vectors: a tree of kLanes - 1 pairwise
+// shuffles and additions (level by level, each halving the vectors), always in the same order.
+template <typename T, int Count = kLanes<T>, int Bit = 1>
+FG_ALWAYS_INLINE Vec<T> lane_sums(const Vec<T>* v) {
+  if constexpr (Count == 1) {
+    return v[0];
+  } else {
+    Vec<T> half[Count / 2];
+    FG_UNROLL for (int i = 0; i < Count / 2; ++i) {
+      half[i] = add_lane_pairs<T, Bit>(v[2 * i], v[2 * i + 1], std::make_integer_sequence<int, kLanes<T>>{});
+    }
+    return lane_sums<T, Count / 2, Bit * 2>(half);
+  }
+}
+
+// out[0][g][l] = Σ_k x[k] · w[(g·H + j0 + l)·inner + k] for l < units (lanes past units are
+// 0): one batch row times the rows of W [G·H, inner] (torch.nn layout) of one block of units,
+// read in place. Each row's sum runs along the row in vectors and ends in lane_sums, a fixed
+// order. For calls of a few rows (direct_products): they read each weight once or twice,
+// where packing would read and write it before the product reads it again.
+template <typename T, int G>
+FG_ALWAYS_INLINE void row_product(const T* x, const T* w, int64_t hidden_size, int64_t inner, int64_t j0, int units,
+                                  T (&out)[1][G][kLanes<T>]) {
+  constexpr int L = kLanes<T>;
+  const int64_t body = inner / L * L;
+  T x_tail[L] = {};
+  if (body < inner) std::memcpy(x_tail, x + body, sizeof(T) * static_cast<size_t>(inner - body));
+  FG_UNROLL for (int g = 0; g < G; ++g) {
+    const T* rows[L];
+    // Lanes past the last unit repeat its row (in bounds) and are zeroed below.
+    for (int l = 0; l < L; ++l) rows[l] = w + (g * hidden_size + j0 + std::min(l, units - 1)) * inner;
+    Vec<T> acc[L];
+    FG_UNROLL for (int l = 0; l < L; ++l) acc[l] = Vec<T>{};
+    for (int64_t k = 0; k < body; k += L) {
+      const Vec<T> xv = load(x + k);
+      FG_UNROLL for (int l = 0; l < L; ++l) acc[l] += xv * load(rows[l] + k);
+    }
+    if (body < inner) {
+      const Vec<T> xv = load(x_tail);
+      FG_UNROLL for (int l = 0; l < L; ++l) {
+        T w_tail[L] = {};
+        std::memcpy(w_tail, rows[l] + body, sizeof(T) * static_cast<size_t>(inner - body));
+        acc[l] += xv * load(w_tail);
+      }
+    }
+    const Vec<T> sums = lane_sums<T>(acc);
+    std::memcpy(out[0][g], &sums, sizeof sums);
+    for (int l = units; l < L; ++l) out[0][g][l] = T(0);
   }
 }
 
