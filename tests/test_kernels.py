@@ -18,11 +18,13 @@ from rnn_helpers import outputs_flat
 
 pytestmark = pytest.mark.usefixtures("split_small_shapes_across_threads")  # conftest.py
 
-# (T, B, I, H). The last three have at most 2 rows in all, which the forward multiplies straight
-# from the weights' rows instead of packed panels (recurrence.h, direct_products), here with
-# partial vectors along I and H.
+# (T, B, I, H). (1, 1, 37, 67), (2, 1, 16, 33) and (1, 2, 9, 20) have at most 4 rows in all, which
+# the forward multiplies straight from the weights' rows instead of packed panels (recurrence.h,
+# direct_products), here with partial vectors along I and H; at B = 1 the recurrent products
+# read W_hh's rows whenever H spans 8 vectors (direct_recurrent_products): (3, 1, 5, 16) on the
+# generic build in float64, (6, 1, 13, 130) on every build.
 SHAPES = [(1, 1, 1, 1), (5, 3, 17, 31), (7, 9, 8, 40), (3, 1, 5, 16), (4, 33, 6, 17), (1, 1, 37, 67),
-          (2, 1, 16, 33), (1, 2, 9, 20)]
+          (2, 1, 16, 33), (1, 2, 9, 20), (6, 1, 13, 130)]
 
 
 def _randn(gen, *shape, dtype, scale=1.0):

@@ -119,11 +119,16 @@ def test_projection_other_sizes():
              input_size=1, hidden=2)
     _compare(torch.float32, 20, {"num_layers": 2, "bidirectional": True, "batch_first": True},
              steps=25, batch=6, input_size=12, hidden=48)
-    # At most 2 rows in all: the forward's products read the weights' rows directly
+    # At most 4 rows in all: the forward's products read the weights' rows directly
     # (recurrence.h, direct_products), here with partial vectors along every dimension.
     _compare(torch.float64, 21, {"num_layers": 2, "bidirectional": True}, steps=2, batch=1,
              input_size=19, hidden=37)
     _compare(torch.float32, 5, {}, steps=1, batch=2, input_size=40, hidden=35)
+    # One sequence with proj_size and hidden_size of 8 vectors or more (AVX-512: 16 floats or
+    # 8 doubles a vector): the recurrent products read W_hh's and W_hr's rows directly
+    # (direct_recurrent_products).
+    _compare(torch.float64, 70, {"num_layers": 2}, steps=6, batch=1, input_size=9, hidden=75)
+    _compare(torch.float32, 130, {}, steps=6, batch=1, input_size=9, hidden=133)
 
 
 @pytest.mark.parametrize("threads", [1, 3])
