@@ -14,6 +14,8 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
+from ._module_attributes import module_attribute
+
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 # The CUDA kernels also take the 16-bit types (computed in float32).
 SUPPORTED_CUDA_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -167,12 +169,12 @@ def check_layer_input(module, input: object) -> bool:
 def _check_input_and_parameters(module, where: str, input: Tensor, dtype_error=ValueError) -> None:
     """dtype and device of the input (or a PackedSequence's data) and of every parameter.
     ``dtype_error``: the exception type torch.nn raises for a dtype mismatch of this input."""
-    weight = module.weight_ih_l0
+    weight = module_attribute(module, "weight_ih_l0")
     dtype, device = weight.dtype, weight.device
     # The common case, all consistent, in one pass; any mismatch falls to the checks below,
     # which say which argument is wrong.
     if (input.dtype == dtype and dtype in SUPPORTED_DTYPES and input.device == device and device.type == "cpu"
-            and all(_same_kind(getattr(module, name), dtype, device) for name in module._flat_weights_names)):
+            and all(_same_kind(module_attribute(module, name), dtype, device) for name in module._flat_weights_names)):
         return
     if input.dtype != weight.dtype:
         raise dtype_error(

@@ -19,6 +19,7 @@ from torch import Tensor
 from torch.nn import Module, Parameter, init
 from torch.nn.utils.rnn import PackedSequence
 
+from .._module_attributes import module_attribute
 from .._validation import check_layer_input, check_packed_input
 
 
@@ -207,9 +208,9 @@ class RNNLayerBase(Module):
         biases are None with bias=False and w_hr without a projection (then, as in torch.nn,
         those attributes do not exist)."""
         names = self._all_weights[index]  # [w_ih, w_hh, (b_ih, b_hh if bias), (w_hr if proj_size)]
-        biases = (getattr(self, names[2]), getattr(self, names[3])) if self.bias else (None, None)
-        w_hr = getattr(self, names[-1]) if self.proj_size > 0 else None
-        return (getattr(self, names[0]), getattr(self, names[1]), *biases, w_hr)
+        biases = (module_attribute(self, names[2]), module_attribute(self, names[3])) if self.bias else (None, None)
+        w_hr = module_attribute(self, names[-1]) if self.proj_size > 0 else None
+        return (module_attribute(self, names[0]), module_attribute(self, names[1]), *biases, w_hr)
 
     def _state_sizes(self) -> tuple[int, ...]:
         """Feature sizes of the states: (h,) for a GRU; (h, c) for an LSTM, h being proj_size

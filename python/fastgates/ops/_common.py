@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -64,9 +65,17 @@ def backward_may_skip_dispatcher(*tensors: Tensor | None) -> bool:
 def kernels(x: Tensor):
     """The kernels for x's device: the CPU kernels, or the CUDA path (which takes the input
     projection from a torch GEMM); both modules have the same functions and signatures."""
+    cpu_path, external_projection = _kernel_modules()
+    return external_projection if external_projection.uses_external_projection(x) else cpu_path
+
+
+@functools.cache
+def _kernel_modules():
+    """(_cpu_path, _external_projection), imported on first use (they import this module) and
+    kept: an import statement on every call cost about 1 µs."""
     from . import _cpu_path, _external_projection
 
-    return _external_projection if _external_projection.uses_external_projection(x) else _cpu_path
+    return _cpu_path, _external_projection
 
 
 def gate_gradients(x: Tensor, *widths: int) -> list[Tensor]:
