@@ -1,5 +1,6 @@
 // The time loop shared by every cell: threads split the hidden units into blocks of kLanes,
-// pack their blocks' weights once, then run the steps with one barrier between steps. A cell
+// pack their blocks' weights once (or, in short calls, read them in place: direct_products),
+// then run the steps with one barrier between steps. A cell
 // (lstm_cells.h, gru_cells.h) supplies only its gate math on a tile of rows × units; new cell
 // variants are new cell classes, not new loops. Included only by the per-ISA kernel builds.
 #pragma once

@@ -1,6 +1,7 @@
 // The recurrent product of one step, BLIS-style: the weights are packed once per call into
 // panels of one block of hidden units, and one register-tiled micro-kernel multiplies a few
-// batch rows by a panel. Included only by the per-ISA kernel builds.
+// batch rows by a panel. Calls too short to repay the packing use row_product, which reads the
+// weights' rows in place. Included only by the per-ISA kernel builds.
 #pragma once
 
 #include <algorithm>
