@@ -29,8 +29,11 @@ pytestmark = pytest.mark.usefixtures("split_small_shapes_across_threads")  # con
 NAMES = {torch.float32: "float32", torch.float64: "float64"}
 # (m, n, k): 1s; sizes off every tile (3 rows, 8/16 lanes, 4 blocks, 24-row super-tiles); the
 # slab of 512 inner rows of the transposed product crossed (k = 1100); the shapes of an LSTM's
-# gradients (dx and dW at T·B = 100, H = 40).
-SHAPES = [(1, 1, 1), (5, 7, 3), (37, 70, 301), (25, 33, 1100), (100, 40, 160), (160, 40, 100)]
+# gradients (dx and dW at T·B = 100, H = 40); one super-tile of a's rows or less, where b's
+# whole panels are read in place and a partial last one is packed (columns_in_place; 30 rows:
+# in place with AVX-512, packed with AVX2).
+SHAPES = [(1, 1, 1), (5, 7, 3), (37, 70, 301), (25, 33, 1100), (100, 40, 160), (160, 40, 100), (2, 70, 33),
+          (30, 130, 20)]
 
 
 def _matmul(a, b, transpose_a, c=None, accumulate=False, threads=2):

@@ -131,6 +131,13 @@ def test_projection_other_sizes():
     _compare(torch.float32, 130, {}, steps=6, batch=1, input_size=9, hidden=133)
 
 
+def test_projection_every_isa(isa):
+    # In one step the backward reads W_hr in place for whole blocks of hidden units and packs a
+    # partial last block (recurrent_product.h, columns_in_place); over several steps it packs.
+    _compare(torch.float64, 20, {"bidirectional": True}, steps=1, batch=3, input_size=7, hidden=37)
+    _compare(torch.float32, 11, {}, steps=4, batch=9, input_size=5, hidden=40)
+
+
 @pytest.mark.parametrize("threads", [1, 3])
 def test_projection_other_thread_counts(threads):
     before = torch.get_num_threads()

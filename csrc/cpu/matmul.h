@@ -102,13 +102,20 @@ void matmul_thread(const MatmulJob<T>& job, int thread, int team_size) {
   const Matmul<T>& m = job.args;
   const int64_t panel_size = panel_elements<T>(m.k, kMatmulBlocks);
   const BlockRange mine = blocks_of_thread(job.panels, team_size, thread);
+  constexpr int width = kMatmulBlocks * kLanes<T>;
+  // Each panel is b itself where columns_in_place allows (a single super-tile of a's rows),
+  // else a packed copy.
+  const int64_t passes = unit_blocks(m.m, kMatmulRows);
+  auto in_place = [&](int64_t p) { return columns_in_place(passes, m.n, kMatmulBlocks, p * width, kLanes<T>); };
   for (int64_t p = mine.begin; p < mine.end; ++p) {
-    pack_columns_panel(m.b, m.n, m.k, kMatmulBlocks, p * kMatmulBlocks * kLanes<T>, job.packed + p * panel_size);
+    if (!in_place(p)) pack_columns_panel(m.b, m.n, m.k, kMatmulBlocks, p * width, job.packed + p * panel_size);
   }
   for (int64_t s0 = 0; s0 < m.m; s0 += kMatmulRows) {
     const int64_t s1 = std::min(m.m, s0 + kMatmulRows);
     for (int64_t p = mine.begin; p < mine.end; ++p) {
-      for_each_product<T, kMatmulBlocks>(m.a, m.k, job.packed + p * panel_size, s0, s1,
+      const bool b_in_place = in_place(p);
+      for_each_product<T, kMatmulBlocks>(m.a, m.k, b_in_place ? m.b + p * width : job.packed + p * panel_size,
+                                         b_in_place ? m.n : width, s0, s1,
                                          [&](auto rows, int64_t row0, const auto& sum) {
                                            store_tile<T, decltype(rows)::value>(m.c, m.n, row0, p, m.accumulate, sum);
                                          });
@@ -139,7 +146,7 @@ void matmul_transposed_thread(const MatmulJob<T>& job, int thread, int team_size
       const int64_t rows = std::min(kMatmulRows, m.m - s0);
       transpose_block(m.a + k0 * m.m + s0, m.m, rows, slab, transposed);
       for (int64_t p = 0; p < job.panels; ++p) {
-        for_each_product<T, kMatmulBlocks>(transposed, slab, packed + p * panel_size, 0, rows,
+        for_each_product<T, kMatmulBlocks>(transposed, slab, packed + p * panel_size, kMatmulBlocks * kLanes<T>, 0, rows,
                                            [&](auto tile_rows, int64_t row0, const auto& sum) {
                                              store_tile<T, decltype(tile_rows)::value>(m.c, m.n, s0 + row0, p, add,
                                                                                        sum);

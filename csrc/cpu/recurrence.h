@@ -159,14 +159,15 @@ template <int G>
 constexpr int kSuperTile = 8 * kRowTile<G>;
 
 // Calls run(std::integral_constant<int, R>{}, row0, rec) for the row tiles of rows [begin, end),
-// rec = a[row0.., :K] · panel: the product of one panel (G gates, or G blocks of units). The sum
+// rec = a[row0.., :K] · panel: the product of one panel (G gates, or G blocks of units; row k
+// of the panel at panel + k·panel_stride, G·kLanes when packed). The sum
 // over the inner dimension is taken chunk by chunk (kChunk) and the chunks' sums are added in
 // order: the result depends on the shape only. Split > 0 fixes micro_kernel's partial sums for
 // every row tile, so that a row's result does not depend on where the tiles start either;
 // 0 takes each tile's own (kSplit<R, G>).
 template <typename T, int G, int Split = 0, class Run>
-FG_ALWAYS_INLINE void for_each_product(const T* a, int64_t inner, const T* panel, int64_t begin, int64_t end,
-                                       Run&& run) {
+FG_ALWAYS_INLINE void for_each_product(const T* a, int64_t inner, const T* panel, int64_t panel_stride, int64_t begin,
+                                       int64_t end, Run&& run) {
   constexpr int L = kLanes<T>;
   constexpr int64_t chunk = kChunk<T, G>;
   constexpr int super = kSuperTile<G>;
@@ -183,8 +184,8 @@ FG_ALWAYS_INLINE void for_each_product(const T* a, int64_t inner, const T* panel
       for_each_row_tile<G>(s1, s0, [&](auto rows, int64_t row0) {
         constexpr int R = decltype(rows)::value;
         Vec<T> out[R][G];
-        micro_kernel<T, R, G, (Split > 0 ? Split : kSplit<R, G>)>(a + row0 * inner + k0, inner, panel + k0 * G * L,
-                                                                 k1 - k0, out);
+        micro_kernel<T, R, G, (Split > 0 ? Split : kSplit<R, G>)>(a + row0 * inner + k0, inner,
+                                                                 panel + k0 * panel_stride, panel_stride, k1 - k0, out);
         for (int r = 0; r < R; ++r) {
           for (int g = 0; g < G; ++g) {
             Vec<T>& partial = sums[row0 - s0 + r][g];
@@ -222,6 +223,7 @@ void pack_input_panels(const InputProjection<T>& p, int64_t input_size, int64_t 
 // of x stays in cache while every panel of the thread passes over it, and each row's gates of
 // the thread's units are written together. Every row tile sums like a full one, so a row's
 // result is the same whether the rows come in one range (training) or by chunks (inference).
+// Null panels: each row times W_ih's rows in place (row_product; direct_products).
 template <typename T, int G>
 void project_inputs(const InputProjection<T>& p, BlockRange rows, int64_t input_size, int64_t hidden_size,
                     BlockRange blocks, const T* panels) {
@@ -235,36 +237,24 @@ void project_inputs(const InputProjection<T>& p, BlockRange rows, int64_t input_
       const int units = units_in_block(hidden_size, j0, L);
       Lanes<T> bias[G];
       for (int g = 0; g < G; ++g) bias[g] = p.bias ? load_lanes(p.bias + g * hidden_size + j0, units) : Lanes<T>(T(0));
-      for_each_product<T, G, kSplit<kRowTile<G>, G>>(p.x, input_size, panels + u * panel_size, s0, s1,
-                             [&](auto tile, int64_t row0, const T (&out)[decltype(tile)::value][G][L]) {
-        for (int r = 0; r < decltype(tile)::value; ++r) {
-          for (int g = 0; g < G; ++g) {
-            store_lanes(p.gates_x + (row0 + r - rows.begin) * gates_stride + g * hidden_size + j0,
-                        Lanes<T>::load(out[r][g]) + bias[g], units);
-          }
+      auto store = [&](int64_t row, const T (&gates)[G][L]) {
+        for (int g = 0; g < G; ++g) {
+          store_lanes(p.gates_x + (row - rows.begin) * gates_stride + g * hidden_size + j0,
+                      Lanes<T>::load(gates[g]) + bias[g], units);
         }
-      });
-    }
-  }
-}
-
-// project_inputs without packing (direct_products): each row of x times W_ih's rows in place.
-template <typename T, int G>
-void project_inputs_directly(const InputProjection<T>& p, BlockRange rows, int64_t input_size, int64_t hidden_size,
-                             BlockRange blocks) {
-  constexpr int L = kLanes<T>;
-  const int64_t gates_stride = p.row_stride(G * hidden_size);
-  for (int64_t row = rows.begin; row < rows.end; ++row) {
-    for (int64_t u = blocks.begin; u < blocks.end; ++u) {
-      const int64_t j0 = u * L;
-      const int units = units_in_block(hidden_size, j0, L);
-      T out[1][G][L];
-      row_product<T, G>(p.x + row * input_size, p.w_ih, hidden_size, input_size, j0, units, out);
-      for (int g = 0; g < G; ++g) {
-        const Lanes<T> bias = p.bias ? load_lanes(p.bias + g * hidden_size + j0, units) : Lanes<T>(T(0));
-        store_lanes(p.gates_x + (row - rows.begin) * gates_stride + g * hidden_size + j0,
-                    Lanes<T>::load(out[0][g]) + bias, units);
+      };
+      if (!panels) {
+        for (int64_t row = s0; row < s1; ++row) {
+          T out[1][G][L];
+          row_product<T, G>(p.x + row * input_size, p.w_ih, hidden_size, input_size, j0, units, out);
+          store(row, out[0]);
+        }
+        continue;
       }
+      for_each_product<T, G, kSplit<kRowTile<G>, G>>(p.x, input_size, panels + u * panel_size, G * L, s0, s1,
+                             [&](auto tile, int64_t row0, const T (&out)[decltype(tile)::value][G][L]) {
+        for (int r = 0; r < decltype(tile)::value; ++r) store(row0 + r, out[r]);
+      });
     }
   }
 }
@@ -374,11 +364,7 @@ void forward_thread(void* context, int thread, int team_size, SpinBarrier& barri
   // loop can start, and a chunk's projection can overwrite the one before, without a barrier.
   const int64_t I = cell.shape.input_size;
   auto project = [&](BlockRange rows) {
-    if (job.direct) {
-      project_inputs_directly<T, G>(cell.input(), rows, I, H, mine);
-    } else {
-      project_inputs<T, G>(cell.input(), rows, I, H, mine, job.input_panels);
-    }
+    project_inputs<T, G>(cell.input(), rows, I, H, mine, job.direct ? nullptr : job.input_panels);
   };
   BlockRange mine_projected{0, 0};
   if constexpr (Cell::kProjected) mine_projected = blocks_of_thread(unit_blocks(P, L), team_size, thread);
@@ -419,8 +405,8 @@ void forward_thread(void* context, int thread, int team_size, SpinBarrier& barri
           cell.template step<decltype(rows)::value>(t, row0, h_prev, fresh, j0, units, rec);
         };
       };
-      for_each_product<T, G>(h_before, K, panel, 0, continued, run(h_before, false));
-      for_each_product<T, G>(cell.h0, K, panel, continued, steps.rows(t), run(cell.h0, true));
+      for_each_product<T, G>(h_before, K, panel, G * L, 0, continued, run(h_before, false));
+      for_each_product<T, G>(cell.h0, K, panel, G * L, continued, steps.rows(t), run(cell.h0, true));
     }
     if constexpr (Cell::kProjected) {
       barrier.wait(thread, &epoch);  // the projection reads o ⊙ tanh c of every hidden unit
@@ -437,8 +423,8 @@ void forward_thread(void* context, int thread, int team_size, SpinBarrier& barri
             run(std::integral_constant<int, 1>{}, row, h);
           }
         } else {
-          for_each_product<T, 1>(cell.projection_input(), H, job.projection_panels + v * panel_elements<T>(H, 1), 0,
-                                 steps.rows(t), run);
+          for_each_product<T, 1>(cell.projection_input(), H, job.projection_panels + v * panel_elements<T>(H, 1), L,
+                                 0, steps.rows(t), run);
         }
       }
     }
@@ -544,12 +530,20 @@ void backward_thread(void* context, int thread, int team_size, SpinBarrier& barr
   // Groups of blocks of units of h (H, or P with a projection) this thread owns for the
   // product with W_hh.
   const BlockRange groups = blocks_of_thread(BackwardJob<Cell>::backward_groups(K), team_size, thread);
+  // Each panel is W_hh (W_hr) itself where columns_in_place allows, else a packed copy.
+  const int64_t batch = cell.shape.batch;
+  const int64_t passes = steps.steps() * unit_blocks(batch, kSuperTile<U>);
+  const int64_t projection_passes = steps.steps() * unit_blocks(batch, kSuperTile<1>);
+  auto group_in_place = [&](int64_t g) { return columns_in_place(passes, K, U, g * U * L, L); };
+  auto block_in_place = [&](int64_t u) { return columns_in_place(projection_passes, H, 1, u * L, L); };
   for (int64_t g = groups.begin; g < groups.end; ++g) {
-    pack_columns_panel(cell.w_hh, K, GH, U, g * U * L, job.panels + g * panel_size);
+    if (!group_in_place(g)) pack_columns_panel(cell.w_hh, K, GH, U, g * U * L, job.panels + g * panel_size);
   }
   if constexpr (Cell::kProjected) {
     for (int64_t u = mine.begin; u < mine.end; ++u) {
-      pack_columns_panel(cell.w_hr, H, P, 1, u * L, job.projection_panels + u * panel_elements<T>(P, 1));
+      if (!block_in_place(u)) {
+        pack_columns_panel(cell.w_hr, H, P, 1, u * L, job.projection_panels + u * panel_elements<T>(P, 1));
+      }
     }
   }
   unsigned epoch = 0;  // this thread's count of barrier waits (SpinBarrier::wait)
@@ -562,7 +556,9 @@ void backward_thread(void* context, int thread, int team_size, SpinBarrier& barr
     const T* later = p >= 0 ? cell.recurrent_gradient(p) : nullptr;
     for (int64_t i = 0; i < groups.end - groups.begin; ++i) {
       const int64_t g = serpentine(groups, k, i);
-      const T* panel = job.panels + g * panel_size;
+      const bool in_place = group_in_place(g);
+      const T* panel = in_place ? cell.w_hh + g * U * L : job.panels + g * panel_size;
+      const int64_t panel_stride = in_place ? K : U * L;
       const int blocks = static_cast<int>(std::min<int64_t>(U, blocks_h - g * U));
       auto block_start = [&](int b) { return (g * U + b) * L; };
       auto gradient = [&](auto rows, int64_t row0, int b, const T(*rec)[L]) {
@@ -585,7 +581,7 @@ void backward_thread(void* context, int thread, int team_size, SpinBarrier& barr
       };
       if (t >= 0) {
         const int64_t carried = steps.carried(t);
-        for_each_product<T, U>(later, GH, panel, 0, carried,
+        for_each_product<T, U>(later, GH, panel, panel_stride, 0, carried,
                                [&](auto rows, int64_t row0, const T (&rec)[decltype(rows)::value][U][L]) {
                                  for_each_block(rec, blocks, [&](int b, const T(*r)[L]) { gradient(rows, row0, b, r); });
                                });
@@ -594,7 +590,7 @@ void backward_thread(void* context, int thread, int team_size, SpinBarrier& barr
         });
       }
       if (p >= 0) {
-        for_each_product<T, U>(later, GH, panel, steps.continued(p), steps.rows(p),
+        for_each_product<T, U>(later, GH, panel, panel_stride, steps.continued(p), steps.rows(p),
                                [&](auto rows, int64_t row0, const T (&rec)[decltype(rows)::value][U][L]) {
                                  for_each_block(rec, blocks, [&](int b, const T(*r)[L]) { initial(rows, row0, b, r); });
                                });
@@ -603,11 +599,12 @@ void backward_thread(void* context, int thread, int team_size, SpinBarrier& barr
     if constexpr (Cell::kProjected) {
       if (t >= 0) barrier.wait(thread, &epoch);  // dL/dm_t needs dL/dh_t of every projected unit
       for (int64_t u = mine.begin; u < mine.end; ++u) {
-        const T* panel = job.projection_panels + u * panel_elements<T>(P, 1);
+        const bool in_place = block_in_place(u);
+        const T* panel = in_place ? cell.w_hr + u * L : job.projection_panels + u * panel_elements<T>(P, 1);
         const int64_t j0 = u * L;
         const int units = units_in_block(H, j0, L);
         if (t >= 0) {
-          for_each_product<T, 1>(cell.hidden_gradient(), P, panel, 0, steps.rows(t),
+          for_each_product<T, 1>(cell.hidden_gradient(), P, panel, in_place ? H : L, 0, steps.rows(t),
                                  [&](auto rows, int64_t row0, const T (&dm)[decltype(rows)::value][1][L]) {
                                    cell.template step<decltype(rows)::value>(t, row0, j0, units,
                                                                              &dm[0][0]);
