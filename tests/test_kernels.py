@@ -22,12 +22,15 @@ pytestmark = pytest.mark.usefixtures("split_small_shapes_across_threads")  # con
 # the forward multiplies straight from the weights' rows instead of packed panels (recurrence.h,
 # direct_products), here with partial vectors along I and H; at B = 1 the recurrent products
 # read W_hh's rows whenever H spans 8 vectors (direct_recurrent_products): (3, 1, 5, 16) on the
-# generic build in float64, (6, 1, 13, 130) on every build. In one step of at most one
-# super-tile of rows (32 with AVX-512, 24 with AVX2) the backward reads W_hh in place for the
-# groups of its columns that are whole and packs a partial last one (recurrent_product.h,
-# columns_in_place): (1, 1, 37, 67) and (1, 30, 10, 72) mix the two (the latter packed with AVX2).
+# generic build in float64, (6, 1, 13, 130) on every build. One step of up to 32 rows reads the
+# weights' rows too when I and H span 8 vectors, by tiles of 4, 2 and 1 rows: (1, 30, 140, 131)
+# with AVX-512 in float32 and every build in float64, (1, 7, 70, 67) with AVX2 in float32 and
+# AVX-512 in float64. In one step of at most one super-tile of rows (32 with AVX-512, 24 with
+# AVX2) the backward reads W_hh in place for the groups of its columns that are whole and packs
+# a partial last one (recurrent_product.h, columns_in_place): (1, 1, 37, 67), (1, 30, 10, 72)
+# and (1, 30, 140, 131) mix the two (B = 30 packed with AVX2).
 SHAPES = [(1, 1, 1, 1), (5, 3, 17, 31), (7, 9, 8, 40), (3, 1, 5, 16), (4, 33, 6, 17), (1, 1, 37, 67),
-          (2, 1, 16, 33), (1, 2, 9, 20), (6, 1, 13, 130), (1, 30, 10, 72)]
+          (2, 1, 16, 33), (1, 2, 9, 20), (6, 1, 13, 130), (1, 30, 10, 72), (1, 30, 140, 131), (1, 7, 70, 67)]
 
 
 def _randn(gen, *shape, dtype, scale=1.0):

@@ -136,6 +136,9 @@ def test_projection_every_isa(isa):
     # partial last block (recurrent_product.h, columns_in_place); over several steps it packs.
     _compare(torch.float64, 20, {"bidirectional": True}, steps=1, batch=3, input_size=7, hidden=37)
     _compare(torch.float32, 11, {}, steps=4, batch=9, input_size=5, hidden=40)
+    # One step of 9 rows with every size at least 8 vectors (AVX-512 float32: 128): the forward
+    # reads W_ih, W_hh and W_hr in place (recurrence.h, direct_products).
+    _compare(torch.float32, 130, {}, steps=1, batch=9, input_size=135, hidden=140)
 
 
 @pytest.mark.parametrize("threads", [1, 3])

@@ -223,7 +223,7 @@ void pack_input_panels(const InputProjection<T>& p, int64_t input_size, int64_t 
 // of x stays in cache while every panel of the thread passes over it, and each row's gates of
 // the thread's units are written together. Every row tile sums like a full one, so a row's
 // result is the same whether the rows come in one range (training) or by chunks (inference).
-// Null panels: each row times W_ih's rows in place (row_product; direct_products).
+// Null panels: the rows times W_ih's rows in place (rows_product; direct_products).
 template <typename T, int G>
 void project_inputs(const InputProjection<T>& p, BlockRange rows, int64_t input_size, int64_t hidden_size,
                     BlockRange blocks, const T* panels) {
@@ -244,11 +244,10 @@ void project_inputs(const InputProjection<T>& p, BlockRange rows, int64_t input_
         }
       };
       if (!panels) {
-        for (int64_t row = s0; row < s1; ++row) {
-          T out[1][G][L];
-          row_product<T, G>(p.x + row * input_size, p.w_ih, hidden_size, input_size, j0, units, out);
-          store(row, out[0]);
-        }
+        T out[kSuperTile<G>][G][L];
+        rows_product<T, G>(p.x + s0 * input_size, input_size, s1 - s0, p.w_ih, hidden_size, input_size, j0, units,
+                           out);
+        for (int64_t row = s0; row < s1; ++row) store(row, out[row - s0]);
         continue;
       }
       for_each_product<T, G, kSplit<kRowTile<G>, G>>(p.x, input_size, panels + u * panel_size, G * L, s0, s1,
@@ -259,28 +258,40 @@ void project_inputs(const InputProjection<T>& p, BlockRange rows, int64_t input_
   }
 }
 
-// Calls of at most this many rows in all (steps × batch) multiply straight from the weights'
-// rows (row_product) instead of packing them into panels: packing reads and writes every
-// weight once per call, which only repays itself over several rows. Measured on whole layers
-// in inference (Intel Xeon, AVX-512, 2 threads, I = H, best of 3 rounds, direct / packed
-// time): 1 row 0.30 (LSTM, H = 1024), 0.36 (GRU, H = 512), 0.45 (LSTM, H = 256); 4 rows 0.81,
-// 0.49, 0.65 (T = 4) and 0.83, 0.54, 0.59 (B = 4); 8 rows 0.65 to 0.77 for the last two, but
-// 1.17 (T = 8) and 1.38 (B = 8) for the LSTM at H = 1024, whose weights do not fit in L2. At
-// H = 32 and 64 the two are even: the calls' fixed costs outweigh both.
+// The products that multiply straight from the weights' rows (rows_product) instead of
+// packing them into panels, which reads and writes every weight once per call and repays
+// itself only when the call passes over the weights several times:
+// - calls of at most kDirectRows rows in all (steps × batch);
+// - one step of at most kDirectBatch rows, with input and hidden sizes of 8 vectors or more:
+//   each weight is read once either way;
+// - with one row per step (B = 1), the recurrent products of any call whose hidden (and
+//   projected) size spans 8 vectors (direct_recurrent_products): per step they read W_hh once
+//   either way.
+// Measured on whole layers in inference (Intel Xeon, AVX-512, 2 threads, I = H, direct /
+// packed time). Up to 4 rows, best of 3 rounds alternating two builds: 1 row 0.30 (LSTM,
+// H = 1024), 0.36 (GRU, H = 512), 0.45 (LSTM, H = 256); 4 rows 0.81, 0.49, 0.65 (T = 4) and
+// 0.83, 0.54, 0.59 (B = 4). One step, best of 5 rounds alternating in one process: B = 5 to 32,
+// 0.53–0.87 (H = 256) and 0.37–0.59 (H = 1024); B = 64, 0.96 and 1.06 (H = 256), 0.43 and
+// 0.85 (H = 1024); B = 128, 0.91–1.23; at H = 64 (4 vectors) 0.97–0.99 up to B = 8, 1.06–1.13
+// at B = 16 and 32. B = 1: T = 8, 0.80 (H = 256), 0.85 (128), 0.80 (1024); T = 100, 0.95–0.98;
+// at H = 64, 1.11 at T = 100. More steps of a few rows lose where the weights do not fit in
+// L2: with every product of 8 rows direct, an LSTM at H = 1024 took 1.17 (T = 8) and 1.38
+// (B = 8) times as long.
 constexpr int64_t kDirectRows = 4;
+constexpr int64_t kDirectBatch = 32;
 
-inline bool direct_products(const SequenceShape& s) { return s.steps * s.batch <= kDirectRows; }
+template <typename T>
+bool direct_products(const SequenceShape& s) {
+  const int64_t K = s.proj_size > 0 ? s.proj_size : s.hidden_size;
+  const int64_t wide = 8 * kLanes<T>;
+  return s.steps * s.batch <= kDirectRows ||
+         (s.steps == 1 && s.batch <= kDirectBatch && s.input_size >= wide && s.hidden_size >= wide && K >= wide);
+}
 
-// With one row per step (B = 1), the recurrent products come straight from the weights' rows
-// in any call whose inner dimension spans at least 8 vectors: per step they read W_hh once
-// either way, and row_product saves the packing. Measured as above, direct / packed time, LSTM,
-// T = 8: 0.80 (H = 256), 0.85 (128), 0.80 (1024); T = 100: 0.98 (256, also GRU), 0.97 (128),
-// 0.95 (1024). At H = 64 (4 vectors) each row's lane sums weigh on its 4 multiply-adds: 1.11
-// at T = 100, so such layers keep their panels.
 template <typename T>
 bool direct_recurrent_products(const SequenceShape& s) {
   const int64_t K = s.proj_size > 0 ? s.proj_size : s.hidden_size;
-  return direct_products(s) || (s.batch == 1 && K >= 8 * kLanes<T> && s.hidden_size >= 8 * kLanes<T>);
+  return direct_products<T>(s) || (s.batch == 1 && K >= 8 * kLanes<T> && s.hidden_size >= 8 * kLanes<T>);
 }
 
 // Bytes of the buffer that takes the input projection chunk by chunk when the caller gives no
@@ -326,7 +337,7 @@ struct ForwardJob {
   ForwardJob(const Cell& c, const SequenceLayout& layout, WorkspaceCarver& w)
       : cell(c),
         chunked(cell.input().gates_x == nullptr),
-        direct(direct_products(c.shape)),
+        direct(direct_products<T>(c.shape)),
         direct_recurrence(direct_recurrent_products<T>(c.shape)),
         schedule(c.shape, layout, chunked ? chunk_steps<T, Cell::kGates>(c.shape) : c.shape.steps) {
     constexpr int G = Cell::kGates;
@@ -390,13 +401,22 @@ void forward_thread(void* context, int thread, int team_size, SpinBarrier& barri
       const int64_t j0 = u * L;
       const int units = units_in_block(H, j0, L);
       if (job.direct_recurrence) {
-        for (int64_t row = 0; row < steps.rows(t); ++row) {
-          const bool fresh = row >= continued;
-          const T* h_prev = fresh ? cell.h0 : h_before;
-          T rec[1][G][L];
-          row_product<T, G>(h_prev + row * K, cell.w_hh, H, K, j0, units, rec);
-          cell.template step<1>(t, row, h_prev, fresh, j0, units, rec);
-        }
+        // Rows [begin, end), all continued or all fresh, a super-tile at a time.
+        auto direct = [&](const T* h_prev, bool fresh, int64_t begin, int64_t end) {
+          for (int64_t s0 = begin; s0 < end; s0 += kSuperTile<G>) {
+            const int64_t s1 = std::min<int64_t>(end, s0 + kSuperTile<G>);
+            T rec[kSuperTile<G>][G][L];
+            rows_product<T, G>(h_prev + s0 * K, K, s1 - s0, cell.w_hh, H, K, j0, units, rec);
+            for_each_row_tile<G>(s1, s0, [&](auto rows, int64_t row0) {
+              constexpr int R = decltype(rows)::value;
+              T tile[R][G][L];
+              std::memcpy(tile, rec[row0 - s0], sizeof tile);
+              cell.template step<R>(t, row0, h_prev, fresh, j0, units, tile);
+            });
+          }
+        };
+        direct(h_before, false, 0, continued);
+        direct(cell.h0, true, continued, steps.rows(t));
         continue;
       }
       const T* panel = job.panels + u * panel_size;
@@ -417,10 +437,15 @@ void forward_thread(void* context, int thread, int team_size, SpinBarrier& barri
           cell.template project<decltype(rows)::value>(t, row0, p0, units, h);
         };
         if (job.direct_recurrence) {
-          for (int64_t row = 0; row < steps.rows(t); ++row) {
-            T h[1][1][L];
-            row_product<T, 1>(cell.projection_input() + row * H, cell.w_hr, P, H, p0, units, h);
-            run(std::integral_constant<int, 1>{}, row, h);
+          for (int64_t s0 = 0; s0 < steps.rows(t); s0 += kSuperTile<1>) {
+            const int64_t s1 = std::min<int64_t>(steps.rows(t), s0 + kSuperTile<1>);
+            T h[kSuperTile<1>][1][L];
+            rows_product<T, 1>(cell.projection_input() + s0 * H, H, s1 - s0, cell.w_hr, P, H, p0, units, h);
+            for (int64_t row = s0; row < s1; ++row) {
+              T h_row[1][1][L];
+              std::memcpy(h_row, h[row - s0], sizeof h_row);
+              run(std::integral_constant<int, 1>{}, row, h_row);
+            }
           }
         } else {
           for_each_product<T, 1>(cell.projection_input(), H, job.projection_panels + v * panel_elements<T>(H, 1), L,

@@ -1,6 +1,6 @@
 // The recurrent product of one step, BLIS-style: the weights are packed once per call into
 // panels of one block of hidden units, and one register-tiled micro-kernel multiplies a few
-// batch rows by a panel. Calls too short to repay the packing use row_product, which reads the
+// batch rows by a panel. Calls too short to repay the packing use rows_product, which reads the
 // weights' rows in place. Included only by the per-ISA kernel builds.
 #pragma once
 
@@ -192,39 +192,78 @@ FG_ALWAYS_INLINE Vec<T> lane_sums(const Vec<T>* v) {
   }
 }
 
-// out[0][g][l] = Σ_k x[k] · w[(g·H + j0 + l)·inner + k] for l < units (lanes past units are
-// 0): one batch row times the rows of W [G·H, inner] (torch.nn layout) of one block of units,
-// read in place. Each row's sum runs along the row in vectors and ends in lane_sums, a fixed
-// order. For calls of a few rows (direct_products): they read each weight once or twice,
-// where packing would read and write it before the product reads it again.
-template <typename T, int G>
-FG_ALWAYS_INLINE void row_product(const T* x, const T* w, int64_t hidden_size, int64_t inner, int64_t j0, int units,
-                                  T (&out)[1][G][kLanes<T>]) {
+// Rows of x that one tile of rows_product takes: R rows × kLanes/R units fill the kLanes
+// accumulators that one lane_sums adds up, and each weight vector loaded serves R rows.
+template <typename T>
+constexpr int kDirectTileRows = std::min(4, kLanes<T>);
+
+// lane_sums of the products of R rows of x (row stride x_stride) with the kLanes/R weight rows
+// w_rows[0..]: lane r·(kLanes/R) + u holds Σ_k x[r·x_stride + k] · w_rows[u][k]. Each lane's
+// sum runs along the rows in vectors, in one accumulator, and ends in lane_sums' fixed tree, so
+// it does not depend on R.
+template <typename T, int R>
+FG_ALWAYS_INLINE Vec<T> dot_tile(const T* x, int64_t x_stride, const T* const* w_rows, int64_t inner) {
   constexpr int L = kLanes<T>;
+  constexpr int U = L / R;
   const int64_t body = inner / L * L;
-  T x_tail[L] = {};
-  if (body < inner) std::memcpy(x_tail, x + body, sizeof(T) * static_cast<size_t>(inner - body));
-  FG_UNROLL for (int g = 0; g < G; ++g) {
-    const T* rows[L];
-    // Lanes past the last unit repeat its row (in bounds) and are zeroed below.
-    for (int l = 0; l < L; ++l) rows[l] = w + (g * hidden_size + j0 + std::min(l, units - 1)) * inner;
-    Vec<T> acc[L];
-    FG_UNROLL for (int l = 0; l < L; ++l) acc[l] = Vec<T>{};
-    for (int64_t k = 0; k < body; k += L) {
-      const Vec<T> xv = load(x + k);
-      FG_UNROLL for (int l = 0; l < L; ++l) acc[l] += xv * load(rows[l] + k);
+  Vec<T> acc[L];
+  FG_UNROLL for (int i = 0; i < L; ++i) acc[i] = Vec<T>{};
+  for (int64_t k = 0; k < body; k += L) {
+    Vec<T> w[U];
+    FG_UNROLL for (int u = 0; u < U; ++u) w[u] = load(w_rows[u] + k);
+    FG_UNROLL for (int r = 0; r < R; ++r) {
+      const Vec<T> xv = load(x + r * x_stride + k);
+      FG_UNROLL for (int u = 0; u < U; ++u) acc[r * U + u] += xv * w[u];
     }
-    if (body < inner) {
+  }
+  if (body < inner) {  // the last partial vector, zero-padded
+    const size_t tail = sizeof(T) * static_cast<size_t>(inner - body);
+    T w_tail[U][L] = {};
+    for (int u = 0; u < U; ++u) std::memcpy(w_tail[u], w_rows[u] + body, tail);
+    for (int r = 0; r < R; ++r) {
+      T x_tail[L] = {};
+      std::memcpy(x_tail, x + r * x_stride + body, tail);
       const Vec<T> xv = load(x_tail);
-      FG_UNROLL for (int l = 0; l < L; ++l) {
-        T w_tail[L] = {};
-        std::memcpy(w_tail, rows[l] + body, sizeof(T) * static_cast<size_t>(inner - body));
-        acc[l] += xv * load(w_tail);
-      }
+      for (int u = 0; u < U; ++u) acc[r * U + u] += xv * load(w_tail[u]);
     }
-    const Vec<T> sums = lane_sums<T>(acc);
-    std::memcpy(out[0][g], &sums, sizeof sums);
-    for (int l = units; l < L; ++l) out[0][g][l] = T(0);
+  }
+  return lane_sums<T>(acc);
+}
+
+// out[r][g][l] = Σ_k x[r·x_stride + k] · w[(g·H + j0 + l)·inner + k] for r < rows, l < units
+// (lanes past units are 0): rows of x times the rows of W [G·H, inner] (torch.nn layout) of one
+// block of units, read in place. By tiles of kDirectTileRows rows (then 2, then 1) × kLanes/R
+// units (dot_tile); a row's result is the same in any tile. A gate's kLanes weight rows are
+// read by every tile of rows in turn, from L1 or L2. For calls that pass over the weights once
+// (direct_products), where packing would read and write them before the product reads them.
+template <typename T, int G>
+void rows_product(const T* x, int64_t x_stride, int64_t rows, const T* w, int64_t hidden_size, int64_t inner,
+                  int64_t j0, int units, T (*out)[G][kLanes<T>]) {
+  constexpr int L = kLanes<T>;
+  for (int g = 0; g < G; ++g) {
+    const T* w_rows[L];
+    // Lanes past the last unit repeat its row (in bounds) and are zeroed below.
+    for (int l = 0; l < L; ++l) w_rows[l] = w + (g * hidden_size + j0 + std::min(l, units - 1)) * inner;
+    int64_t r0 = 0;
+    auto tiles = [&](auto tile_rows) {
+      constexpr int R = decltype(tile_rows)::value;
+      constexpr int U = L / R;
+      for (; r0 + R <= rows; r0 += R) {
+        for (int u0 = 0; u0 < L; u0 += U) {
+          T sums[L] = {};
+          if (u0 < units) {
+            const Vec<T> v = dot_tile<T, R>(x + r0 * x_stride, x_stride, w_rows + u0, inner);
+            std::memcpy(sums, &v, sizeof v);
+          }
+          for (int r = 0; r < R; ++r) {
+            for (int u = 0; u < U; ++u) out[r0 + r][g][u0 + u] = u0 + u < units ? sums[r * U + u] : T(0);
+          }
+        }
+      }
+    };
+    tiles(std::integral_constant<int, kDirectTileRows<T>>{});
+    if constexpr (kDirectTileRows<T> > 2) tiles(std::integral_constant<int, 2>{});
+    tiles(std::integral_constant<int, 1>{});
   }
 }
 
