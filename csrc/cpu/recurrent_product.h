@@ -237,8 +237,8 @@ FG_ALWAYS_INLINE Vec<T> dot_tile(const T* x, int64_t x_stride, const T* const* w
 // read by every tile of rows in turn, from L1 or L2. For calls that pass over the weights once
 // (direct_products), where packing would read and write them before the product reads them.
 template <typename T, int G>
-void rows_product(const T* x, int64_t x_stride, int64_t rows, const T* w, int64_t hidden_size, int64_t inner,
-                  int64_t j0, int units, T (*out)[G][kLanes<T>]) {
+FG_ALWAYS_INLINE void rows_product(const T* x, int64_t x_stride, int64_t rows, const T* w, int64_t hidden_size,
+                                   int64_t inner, int64_t j0, int units, T (*out)[G][kLanes<T>]) {
   constexpr int L = kLanes<T>;
   for (int g = 0; g < G; ++g) {
     const T* w_rows[L];
@@ -250,13 +250,15 @@ void rows_product(const T* x, int64_t x_stride, int64_t rows, const T* w, int64_
       constexpr int U = L / R;
       for (; r0 + R <= rows; r0 += R) {
         for (int u0 = 0; u0 < L; u0 += U) {
-          T sums[L] = {};
-          if (u0 < units) {
-            const Vec<T> v = dot_tile<T, R>(x + r0 * x_stride, x_stride, w_rows + u0, inner);
+          const Vec<T> v = u0 < units ? dot_tile<T, R>(x + r0 * x_stride, x_stride, w_rows + u0, inner) : Vec<T>{};
+          if constexpr (R == 1) {
+            std::memcpy(out[r0][g], &v, sizeof v);
+          } else {
+            T sums[L];
             std::memcpy(sums, &v, sizeof v);
-          }
-          for (int r = 0; r < R; ++r) {
-            for (int u = 0; u < U; ++u) out[r0 + r][g][u0 + u] = u0 + u < units ? sums[r * U + u] : T(0);
+            for (int r = 0; r < R; ++r) {
+              for (int u = 0; u < U; ++u) out[r0 + r][g][u0 + u] = sums[r * U + u];
+            }
           }
         }
       }
@@ -264,6 +266,9 @@ void rows_product(const T* x, int64_t x_stride, int64_t rows, const T* w, int64_
     tiles(std::integral_constant<int, kDirectTileRows<T>>{});
     if constexpr (kDirectTileRows<T> > 2) tiles(std::integral_constant<int, 2>{});
     tiles(std::integral_constant<int, 1>{});
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int l = units; l < L; ++l) out[r][g][l] = T(0);
+    }
   }
 }
 
