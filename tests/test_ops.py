@@ -491,6 +491,32 @@ def test_gradients_survive_later_backward_calls(mode):
             assert_close(a, b, "gradient")
 
 
+def test_gradient_scratch_views_follow_their_buffer():
+    """gradient_scratch hands out the same views again for the same dtype and shapes, and new
+    ones, inside the grown buffer, once a larger request has replaced the buffer."""
+    from fastgates import _backend
+
+    def inside_buffer_and_apart(arrays, dtype, shapes):
+        buffer = _backend._workspaces.gradients
+        start, end = buffer.data_ptr(), buffer.data_ptr() + buffer.numel()
+        spans = sorted((t.data_ptr(), t.data_ptr() + t.numel() * t.element_size()) for t in arrays)
+        assert [t.dtype for t in arrays] == [dtype] * len(shapes)
+        assert [tuple(t.shape) for t in arrays] == list(shapes)
+        assert all(start <= lo and hi <= end for lo, hi in spans)
+        assert all(spans[i][1] <= spans[i + 1][0] for i in range(len(spans) - 1))
+
+    like = torch.empty(0, dtype=torch.float64)
+    shapes = [(2, 3), (4,)]
+    first = _backend.gradient_scratch(like, *shapes)
+    again = _backend.gradient_scratch(like, *shapes)
+    assert [t.data_ptr() for t in again] == [t.data_ptr() for t in first]
+    inside_buffer_and_apart(again, torch.float64, shapes)
+    rows = _backend._workspaces.gradients.numel()  # bytes: (rows, 2) float64 needs 16 times more
+    inside_buffer_and_apart(_backend.gradient_scratch(like, (rows, 2)), torch.float64, [(rows, 2)])
+    inside_buffer_and_apart(_backend.gradient_scratch(like, *shapes), torch.float64, shapes)
+    inside_buffer_and_apart(_backend.gradient_scratch(like.float(), *shapes), torch.float32, shapes)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_forward_mode_ad_raises_instead_of_dropping_tangents(mode):
     import torch.autograd.forward_ad as fwAD
