@@ -234,8 +234,9 @@ FG_ALWAYS_INLINE Vec<T> dot_tile(const T* x, int64_t x_stride, const T* const* w
 // (lanes past units are 0): rows of x times the rows of W [G·H, inner] (torch.nn layout) of one
 // block of units, read in place. By tiles of kDirectTileRows rows (then 2, then 1) × kLanes/R
 // units (dot_tile); a row's result is the same in any tile. A gate's kLanes weight rows are
-// read by every tile of rows in turn, from L1 or L2. For calls that pass over the weights once
-// (direct_products), where packing would read and write them before the product reads them.
+// read by every tile of rows in turn, from L1 or L2. For the direct products (recurrence.h,
+// direct_products and direct_recurrent_products), where packing would read and write the
+// weights before the product reads them.
 template <typename T, int G>
 FG_ALWAYS_INLINE void rows_product(const T* x, int64_t x_stride, int64_t rows, const T* w, int64_t hidden_size,
                                    int64_t inner, int64_t j0, int units, T (*out)[G][kLanes<T>]) {
