@@ -102,7 +102,13 @@ struct GruBackwardCell {
   const T* recurrent_gradient(int64_t t) const { return a.dgates_h + steps->offset(t) * 3 * shape.hidden_size; }
 
   template <int R>
-  FG_GATE_MATH void step(int64_t t, int64_t row0, int64_t j0, int units, const T (*rec)[L]) {
+  FG_ALWAYS_INLINE void step(int64_t t, int64_t row0, int64_t j0, int units, const T (*rec)[L]) {
+    with_units<T>(units, [&](auto block_units) { step_block<R>(t, row0, j0, block_units, rec); });
+  }
+
+  // Units: int, or std::integral_constant<int, L> for a full block (with_units).
+  template <int R, class Units>
+  FG_GATE_MATH void step_block(int64_t t, int64_t row0, int64_t j0, Units units, const T (*rec)[L]) {
     const int64_t H = shape.hidden_size;
     const int64_t carried = steps->carried(t);
     const int64_t continued = steps->continued(t);

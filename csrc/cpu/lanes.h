@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cmath>
+#include <type_traits>
 
 #include "cell/math.h"
 #include "cpu/simd.h"
@@ -85,6 +86,22 @@ FG_ALWAYS_INLINE void store_lanes(T* p, Lanes<T> v, int units) {
   T part[kLanes<T>];
   v.store(part);
   for (int l = 0; l < units; ++l) p[l] = part[l];
+}
+
+// f(units), with units a compile-time constant when the block is full (every block of a layer
+// but its last when kLanes does not divide the layer's size): the gate math of full blocks then
+// has no branch on `units` per load and store. Used by the backward cells, whose gate math
+// loads and stores the most arrays (measured, Intel Xeon, AVX-512, two builds in one process,
+// median time after / before: backward kernels at T = 100, B = 32, H = 256 0.92 (LSTM) and
+// 0.87-0.92 (GRU); B = 64, H = 512 0.95 and 0.88; B = 1 0.95 and 0.95. The forward cells,
+// 1.00-1.02, keep a run-time `units`).
+template <typename T, class F>
+FG_ALWAYS_INLINE void with_units(int units, F&& f) {
+  if (units == kLanes<T>) {
+    f(std::integral_constant<int, kLanes<T>>{});
+  } else {
+    f(units);
+  }
 }
 
 // The rows of a tile in an array whose rows are `stride` elements apart, from `first`.
