@@ -42,7 +42,8 @@ Output: a Markdown table on stdout (always); a progress bar on stderr (on a term
 --json PATH writes a JSON list: first one machine record
 
     {"record": "machine", "cpu", "logical_cores", "torch_version", "fastgates_version",
-     "cpu_isa", "cpu_gemm", "threads", "device", "dtype", "cuda_device" (or null), "peak_gflops",
+     "cpu_isa", "cpu_gemm", "threads", "huge_pages" (THP_MEM_ALLOC_ENABLE and the kernel's
+     transparent_hugepage mode), "device", "dtype", "cuda_device" (or null), "peak_gflops",
      "peak_method", "torch_mm_gflops", "torch_mm_method", "date" (ISO 8601, UTC)}
 
 then one record per measurement
@@ -178,7 +179,7 @@ def main(argv: list[str]) -> int:
     peak_text = f"{peak.gflops:.1f} GFLOP/s" if peak.gflops is not None else "unknown"
     header = (f"device {args.device}, dtype {args.dtype}, {threads} threads, fastgates {machine_record['fastgates_version']} "
               f"({machine_record['cpu_isa']}, backward GEMM {machine_record['cpu_gemm']}), torch {torch.__version__}; peak {peak_text} [{peak.method}]; "
-              f"torch GEMM {gemm.gflops:.1f} GFLOP/s [{gemm.method}]")
+              f"torch GEMM {gemm.gflops:.1f} GFLOP/s [{gemm.method}]; {machine_record['huge_pages']}")
     print(header + "\n")
     print(report.markdown(records), flush=True)
     if args.targets:

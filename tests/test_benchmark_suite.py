@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "benchmarks" / "run.py"
 REQUIRED_KEYS = {"cell", "impl", "device", "dtype", "T", "B", "I", "H", "layers", "mode", "median_ms", "iqr_ms"}
 MACHINE_KEYS = {"cpu", "logical_cores", "torch_version", "fastgates_version", "cpu_isa", "cpu_gemm", "threads",
-                "peak_gflops", "peak_method", "torch_mm_gflops", "torch_mm_method", "date"}
+                "huge_pages", "peak_gflops", "peak_method", "torch_mm_gflops", "torch_mm_method", "date"}
 
 
 def _load_run():
@@ -58,6 +58,7 @@ def test_tiny_run_writes_table_json_and_plot(run_module, monkeypatch, tmp_path, 
     assert machines[0]["threads"] == threads and machines[0]["peak_gflops"] == 100.0 * threads
     assert "cpu_peak_gflops" in machines[0]["peak_method"]
     assert machines[0]["cpu_gemm"] == "fastgates" and "backward GEMM fastgates" in out
+    assert machines[0]["huge_pages"] in out
 
     measured = [r for r in records if r.get("record") != "machine"]
     for r in measured:
@@ -141,6 +142,16 @@ def test_implementations_take_turns_and_their_times_are_pooled(run_module, monke
     # torch.nn's pooled times are 2, 6, 2, 6, 2, 6 ms: median 4, quartiles 2 and 6.
     assert all(r["median_ms"] == pytest.approx(4.0) and r["iqr_ms"] == pytest.approx(4.0) for r in torch_nn)
     assert all(r["median_ms"] == pytest.approx(1.0) and r["ratio_vs_torch"] == pytest.approx(4.0) for r in ours)
+
+
+def test_machine_record_says_whether_torch_asks_for_huge_pages(run_module, monkeypatch):
+    machine = sys.modules["suite.machine"]
+    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "1")
+    assert machine.huge_pages().startswith("THP_MEM_ALLOC_ENABLE=1, transparent_hugepage=")
+    monkeypatch.delenv("THP_MEM_ALLOC_ENABLE")
+    assert machine.huge_pages().startswith("THP_MEM_ALLOC_ENABLE=unset, transparent_hugepage=")
+    mode = machine.huge_pages().rsplit("=", 1)[1]
+    assert mode in ("always", "madvise", "never", "unknown")
 
 
 def test_rounds_must_be_positive(run_module):

@@ -70,6 +70,19 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def huge_pages() -> str:
+    """Whether torch's CPU allocator asks for transparent huge pages (THP_MEM_ALLOC_ENABLE) and
+    the kernel's THP mode. Large training steps fault in hundreds of MB per step, and huge pages
+    change torch.nn's time there by a quarter on this project's Intel VM (README)."""
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            modes = f.read().split()
+        mode = next((m.strip("[]") for m in modes if m.startswith("[")), "unknown")
+    except OSError:
+        mode = "unknown"
+    return f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}, transparent_hugepage={mode}"
+
+
 def machine_record(device: str, dtype: torch.dtype, threads: int, run_peak: Rate, torch_mm: Rate) -> dict:
     """The JSON's machine record (see ``benchmarks/run.py`` for its keys)."""
     return {
@@ -81,6 +94,7 @@ def machine_record(device: str, dtype: torch.dtype, threads: int, run_peak: Rate
         "cpu_isa": fastgates.cpu_isa(),
         "cpu_gemm": fastgates.cpu_gemm(),
         "threads": threads,
+        "huge_pages": huge_pages(),
         "device": device,
         "dtype": str(dtype).removeprefix("torch."),
         "cuda_device": torch.cuda.get_device_name(device) if device.startswith("cuda") else None,
