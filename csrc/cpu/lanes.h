@@ -93,8 +93,8 @@ FG_ALWAYS_INLINE void store_lanes(T* p, Lanes<T> v, int units) {
 // has no branch on `units` per load and store. Used by the backward cells, whose gate math
 // loads and stores the most arrays (measured, Intel Xeon, AVX-512, two builds in one process,
 // median time after / before: backward kernels at T = 100, B = 32, H = 256 0.92 (LSTM) and
-// 0.87-0.92 (GRU); B = 64, H = 512 0.95 and 0.88; B = 1 0.95 and 0.95. The forward cells,
-// 1.00-1.02, keep a run-time `units`).
+// 0.87-0.92 (GRU); B = 64, H = 512 0.95 and 0.87-0.88; B = 1 0.95 and 0.95-1.07 (noise). The
+// forward cells, 0.98-1.02, keep a run-time `units`).
 template <typename T, class F>
 FG_ALWAYS_INLINE void with_units(int units, F&& f) {
   if (units == kLanes<T>) {
