@@ -37,7 +37,7 @@ struct GruForwardCell {
 
   template <int R>
   FG_ALWAYS_INLINE void step(int64_t t, int64_t row0, const T* h_prev, bool, int64_t j0, int units,
-                             const T (&rec)[R][kGates][L]) {
+                             const T (*rec)[kGates][L]) {
     if (a.saved) {
       step_rows<R, true>(t, row0, h_prev, j0, units, rec);
     } else {
@@ -47,7 +47,7 @@ struct GruForwardCell {
 
   template <int R, bool kSave>
   FG_GATE_MATH void step_rows(int64_t t, int64_t row0, const T* h_prev_all, int64_t j0, int units,
-                              const T (&rec)[R][kGates][L]) {
+                              const T (*rec)[kGates][L]) {
     const int64_t H = shape.hidden_size;
     const int64_t carried = steps->carried(t);
     const int64_t n0 = steps->offset(t) + row0;  // row of the [N, ...] arrays

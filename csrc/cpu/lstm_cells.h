@@ -41,7 +41,7 @@ struct LstmForwardCell {
 
   template <int R>
   FG_ALWAYS_INLINE void step(int64_t t, int64_t row0, const T*, bool fresh, int64_t j0, int units,
-                             const T (&rec)[R][kGates][L]) {
+                             const T (*rec)[kGates][L]) {
     if (a.saved_gates) {
       step_rows<R, true>(t, row0, fresh, j0, units, rec);
     } else {
@@ -51,7 +51,7 @@ struct LstmForwardCell {
 
   template <int R, bool kSave>
   FG_GATE_MATH void step_rows(int64_t t, int64_t row0, bool fresh, int64_t j0, int units,
-                              const T (&rec)[R][kGates][L]) {
+                              const T (*rec)[kGates][L]) {
     const int64_t H = shape.hidden_size;
     const int64_t carried = steps->carried(t);
     const int64_t n0 = steps->offset(t) + row0;  // row of the [N, ...] arrays
@@ -88,7 +88,7 @@ struct LstmForwardCell {
   }
 
   template <int R>
-  FG_ALWAYS_INLINE void project(int64_t t, int64_t row0, int64_t p0, int units, const T (&h)[R][1][L]) {
+  FG_ALWAYS_INLINE void project(int64_t t, int64_t row0, int64_t p0, int units, const T (*h)[1][L]) {
     const int64_t P = shape.proj_size;
     const int64_t carried = steps->carried(t);
     for (int r = 0; r < R; ++r) {
