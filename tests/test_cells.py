@@ -162,6 +162,48 @@ def test_forward_errors_match_torch(mode, case):
         ours(x, hx)
 
 
+@pytest.mark.parametrize("name", ["weight_hh", "bias_hh"])
+@pytest.mark.parametrize("mode", CELLS)
+def test_parameter_of_another_dtype_is_named(mode, name):
+    """One parameter converted on its own: the error names it (the checks' fast path for
+    consistent arguments must not let it through), with torch.nn's exception type."""
+    ours, ref = _pair(mode, dtype=torch.float32)
+    for module in (ours, ref):
+        setattr(module, name, torch.nn.Parameter(getattr(module, name).detach().double()))
+    x, hx = _inputs(mode, torch.float32)
+    with pytest.raises(Exception) as ref_error:
+        ref(x, hx)
+    with pytest.raises(type(ref_error.value), match=name):
+        ours(x, hx)
+
+
+class _Halve(torch.nn.Module):
+    def forward(self, w):
+        return 0.5 * w
+
+
+@pytest.mark.parametrize("mode", CELLS)
+def test_parametrized_weight(mode):
+    """A weight under torch.nn.utils.parametrize is a property, not a registered parameter:
+    the cell reads its current value at every call and the gradient reaches the original."""
+    ours, ref = _pair(mode)
+    torch.nn.utils.parametrize.register_parametrization(ours, "weight_hh", _Halve())
+    with torch.no_grad():
+        ref.weight_hh.mul_(0.5)
+    x, hx = _inputs(mode, torch.float64)
+    out_ours, grads_ours = _run(mode, ours, x, hx)
+    out_ref, grads_ref = _run(mode, ref, x, hx)
+    for a, b in zip(out_ours, out_ref, strict=True):
+        assert_close(a, b, "output with a parametrized weight_hh")
+    named_ours = dict(zip([n for n, _ in ours.named_parameters()], grads_ours[-len(list(ours.parameters())):]))
+    named_ref = dict(zip([n for n, _ in ref.named_parameters()], grads_ref[-len(list(ref.parameters())):]))
+    assert_close(named_ours.pop("parametrizations.weight_hh.original"), 0.5 * named_ref.pop("weight_hh"),
+                 "gradient of the parametrization's original")
+    assert named_ours.keys() == named_ref.keys()
+    for name in named_ref:
+        assert_close(named_ours[name], named_ref[name], f"gradient of {name}")
+
+
 def test_lstm_cell_needs_two_states():
     ours, ref = _pair("LSTMCell", dtype=torch.float32)
     x, h = torch.randn(BATCH, INPUT), torch.randn(BATCH, HIDDEN)

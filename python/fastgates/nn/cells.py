@@ -15,7 +15,10 @@ import torch
 from torch import Tensor
 from torch.nn import Module, Parameter, init
 
+from .._module_attributes import module_attribute
 from .._validation import (
+    SUPPORTED_DTYPES,
+    _same_kind,
     _shape,
     check_same_device,
     check_supported_device,
@@ -87,14 +90,29 @@ class RNNCellLayerBase(Module):
             raise ValueError(f"{where}: Expected input to be 1D or 2D, got {input.dim()}D instead")
         return input.dim() == 2
 
-    def _check_step(self, x: Tensor, states: list[tuple[str, Tensor]]) -> None:
+    def _weights(self) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        """(weight_ih, weight_hh, bias_ih, bias_hh), read once per call (module_attribute)."""
+        return (module_attribute(self, "weight_ih"), module_attribute(self, "weight_hh"),
+                module_attribute(self, "bias_ih"), module_attribute(self, "bias_hh"))
+
+    def _check_step(self, x: Tensor, states: list[tuple[str, Tensor]],
+                    weights: tuple[Tensor | None, ...]) -> None:
         """x [B, I] and states [B, H] (unbatched ones unsqueezed already) against the
-        parameters: dtype, device, sizes."""
+        parameters ``weights`` (_weights): dtype, device, sizes."""
+        weight = weights[0]
+        dtype, device = weight.dtype, weight.device
+        batch = x.size(0)
+        # The common case, all consistent, in one pass (as the layers check theirs); any
+        # mismatch falls to the checks below, which say which argument is wrong.
+        if (x.dtype == dtype and dtype in SUPPORTED_DTYPES and x.device == device and device.type == "cpu"
+                and x.size(1) == self.input_size
+                and all(t is None or _same_kind(t, dtype, device) for t in weights[1:])
+                and all(_same_kind(t, dtype, device) and t.shape == (batch, self.hidden_size) for _, t in states)):
+            return
         where = self._get_name()
-        weight = self.weight_ih
-        params = [("weight_ih", weight), ("weight_hh", self.weight_hh)]
-        if self.bias_ih is not None:
-            params += [("bias_ih", self.bias_ih), ("bias_hh", self.bias_hh)]
+        params = [("weight_ih", weight), ("weight_hh", weights[1])]
+        if weights[2] is not None:
+            params += [("bias_ih", weights[2]), ("bias_hh", weights[3])]
         for name, t in params[1:] + [("input", x)] + states:
             require_tensor(where, name, t)
             if t.dtype != weight.dtype:
@@ -112,7 +130,6 @@ class RNNCellLayerBase(Module):
                 f"input has inconsistent input_size: got {x.size(1)} expected {self.input_size} "
                 f"({where}: input of shape {_shape(x)})"
             )
-        batch = x.size(0)
         for i, (name, t) in enumerate(states):
             if t.dim() != 2 or t.size(0) != batch:
                 raise RuntimeError(
@@ -169,9 +186,9 @@ class LSTMCell(RNNCellLayerBase):
             h0 = c0 = zeros
         else:
             h0, c0 = hx if batched else (hx[0].unsqueeze(0), hx[1].unsqueeze(0))
-        self._check_step(x, [("hx[0]", h0), ("hx[1]", c0)])
-        _, (h1, c1) = _lstm(x.unsqueeze(0), self.weight_ih, self.weight_hh, self.bias_ih,
-                            self.bias_hh, h0, c0)
+        weights = self._weights()
+        self._check_step(x, [("hx[0]", h0), ("hx[1]", c0)], weights)
+        _, (h1, c1) = _lstm(x.unsqueeze(0), *weights, h0, c0)
         if not batched:
             return h1.squeeze(0), c1.squeeze(0)
         return h1, c1
@@ -206,7 +223,7 @@ class GRUCell(RNNCellLayerBase):
             h0 = torch.zeros(x.size(0), self.hidden_size, dtype=x.dtype, device=x.device)
         else:
             h0 = hx if batched else hx.unsqueeze(0)
-        self._check_step(x, [("hx", h0)])
-        _, h1 = _gru(x.unsqueeze(0), self.weight_ih, self.weight_hh, self.bias_ih,
-                     self.bias_hh, h0)
+        weights = self._weights()
+        self._check_step(x, [("hx", h0)], weights)
+        _, h1 = _gru(x.unsqueeze(0), *weights, h0)
         return h1 if batched else h1.squeeze(0)
