@@ -1,5 +1,6 @@
 """The benchmark suite: fastgates against torch.nn (and the NumPy reference on small shapes),
-LSTM and GRU, inference and training, over sweeps of batch, hidden size, length and layers.
+LSTM and GRU (and, on request, the LSTMCell and GRUCell modules), inference and training, over
+sweeps of batch, hidden size, length and layers.
 
     python benchmarks/run.py --quick                      # a representative subset, < 1 min
     python benchmarks/run.py                              # the full sweeps (long)
@@ -7,6 +8,7 @@ LSTM and GRU, inference and training, over sweeps of batch, hidden size, length 
     python benchmarks/run.py --device cuda --dtype bfloat16
     python benchmarks/run.py --cases 100x32x256,200x64x512x2    # given TxBxH[xnum_layers]
     python benchmarks/run.py --targets                    # the CPU speed targets: met or not
+    python benchmarks/run.py --quick --cells lstmcell,grucell   # the cell modules, a call per step
 
 Cases. Full: the grid batch B in {1, 8, 32, 64, 256} x hidden_size H in {64, ..., 1024} at
 T = 100 (holding the B and H sweeps through the base point T = 100, B = 32, H = 256), the
@@ -15,13 +17,16 @@ Quick: (T, B, H) = (100, 32, 256), (100, 1, 256), (50, 32, 64), (50, 32, 512). T
 eight cases and modes of the CPU speed targets (benchmarks/suite/targets.py: LSTM and GRU at
 T = 100, B = 32 and 1, H = 256; LSTM at T = 200, B = 64, H = 512), followed by a table of each
 target, the measured torch.nn / fastgates and whether it is met. Always input_size I = H,
-unidirectional, with biases.
+unidirectional, with biases. --cells chooses among lstm, gru (the layers; the default) and
+lstmcell, grucell (the cell modules, called once per step in a Python loop from zero states,
+T calls per run; the same grid without num_layers = 2).
 
-Implementations: `torch.nn` (torch.nn.LSTM/GRU; cuDNN on CUDA), `fastgates` (the same state
-dict), `reference` (fastgates.reference, NumPy float64 on the CPU; only where
+Implementations: `torch.nn` (torch.nn.LSTM/GRU, LSTMCell/GRUCell; cuDNN on CUDA), `fastgates`
+(the same state dict), `reference` (fastgates.reference, NumPy float64 on the CPU; only where
 T*B*H*(I+H)*num_layers <= 2**25, i.e. small shapes). Modes: `forward` is inference under
-torch.no_grad(); `train` is forward + backward of y.sum() + h_n.sum() (+ c_n.sum()); for the
-reference, its forward and then its gradient function.
+torch.no_grad(); `train` is forward + backward of y.sum() + h_n.sum() (+ c_n.sum()), for a cell
+module the sum of every step's h plus the last h (and c); for the reference, its forward and
+then its gradient function.
 
 Timing: torch.utils.benchmark.Timer(num_threads=torch.get_num_threads()).blocked_autorange
 (warm-up first; synchronises on CUDA). The implementations of a case and mode take turns,
@@ -48,7 +53,7 @@ Output: a Markdown table on stdout (always); a progress bar on stderr (on a term
 
 then one record per measurement
 
-    {"cell": "lstm"|"gru", "impl": "fastgates"|"torch.nn"|"reference", "device", "dtype"
+    {"cell": "lstm"|"gru"|"lstmcell"|"grucell", "impl": "fastgates"|"torch.nn"|"reference", "device", "dtype"
      ("float64" for the reference), "T", "B", "I", "H", "layers", "mode": "forward"|"train",
      "median_ms", "iqr_ms", "gflops", "peak_fraction" (null for the reference),
      "ratio_vs_torch" (torch.nn median_ms / this median_ms)}
@@ -88,7 +93,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--dtype", default="float32", help="cpu: float32; cuda: float32, bfloat16, float16")
     parser.add_argument("--quick", action="store_true", help="a representative subset (under a minute on 2 cores)")
     parser.add_argument("--cells", default="lstm,gru", type=lambda v: _list(v, cases.CELLS),
-                        help="comma list of lstm, gru (default: both)")
+                        help="comma list of lstm, gru (the layers; default: both), lstmcell, grucell "
+                             "(the cell modules, one call per step)")
     parser.add_argument("--modes", default="forward,train", type=lambda v: _list(v, implementations.MODES),
                         help="comma list of forward (inference), train (forward + backward) (default: both)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")

@@ -197,3 +197,53 @@ def test_targets_check_reports_a_missing_measurement(run_module):
     assert all(r["ratio"] is None and not r["met"] for r in rows[1:])
     with pytest.raises(SystemExit):
         run_module.main(["--targets", "--cases", "2x1x4", "--quiet"])
+
+
+def test_cell_modules_tiny_run(run_module, tmp_path, capsys):
+    """--cells lstmcell,grucell: the cell modules, called once per step, against torch.nn's and
+    the reference, in the table, the JSON and the plot."""
+    json_path, png_path = tmp_path / "cells.json", tmp_path / "cells.png"
+    code = run_module.main(["--device", "cpu", "--cases", "3x2x8", "--cells", "lstmcell,grucell",
+                            "--min-run-time", "0.01", "--quiet", "--json", str(json_path), "--plot", str(png_path)])
+    assert code == 0
+    measured = [r for r in json.loads(json_path.read_text()) if r.get("record") != "machine"]
+    keys = {(r["cell"], r["impl"], r["mode"], r["T"], r["B"], r["H"], r["layers"]) for r in measured}
+    assert keys == {(cell, impl, mode, 3, 2, 8, 1) for cell in ("lstmcell", "grucell") for mode in ("forward", "train")
+                    for impl in ("torch.nn", "fastgates", "reference")}
+    assert all(REQUIRED_KEYS <= r.keys() and r["median_ms"] > 0 for r in measured)
+    out = capsys.readouterr().out
+    assert sum(line.startswith(("| lstmcell", "| grucell")) for line in out.splitlines()) == len(measured)
+    assert png_path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    with pytest.raises(ValueError, match="one layer"):
+        sys.modules["suite.cases"].parse_cases("3x2x8x2", ["lstmcell"])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_cell_module_steps_compute_the_layer_case(run_module, cell):
+    """A cell module's run is the one-layer case's computation: T calls from zero states, whose
+    h's are the layer's y (torch.nn on both sides, same weights), the same FLOP count, and in
+    train mode a gradient for every parameter."""
+    cases, implementations, report = (sys.modules[f"suite.{m}"] for m in ("cases", "implementations", "report"))
+    layer_case, cell_case = cases.Case(cell, 4, 3, 5, 6), cases.Case(cell + "cell", 4, 3, 5, 6)
+    layer, steps = implementations.build(layer_case, "cpu", torch.float64), implementations.build(cell_case, "cpu", torch.float64)
+    with torch.no_grad():
+        for name, value in steps.torch_layer.state_dict().items():
+            getattr(layer.torch_layer, f"{name}_l0").copy_(value)
+        y, state = layer.torch_layer(steps.x)
+        hs, final = implementations._cell_steps(steps.torch_layer, steps.x)
+    torch.testing.assert_close(torch.stack(hs), y)
+    for got, want in zip(final, state if isinstance(state, tuple) else (state,), strict=True):
+        torch.testing.assert_close(got, want[0])
+    for mode in ("forward", "train"):
+        assert report.flops(cell_case, mode) == report.flops(layer_case, mode)
+    # The same loss: torch.nn's train steps of both cases give the same weight gradients.
+    implementations.step(layer, "torch.nn", "train")()
+    implementations.step(steps, "torch.nn", "train")()
+    for name, p in steps.torch_layer.named_parameters():
+        torch.testing.assert_close(p.grad, getattr(layer.torch_layer, f"{name}_l0").grad)
+    calls = []
+    steps.fast_layer.register_forward_hook(lambda module, args, out: calls.append(args[0].shape))
+    implementations.step(steps, "fastgates", "train")()
+    assert calls == [torch.Size([3, 5])] * 4
+    for name, p in steps.fast_layer.named_parameters():
+        torch.testing.assert_close(p.grad, getattr(steps.torch_layer, name).grad)

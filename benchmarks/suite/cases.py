@@ -1,14 +1,24 @@
 """The shapes the suite measures: the full sweeps, the quick subset, and explicit cases.
 
-A :class:`Case` is one layer shape of one cell (LSTM or GRU); each case is measured in every
-requested mode (forward, train) and for every implementation.
+A :class:`Case` is one shape of one cell: a layer (``lstm``, ``gru``: torch.nn.LSTM / GRU and
+fastgates'), or a cell module called once per step in a Python loop (``lstmcell``,
+``grucell``: torch.nn.LSTMCell / GRUCell and fastgates', the way a decoder or an agent runs
+them); each case is measured in every requested mode (forward, train) and for every
+implementation.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-CELLS = ("lstm", "gru")
+CELLS = ("lstm", "gru", "lstmcell", "grucell")
+# The cell modules, one step per call: they have one layer.
+STEP_CELLS = ("lstmcell", "grucell")
+
+
+def gates(cell: str) -> int:
+    """G: the gates of the cell, 4 for the LSTM's, 3 for the GRU's."""
+    return 4 if cell in ("lstm", "lstmcell") else 3
 
 # The base point every one-dimensional sweep varies one coordinate of.
 BASE = {"T": 100, "B": 32, "H": 256, "layers": 1}
@@ -23,7 +33,7 @@ class Case:
     """One layer shape: ``T`` steps, ``B`` batch, ``I`` input_size, ``H`` hidden_size,
     ``layers`` num_layers (unidirectional, no projection, bias on)."""
 
-    cell: str
+    cell: str  # one of CELLS; for lstmcell and grucell, T is the number of calls
     T: int
     B: int
     I: int  # noqa: E741 (the input_size, named as in the shapes (T, B, I))
@@ -48,7 +58,8 @@ def full_cases(cells: list[str]) -> list[Case]:
     for cell in cells:
         cases += [_case(cell, BASE["T"], B, H) for B in BATCHES for H in HIDDEN_SIZES]
         cases += [_case(cell, T, BASE["B"], BASE["H"]) for T in STEPS]
-        cases.append(_case(cell, BASE["T"], BASE["B"], BASE["H"], layers=2))
+        if cell not in STEP_CELLS:
+            cases.append(_case(cell, BASE["T"], BASE["B"], BASE["H"], layers=2))
     return _unique(cases)
 
 
@@ -66,5 +77,8 @@ def parse_cases(spec: str, cells: list[str]) -> list[Case]:
         values = [int(v) for v in item.strip().lower().split("x")]
         if len(values) not in (3, 4) or min(values) < 1:
             raise ValueError(f"a case is TxBxH or TxBxHxL with positive integers, not {item!r}")
-        cases += [_case(cell, *values) for cell in cells]
+        for cell in cells:
+            if cell in STEP_CELLS and len(values) == 4 and values[3] != 1:
+                raise ValueError(f"{cell} has one layer: {item!r} asks for {values[3]}")
+            cases.append(_case(cell, *values))
     return _unique(cases)

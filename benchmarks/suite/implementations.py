@@ -1,13 +1,17 @@
 """The implementations compared, and the callable each runs per mode.
 
-- ``torch.nn``: ``torch.nn.LSTM`` / ``torch.nn.GRU`` (on CUDA: cuDNN).
-- ``fastgates``: ``fastgates.LSTM`` / ``fastgates.GRU`` with the same state dict.
+- ``torch.nn``: ``torch.nn.LSTM`` / ``torch.nn.GRU`` (on CUDA: cuDNN); for the cell modules
+  ``torch.nn.LSTMCell`` / ``torch.nn.GRUCell``, called once per step.
+- ``fastgates``: ``fastgates.LSTM`` / ``fastgates.GRU`` (``fastgates.LSTMCell`` /
+  ``fastgates.GRUCell``) with the same state dict.
 - ``reference``: ``fastgates.reference`` (NumPy, float64, on the CPU) on the same weights and
   input, layer after layer; run only for small cases (:func:`reference_runs`).
 
 Modes: ``forward`` is inference under ``torch.no_grad()``; ``train`` is forward + backward of
 ``y.sum() + h_n.sum()`` (``+ c_n.sum()`` for the LSTM), the same loss for every implementation
 (for the reference: its forward, then its gradient function with upstream gradients of ones).
+A cell module runs the T steps from zero states, ``hx = cell(x[t], hx)``, and its y is the h of
+every step: the same computation and loss as the one-layer case.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import torch
 import fastgates
 from fastgates import reference
 
-from .cases import Case
+from .cases import STEP_CELLS, Case
 
 IMPLEMENTATIONS = ("torch.nn", "fastgates", "reference")
 MODES = ("forward", "train")
@@ -38,8 +42,9 @@ def reference_runs(case: Case) -> bool:
 
 @dataclass
 class Subjects:
-    """The layers and the input of one case, on the same weights: the torch.nn layer, the
-    fastgates layer loaded from its state dict, and the input ``x`` (T, B, I)."""
+    """The layers (or cell modules) and the input of one case, on the same weights: the
+    torch.nn module, the fastgates module loaded from its state dict, and the input ``x``
+    (T, B, I)."""
 
     case: Case
     torch_layer: torch.nn.Module
@@ -47,12 +52,16 @@ class Subjects:
     x: torch.Tensor
 
 
+MODULES = {"lstm": "LSTM", "gru": "GRU", "lstmcell": "LSTMCell", "grucell": "GRUCell"}
+
+
 def build(case: Case, device: str, dtype: torch.dtype) -> Subjects:
-    """The torch.nn and fastgates layers of a case (seeded) and a random input."""
-    torch_cls, fast_cls = (torch.nn.LSTM, fastgates.LSTM) if case.cell == "lstm" else (torch.nn.GRU, fastgates.GRU)
+    """The torch.nn and fastgates modules of a case (seeded) and a random input."""
+    name = MODULES[case.cell]
+    layers = {} if case.cell in STEP_CELLS else {"num_layers": case.layers}
     torch.manual_seed(0)
-    torch_layer = torch_cls(case.I, case.H, num_layers=case.layers, device=device, dtype=dtype)
-    fast_layer = fast_cls(case.I, case.H, num_layers=case.layers, device=device, dtype=dtype)
+    torch_layer = getattr(torch.nn, name)(case.I, case.H, **layers, device=device, dtype=dtype)
+    fast_layer = getattr(fastgates, name)(case.I, case.H, **layers, device=device, dtype=dtype)
     fast_layer.load_state_dict(torch_layer.state_dict())
     x = torch.randn(case.T, case.B, case.I, device=device, dtype=dtype)
     return Subjects(case, torch_layer, fast_layer, x)
@@ -73,17 +82,42 @@ def _layer_step(layer: torch.nn.Module, x: torch.Tensor, mode: str) -> Callable[
     return run
 
 
+def _cell_steps(cell: torch.nn.Module, x: torch.Tensor) -> tuple[list[torch.Tensor], tuple[torch.Tensor, ...]]:
+    """One call of the cell module per step from zero states: (h of every step, final states)."""
+    hx = None
+    hs = []
+    for t in range(x.shape[0]):
+        hx = cell(x[t], hx)
+        hs.append(hx[0] if isinstance(hx, tuple) else hx)
+    return hs, hx if isinstance(hx, tuple) else (hx,)
+
+
+def _cell_step(cell: torch.nn.Module, x: torch.Tensor, mode: str) -> Callable[[], None]:
+    if mode == "forward":
+        def run():
+            with torch.no_grad():
+                _cell_steps(cell, x)
+        return run
+
+    def run():
+        hs, states = _cell_steps(cell, x)
+        loss = sum(h.sum() for h in hs) + sum(s.sum() for s in states)
+        loss.backward()
+    return run
+
+
 def _reference_step(subjects: Subjects, mode: str) -> Callable[[], None]:
     case = subjects.case
     # float64 NumPy copies, made once: the conversion is not part of what is timed.
     params = {k: v.detach().to("cpu", torch.float64).numpy() for k, v in subjects.torch_layer.state_dict().items()}
-    weights = [tuple(params[f"{name}_l{k}"] for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+    suffix = (lambda k: "") if case.cell in STEP_CELLS else (lambda k: f"_l{k}")
+    weights = [tuple(params[f"{name}{suffix(k)}"] for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
                for k in range(case.layers)]
     x = subjects.x.detach().to("cpu", torch.float64).numpy()
     zeros = np.zeros((case.B, case.H))
     ones_y = np.ones((case.T, case.B, case.H))
     ones_state = np.ones((case.B, case.H))
-    lstm = case.cell == "lstm"
+    lstm = case.cell in ("lstm", "lstmcell")
 
     def forward():
         inputs = [x]
@@ -111,10 +145,11 @@ def _reference_step(subjects: Subjects, mode: str) -> Callable[[], None]:
 
 def step(subjects: Subjects, impl: str, mode: str) -> Callable[[], None]:
     """The callable that runs one call of ``impl`` in ``mode`` on the case's input."""
+    run = _cell_step if subjects.case.cell in STEP_CELLS else _layer_step
     if impl == "torch.nn":
-        return _layer_step(subjects.torch_layer, subjects.x, mode)
+        return run(subjects.torch_layer, subjects.x, mode)
     if impl == "fastgates":
-        return _layer_step(subjects.fast_layer, subjects.x, mode)
+        return run(subjects.fast_layer, subjects.x, mode)
     if impl == "reference":
         return _reference_step(subjects, mode)
     raise ValueError(f"unknown implementation {impl!r}; expected one of {IMPLEMENTATIONS}")

@@ -13,6 +13,8 @@ import matplotlib.ticker
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .implementations import MODULES  # noqa: E402
+
 
 def _panel_records(records: list[dict], cell: str, mode: str) -> tuple[int | None, list[dict]]:
     """The single-layer records of a cell and mode at the sequence length with the most hidden
@@ -51,10 +53,10 @@ def plot(records: list[dict], path: str | Path, title: str) -> None:
             if ratios:
                 ax_ratio.plot(*zip(*ratios), "-", marker="o", color=color, label=f"B={B}")
         ax_time.set(xscale="log", yscale="log", xlabel="hidden_size H (= input_size)", ylabel="median ms",
-                    title=f"(a) {cell.upper()} {mode}, T={T}: time")
+                    title=f"(a) {MODULES[cell]} {mode}, T={T}: time")
         ax_ratio.axhline(1.0, color="gray", linewidth=1)
         ax_ratio.set(xscale="log", xlabel="hidden_size H (= input_size)", ylabel="torch.nn ms / fastgates ms",
-                     title=f"(b) {cell.upper()} {mode}, T={T}: speedup over torch.nn")
+                     title=f"(b) {MODULES[cell]} {mode}, T={T}: speedup over torch.nn")
         hidden_sizes = sorted({r["H"] for r in rows})
         for ax in (ax_time, ax_ratio):
             # Ticks at the measured hidden sizes, written out (not as powers of ten).

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .cases import Case
+from .cases import Case, gates
 from .timing import Timing
 
 # The keys that identify a shape and mode; measurements that share them are compared.
@@ -17,16 +17,16 @@ IMPL_LABELS = {"reference": "reference (numpy float64)"}
 def flops(case: Case, mode: str) -> float:
     """FLOP of one call: 2 per multiply-add of the matrix products that run (gate math not
     counted), per row of the T·B, summed over layers of input width W (I, then H for the
-    layers above; G = 4 LSTM, 3 GRU). Forward: x W_ihᵀ and h W_hhᵀ, G·H·(W + H). Train adds the
+    layers above; G = 4 LSTM, 3 GRU; a cell module's T calls count as T steps). Forward: x W_ihᵀ and h W_hhᵀ, G·H·(W + H). Train adds the
     backward's dgates·W_hh, dW_hh and dW_ih, G·H·(2H + W), and, above the first layer, the
     input gradient dgates·W_ih, G·H·W: the suite's x does not require grad, so the first layer
     has none."""
-    gates = 4 if case.cell == "lstm" else 3
+    g = gates(case.cell)
     forward = backward = 0
     for k in range(case.layers):
         width = case.I if k == 0 else case.H
-        forward += gates * case.H * (width + case.H)
-        backward += gates * case.H * (2 * case.H + width + (width if k > 0 else 0))
+        forward += g * case.H * (width + case.H)
+        backward += g * case.H * (2 * case.H + width + (width if k > 0 else 0))
     rows = 2.0 * case.T * case.B
     return rows * forward if mode == "forward" else rows * (forward + backward)
 
