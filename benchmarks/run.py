@@ -53,8 +53,8 @@ Output: a Markdown table on stdout (always); a progress bar on stderr (on a term
 
 then one record per measurement
 
-    {"cell": "lstm"|"gru"|"lstmcell"|"grucell", "impl": "fastgates"|"torch.nn"|"reference", "device", "dtype"
-     ("float64" for the reference), "T", "B", "I", "H", "layers", "mode": "forward"|"train",
+    {"cell": "lstm"|"gru"|"lstmcell"|"grucell", "impl": "fastgates"|"torch.nn"|"reference",
+     "device", "dtype" ("float64" for the reference), "T", "B", "I", "H", "layers", "mode": "forward"|"train",
      "median_ms", "iqr_ms", "gflops", "peak_fraction" (null for the reference),
      "ratio_vs_torch" (torch.nn median_ms / this median_ms)}
 """

@@ -30,8 +30,8 @@ STEPS = (1, 25, 100, 200)
 
 @dataclass(frozen=True)
 class Case:
-    """One layer shape: ``T`` steps, ``B`` batch, ``I`` input_size, ``H`` hidden_size,
-    ``layers`` num_layers (unidirectional, no projection, bias on)."""
+    """One shape: ``T`` steps, ``B`` batch, ``I`` input_size, ``H`` hidden_size, ``layers``
+    num_layers (unidirectional, no projection, bias on; 1 for the cell modules)."""
 
     cell: str  # one of CELLS; for lstmcell and grucell, T is the number of calls
     T: int

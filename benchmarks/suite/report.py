@@ -17,10 +17,10 @@ IMPL_LABELS = {"reference": "reference (numpy float64)"}
 def flops(case: Case, mode: str) -> float:
     """FLOP of one call: 2 per multiply-add of the matrix products that run (gate math not
     counted), per row of the T·B, summed over layers of input width W (I, then H for the
-    layers above; G = 4 LSTM, 3 GRU; a cell module's T calls count as T steps). Forward: x W_ihᵀ and h W_hhᵀ, G·H·(W + H). Train adds the
-    backward's dgates·W_hh, dW_hh and dW_ih, G·H·(2H + W), and, above the first layer, the
-    input gradient dgates·W_ih, G·H·W: the suite's x does not require grad, so the first layer
-    has none."""
+    layers above; G = 4 LSTM, 3 GRU; a cell module's T calls count as T steps). Forward:
+    x W_ihᵀ and h W_hhᵀ, G·H·(W + H). Train adds the backward's dgates·W_hh, dW_hh and dW_ih,
+    G·H·(2H + W), and, above the first layer, the input gradient dgates·W_ih, G·H·W: the
+    suite's x does not require grad, so the first layer has none."""
     g = gates(case.cell)
     forward = backward = 0
     for k in range(case.layers):

@@ -404,8 +404,8 @@ void forward_thread(void* context, int thread, int team_size, SpinBarrier& barri
       if (job.direct_recurrence) {
         // Rows [begin, end), all continued or all fresh, a super-tile at a time.
         auto direct = [&](const T* h_prev, bool fresh, int64_t begin, int64_t end) {
-          // B = 1, the streaming case, calls the cell without the super-tile loop: 3-8 % faster at
-          // T = 100, B = 1, H = 128 and 256 (the loop alone, without copies, measured 1.03-1.07).
+          // B = 1, the streaming case, calls the cell without the super-tile loop, which (even
+          // without copies) took 1.03-1.07 times as long at T = 100, B = 1, H = 128 and 256.
           if (end - begin == 1) {
             T rec[1][G][L];
             rows_product<T, G>(h_prev + begin * K, K, 1, cell.w_hh, H, K, j0, units, rec);
