@@ -262,3 +262,24 @@ def assert_same_parameters(a, b) -> None:
         assert torch.equal(p, q), name
         assert p.dtype == q.dtype and p.device == q.device, name
         assert p.data_ptr() != q.data_ptr(), f"{name} is shared, not copied"
+
+
+class Halve(torch.nn.Module):
+    """A parametrization (torch.nn.utils.parametrize) that halves the weight."""
+
+    def forward(self, w):
+        return 0.5 * w
+
+
+def assert_gradients_with_halved(ours, ref, grads_ours, grads_ref, name: str) -> None:
+    """The parameters' gradients, by name, of ``ours``, whose weight ``name`` is parametrized by
+    Halve, against ``ref``, whose ``name`` holds the halved weight: the original's gradient is
+    half of ref's, the others are equal. grads_*: gradients whose last entries are those of
+    the module's parameters(), in order."""
+    named_ours = dict(zip([n for n, _ in ours.named_parameters()], grads_ours[-len(list(ours.parameters())):]))
+    named_ref = dict(zip([n for n, _ in ref.named_parameters()], grads_ref[-len(list(ref.parameters())):]))
+    assert_close(named_ours.pop(f"parametrizations.{name}.original"), 0.5 * named_ref.pop(name),
+                 "gradient of the parametrization's original")
+    assert named_ours.keys() == named_ref.keys()
+    for key in named_ref:
+        assert_close(named_ours[key], named_ref[key], f"gradient of {key}")

@@ -16,8 +16,10 @@ import fastgates
 from rnn_helpers import (
     DTYPES,
     MODES,
+    Halve,
     assert_close,
     assert_constructed_like,
+    assert_gradients_with_halved,
     grad_names,
     make_input,
     make_pair,
@@ -174,11 +176,6 @@ def test_non_contiguous_parameter(mode):
         assert_close(a, b, "non-contiguous weight_hh_l0")
 
 
-class _Halve(torch.nn.Module):
-    def forward(self, w):
-        return 0.5 * w
-
-
 @pytest.mark.parametrize("mode", MODES)
 def test_parametrized_weight(mode):
     """A weight under torch.nn.utils.parametrize is a property, no longer a registered
@@ -186,7 +183,7 @@ def test_parametrized_weight(mode):
     look parameters up by name in the registry first, and training), and the gradient reaches
     the original parameter."""
     ours, ref = make_pair(mode, 4, 5)
-    torch.nn.utils.parametrize.register_parametrization(ours, "weight_hh_l0", _Halve())
+    torch.nn.utils.parametrize.register_parametrization(ours, "weight_hh_l0", Halve())
     with torch.no_grad():
         ref.weight_hh_l0.mul_(0.5)
     x, hx = make_input(mode, 3, 2, 4, 5, dtype=torch.float64)
@@ -200,14 +197,8 @@ def test_parametrized_weight(mode):
     out_ref, grads_ref = run_with_grads(mode, ref, x, hx)
     for a, b in zip(out_ours, out_ref, strict=True):
         assert_close(a, b, "training with a parametrized weight_hh_l0")
-    # grads: of [input, *hx, *parameters()], by name
-    named_ours = dict(zip([n for n, _ in ours.named_parameters()], grads_ours[-len(list(ours.parameters())):]))
-    named_ref = dict(zip([n for n, _ in ref.named_parameters()], grads_ref[-len(list(ref.parameters())):]))
-    assert_close(named_ours.pop("parametrizations.weight_hh_l0.original"), 0.5 * named_ref.pop("weight_hh_l0"),
-                 "gradient of the parametrization's original")
-    assert named_ours.keys() == named_ref.keys()
-    for name in named_ref:
-        assert_close(named_ours[name], named_ref[name], f"gradient of {name}")
+    # grads: of [input, *hx, *parameters()]
+    assert_gradients_with_halved(ours, ref, grads_ours, grads_ref, "weight_hh_l0")
 
 
 @pytest.mark.parametrize(
