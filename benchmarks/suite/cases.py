@@ -11,14 +11,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-CELLS = ("lstm", "gru", "lstmcell", "grucell")
+# Each cell's module, by its name in torch.nn and in fastgates.
+MODULES = {"lstm": "LSTM", "gru": "GRU", "lstmcell": "LSTMCell", "grucell": "GRUCell"}
+CELLS = tuple(MODULES)
 # The cell modules, one step per call: they have one layer.
 STEP_CELLS = ("lstmcell", "grucell")
 
 
+def is_lstm(cell: str) -> bool:
+    return cell in ("lstm", "lstmcell")
+
+
 def gates(cell: str) -> int:
     """G: the gates of the cell, 4 for the LSTM's, 3 for the GRU's."""
-    return 4 if cell in ("lstm", "lstmcell") else 3
+    return 4 if is_lstm(cell) else 3
 
 # The base point every one-dimensional sweep varies one coordinate of.
 BASE = {"T": 100, "B": 32, "H": 256, "layers": 1}

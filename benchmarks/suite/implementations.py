@@ -25,7 +25,7 @@ import torch
 import fastgates
 from fastgates import reference
 
-from .cases import STEP_CELLS, Case
+from .cases import MODULES, STEP_CELLS, Case, is_lstm
 
 IMPLEMENTATIONS = ("torch.nn", "fastgates", "reference")
 MODES = ("forward", "train")
@@ -50,9 +50,6 @@ class Subjects:
     torch_layer: torch.nn.Module
     fast_layer: torch.nn.Module
     x: torch.Tensor
-
-
-MODULES = {"lstm": "LSTM", "gru": "GRU", "lstmcell": "LSTMCell", "grucell": "GRUCell"}
 
 
 def build(case: Case, device: str, dtype: torch.dtype) -> Subjects:
@@ -110,14 +107,15 @@ def _reference_step(subjects: Subjects, mode: str) -> Callable[[], None]:
     case = subjects.case
     # float64 NumPy copies, made once: the conversion is not part of what is timed.
     params = {k: v.detach().to("cpu", torch.float64).numpy() for k, v in subjects.torch_layer.state_dict().items()}
-    suffix = (lambda k: "") if case.cell in STEP_CELLS else (lambda k: f"_l{k}")
-    weights = [tuple(params[f"{name}{suffix(k)}"] for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+    # A layer's parameters are named per layer (weight_ih_l0, ...), a cell module's are not.
+    weights = [tuple(params[name if case.cell in STEP_CELLS else f"{name}_l{k}"]
+                     for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
                for k in range(case.layers)]
     x = subjects.x.detach().to("cpu", torch.float64).numpy()
     zeros = np.zeros((case.B, case.H))
     ones_y = np.ones((case.T, case.B, case.H))
     ones_state = np.ones((case.B, case.H))
-    lstm = case.cell in ("lstm", "lstmcell")
+    lstm = is_lstm(case.cell)
 
     def forward():
         inputs = [x]

@@ -13,7 +13,7 @@ import matplotlib.ticker
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .implementations import MODULES  # noqa: E402
+from .cases import MODULES  # noqa: E402
 
 
 def _panel_records(records: list[dict], cell: str, mode: str) -> tuple[int | None, list[dict]]:
