@@ -28,9 +28,13 @@ pytestmark = pytest.mark.usefixtures("split_small_shapes_across_threads")  # con
 # AVX-512 in float64. In one step of at most one super-tile of rows (32 with AVX-512, 24 with
 # AVX2) the backward reads W_hh in place for the groups of its columns that are whole and packs
 # a partial last one (recurrent_product.h, columns_in_place): (1, 1, 37, 67), (1, 30, 10, 72)
-# and (1, 30, 140, 131) mix the two (B = 30 packed with AVX2).
+# and (1, 30, 140, 131) mix the two (B = 30 packed with AVX2). One step that packs its panels
+# packs each block's just before its use, into one slot per thread (recurrence.h,
+# pack_each_block): (1, 30, 10, 72) with 2-3 blocks per thread, (1, 40, 9, 50) with rows in two
+# super-tiles that share each packed panel.
 SHAPES = [(1, 1, 1, 1), (5, 3, 17, 31), (7, 9, 8, 40), (3, 1, 5, 16), (4, 33, 6, 17), (1, 1, 37, 67),
-          (2, 1, 16, 33), (1, 2, 9, 20), (6, 1, 13, 130), (1, 30, 10, 72), (1, 30, 140, 131), (1, 7, 70, 67)]
+          (2, 1, 16, 33), (1, 2, 9, 20), (6, 1, 13, 130), (1, 30, 10, 72), (1, 30, 140, 131), (1, 7, 70, 67),
+          (1, 40, 9, 50)]
 
 
 def _randn(gen, *shape, dtype, scale=1.0):
