@@ -363,7 +363,7 @@ def test_raw_backward_op_bad_shapes_raise():
     with pytest.raises((ValueError, TypeError, RuntimeError)):
         torch.ops.fastgates.lstm_backward(
             a["x"], a["w_ih"], a["w_hh"], None, a["h0"], a["c0"], y, saved_gates[:-1], saved_c, saved_m,
-            None, False, torch.ones_like(y), torch.ones_like(h_n), torch.ones_like(c_n), [True] * 5)
+            None, False, torch.ones_like(y), torch.ones_like(h_n), torch.ones_like(c_n), [True] * 7)
     with pytest.raises(ValueError, match="grad_mask"):
         torch.ops.fastgates.lstm_backward(
             a["x"], a["w_ih"], a["w_hh"], None, a["h0"], a["c0"], y, saved_gates, saved_c, saved_m,

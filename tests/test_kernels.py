@@ -388,6 +388,32 @@ def test_binding_rejects_outputs_that_alias_inputs():
 
 
 @pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", [(1, 40, 9, 50), (1, 30, 140, 131), (5, 3, 17, 31), (4, 33, 6, 17)])
+def test_backward_without_initial_state_gradients(isa, threads, shape):
+    # dh0 (LSTM: and/or dc0) None: the kernels skip what only those need, and every other
+    # output is the full call's, bit for bit.
+    T, B, I, H = shape
+    p = _lstm_problem(T, B, I, H, torch.float32)
+    full = _run_lstm(p, threads)
+    for want_h0, want_c0 in [(False, False), (False, True), (True, False)]:
+        dgates = torch.empty_like(full["dgates"])
+        dh0 = torch.empty_like(full["dh0"]) if want_h0 else None
+        dc0 = torch.empty_like(full["dc0"]) if want_c0 else None
+        _C.lstm_backward(p["w_hh"], None, full["saved_gates"], full["saved_c"], p["c0"], None, False, p["dy"],
+                         p["dh_n"], p["dc_n"], dgates, None, dh0, dc0,
+                         _workspace("lstm_backward", torch.float32, T, B, 0, H, threads), threads)
+        assert torch.equal(dgates, full["dgates"])
+        for got, key in ((dh0, "dh0"), (dc0, "dc0")):
+            assert got is None or torch.equal(got, full[key])
+    q = _gru_problem(T, B, I, H, torch.float32)
+    full = _run_gru(q, threads)
+    dgates_x, dgates_h = torch.empty_like(full["dgates_x"]), torch.empty_like(full["dgates_h"])
+    _C.gru_backward(q["w_hh"], full["saved"], q["h0"], full["y"], None, False, q["dy"], q["dh_n"], dgates_x,
+                    dgates_h, None, _workspace("gru_backward", torch.float32, T, B, 0, H, threads), threads)
+    assert torch.equal(dgates_x, full["dgates_x"]) and torch.equal(dgates_h, full["dgates_h"])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 def test_training_forward_may_project_into_its_saved_array(isa, threads, shape, mode):

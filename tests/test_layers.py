@@ -23,6 +23,7 @@ from rnn_helpers import (
     grad_names,
     make_input,
     make_pair,
+    make_states,
     output_names,
     outputs_flat,
     run_with_grads,
@@ -221,6 +222,30 @@ def test_gradients_when_only_some_outputs_are_used(mode, which):
         grads.append(torch.autograd.grad(loss, [xl, *module.parameters()]))
     for a, b in zip(*grads, strict=True):
         assert_close(a, b, f"gradient through {which} only")
+
+
+@pytest.mark.parametrize("steps", [1, 4])
+@pytest.mark.parametrize("mode, wanted, kw", [
+    ("LSTM", (), {}), ("LSTM", ("h_0",), {}), ("LSTM", ("c_0",), {}), ("LSTM", ("h_0",), {"proj_size": 2}),
+    ("LSTM", ("c_0",), {"proj_size": 2}), ("GRU", (), {}), ("GRU", ("h_0",), {})])
+def test_gradients_when_some_initial_states_need_none(mode, wanted, kw, steps):
+    # Without a gradient for h_0 the backward kernel skips the last step's product with W_hh
+    # (kernels.h): the other gradients must not change, here against torch.nn's.
+    layers = 2  # num_layers: the second layer's h_0 and c_0 too
+    grads = []
+    for module in make_pair(mode, 3, 4, num_layers=layers, **kw):
+        x, _ = make_input(mode, steps, 2, 3, 4, dtype=torch.float64)
+        states = make_states(mode, layers, 2, 4, dtype=torch.float64, proj_size=kw.get("proj_size", 0))
+        states = states if mode == "LSTM" else (states,)
+        for name, state in zip(("h_0", "c_0"), states):
+            state.requires_grad_(name in wanted)
+        x.requires_grad_(True)
+        outs = outputs_flat(mode, module(x, states if mode == "LSTM" else states[0]))
+        loss = sum((o * torch.linspace(-1, 1, o.numel(), dtype=o.dtype).view(o.shape)).sum() for o in outs)
+        inputs = [x, *(s for s in states if s.requires_grad), *module.parameters()]
+        grads.append(torch.autograd.grad(loss, inputs))
+    for a, b in zip(*grads, strict=True):
+        assert_close(a, b, f"gradients with {wanted or 'no'} initial state gradients")
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -126,19 +126,24 @@ def test_opcheck_backward(mode, variant, dtype):
             upstream = [torch.randn_like(y), torch.randn_like(h_n), torch.randn_like(c_n)]
             bargs = [x, w_ih, w_hh, w_hr, h0, c0, y, saved_gates, saved_c, saved_m, batch_sizes, reverse,
                      *upstream]
-            masks = [[True] * 5, [False, True, False, True, False], [True, False, True, False, True]]
+            # [x, w_ih, w_hh, bias, w_hr, h0, c0]; the last without the states' entries (the
+            # ops' earlier form, which wants both state gradients)
+            masks = [[True] * 7, [False, True, False, True, False, False, True],
+                     [True, False, True, False, True, True, False], [False] * 7, [True, False, True, False, True]]
             op = ops.lstm_backward
         else:
             x, w_ih, w_hh, b_ih, b_hh, h0, batch_sizes, reverse = args
             y, h_n, saved = ops.gru_forward(*args, True)
             bargs = [x, w_ih, w_hh, h0, y, saved, batch_sizes, reverse, torch.randn_like(y),
                      torch.randn_like(h_n)]
-            masks = [[True] * 5, [False, True, False, True, False], [True, False, True, False, True]]
+            # [x, w_ih, w_hh, b_ih, b_hh, h0]; the last without h0's entry, as for the LSTM
+            masks = [[True] * 6, [False, True, False, True, False, False], [True, False, True, False, True, True],
+                     [False] * 6, [True, False, True, False, True]]
             op = ops.gru_backward
     projected = "projected" in variant
     for mask in masks:
         torch.library.opcheck(op, (*bargs, mask))
-        # The masked-out gradients are 0-sized; the rest (and the state gradients) are not.
+        # The masked-out gradients are 0-sized; the rest (and the states' without an entry) are not.
         outs = op(*bargs, mask)
         wanted = mask + [True] * (len(outs) - len(mask))
         if mode == "LSTM" and not projected:

@@ -264,8 +264,8 @@ void lstm_backward(py::handle w_hh, py::handle w_hr, py::handle saved_gates, py:
   a.add(dc_n, "dc_n", false);
   a.add(dgates, "dgates", true);
   a.add(dh, "dh", true, true);
-  a.add(dh0, "dh0", true);
-  a.add(dc0, "dc0", true);
+  a.add(dh0, "dh0", true, true);
+  a.add(dc0, "dc0", true, true);
   const TensorView& ws = a.add(workspace, "workspace", true);
   a.expect(0, {4 * H, K});
   a.expect(1, {P, H});
@@ -385,7 +385,7 @@ void gru_backward(py::handle w_hh, py::handle saved, py::handle h0, py::handle y
   a.add(dh_n, "dh_n", false);
   a.add(dgates_x, "dgates_x", true);
   a.add(dgates_h, "dgates_h", true);
-  a.add(dh0, "dh0", true);
+  a.add(dh0, "dh0", true, true);
   const TensorView& ws = a.add(workspace, "workspace", true);
   a.expect(0, {3 * H, H});
   a.expect(1, rows.shape(4 * H));
@@ -477,15 +477,16 @@ PYBIND11_MODULE(_C, m) {
         py::arg("workspace"), py::arg("num_threads"));
   m.def("lstm_backward", &lstm_backward, py::arg("w_hh"), py::arg("w_hr").none(true), py::arg("saved_gates"),
         py::arg("saved_c"), py::arg("c0"), py::arg("batch_sizes").none(true), py::arg("reverse"), py::arg("dy"),
-        py::arg("dh_n"), py::arg("dc_n"), py::arg("dgates"), py::arg("dh").none(true), py::arg("dh0"),
-        py::arg("dc0"), py::arg("workspace"), py::arg("num_threads"));
+        py::arg("dh_n"), py::arg("dc_n"), py::arg("dgates"), py::arg("dh").none(true),
+        py::arg("dh0").none(true), py::arg("dc0").none(true), py::arg("workspace"), py::arg("num_threads"));
   m.def("gru_forward", &gru_forward, py::arg("x"), py::arg("w_ih"), py::arg("b_ih").none(true), py::arg("w_hh"),
         py::arg("b_hh").none(true), py::arg("h0"), py::arg("batch_sizes").none(true), py::arg("reverse"),
         py::arg("gates_x"), py::arg("y"), py::arg("h_n"), py::arg("saved").none(true), py::arg("workspace"),
         py::arg("num_threads"));
   m.def("gru_backward", &gru_backward, py::arg("w_hh"), py::arg("saved"), py::arg("h0"), py::arg("y"),
         py::arg("batch_sizes").none(true), py::arg("reverse"), py::arg("dy"), py::arg("dh_n"),
-        py::arg("dgates_x"), py::arg("dgates_h"), py::arg("dh0"), py::arg("workspace"), py::arg("num_threads"));
+        py::arg("dgates_x"), py::arg("dgates_h"), py::arg("dh0").none(true), py::arg("workspace"),
+        py::arg("num_threads"));
   m.def("matmul_workspace_bytes", &matmul_workspace_bytes, py::arg("dtype"), py::arg("m"), py::arg("n"),
         py::arg("k"), py::arg("transpose_a"), py::arg("num_threads"));
   m.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("transpose_a"), py::arg("accumulate"),

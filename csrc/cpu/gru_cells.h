@@ -144,9 +144,12 @@ struct GruBackwardCell {
     store_rows<R>(strided_rows(dh_direct + row0 * H + j0, H), direct, units);
   }
 
+  bool wants_dh0() const { return a.dh0 != nullptr; }
+
   template <int R>
   FG_ALWAYS_INLINE void initial(int64_t row0, int64_t j0, int units, const T (*rec)[L]) {
     const int64_t H = shape.hidden_size;
+    if (!rec) return;  // dL/dh0 not wanted
     for (int r = 0; r < R; ++r) {
       const int64_t row = row0 + r;
       const T* direct = dh_direct + row * H + j0;

@@ -168,13 +168,15 @@ struct LstmBackwardCell {
     store_rows<R>(strided_rows(dc_state + row0 * H + j0, H), dc_prev, units);
   }
 
+  bool wants_dh0() const { return a.dh0 != nullptr; }
+
   template <int R>
   FG_ALWAYS_INLINE void initial(int64_t row0, int64_t j0, int units, const T (*rec)[L]) {
     const int64_t H = shape.hidden_size;
     for (int r = 0; r < R; ++r) {
       const int64_t row = row0 + r;
-      if constexpr (!kProjected) std::memcpy(a.dh0 + row * H + j0, rec[r], units * sizeof(T));
-      std::memcpy(a.dc0 + row * H + j0, dc_state + row * H + j0, units * sizeof(T));
+      if (!kProjected && rec) std::memcpy(a.dh0 + row * H + j0, rec[r], units * sizeof(T));
+      if (a.dc0) std::memcpy(a.dc0 + row * H + j0, dc_state + row * H + j0, units * sizeof(T));
     }
   }
 

@@ -518,10 +518,12 @@ constexpr int kBackwardBlocks = 4;
 //     the cell's backward for rows row0.. and hidden units j0..; rec: without a projection the
 //     recurrent part of dL/dh_t (recurrent_gradient(after(t)) · W_hh; null for rows that end at
 //     step t), with one dL/dm_t = dL/dh_t · W_hr.
+//   bool wants_dh0() const;   whether the caller wants dL/dh0 (else the product for it is skipped)
 //   template <int R> void initial(int64_t row0, int64_t j0, int units, const Scalar (*rec)[kLanes]);
 //     rows that started from their initial state at the step visited last: without a
-//     projection rec = their recurrent_gradient · W_hh, the recurrent part of dL/dh0; with one
-//     rec is null (the cell writes dL/dc0).
+//     projection rec = their recurrent_gradient · W_hh, the recurrent part of dL/dh0; rec is
+//     null with a projection, or when dL/dh0 is not wanted (the cell writes what it can
+//     without rec: an LSTM's dL/dc0).
 //   kProjected: const Scalar* hidden_gradient() ([B, P], dL/dh_t of the step);
 //     template <int R> void projected_step(int64_t t, int64_t row0, int64_t p0, int units,
 //                                          const Scalar (*rec)[kLanes]);  dL/dh_t, units p0.. of P
@@ -638,11 +640,15 @@ void backward_thread(void* context, int thread, int team_size, SpinBarrier& barr
           for (int b = 0; b < blocks; ++b) gradient(rows, row0, b, nullptr);
         });
       }
-      if (p >= 0) {
+      if (p >= 0 && cell.wants_dh0()) {
         for_each_product<T, U>(later, GH, panel, panel_stride, steps.continued(p), steps.rows(p),
                                [&](auto rows, int64_t row0, const T (&rec)[decltype(rows)::value][U][L]) {
                                  for_each_block(rec, blocks, [&](int b, const T(*r)[L]) { initial(rows, row0, b, r); });
                                });
+      } else if (p >= 0 && !Cell::kProjected) {
+        for_each_row_tile<1>(steps.rows(p), steps.continued(p), [&](auto rows, int64_t row0) {
+          for (int b = 0; b < blocks; ++b) initial(rows, row0, b, nullptr);
+        });
       }
     }
     if constexpr (Cell::kProjected) {

@@ -168,9 +168,16 @@ def grad_or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
     return torch.zeros_like(like, memory_format=torch.contiguous_format) if grad is None else grad
 
 
-def check_grad_mask(grad_mask: Sequence[bool], n: int, op: str) -> None:
+def checked_grad_mask(grad_mask: Sequence[bool], n: int, states: int, op: str) -> list[bool]:
+    """The backward op's grad_mask as n entries, of which the last ``states`` are the initial
+    states'. A mask without those (n - states entries, the ops' form before they had them) wants
+    every state gradient, so that graphs compiled or exported with that form still run: torch's
+    compile caches do not see a change in an op's autograd formula."""
+    if len(grad_mask) == n - states:
+        return [*grad_mask, *[True] * states]
     if len(grad_mask) != n:
         raise ValueError(f"{op}: grad_mask must have {n} entries, got {len(grad_mask)}")
+    return list(grad_mask)
 
 
 def eager_autograd(name: str, impl, setup_context, backward):

@@ -16,7 +16,7 @@ from torch import Tensor
 from ._common import (
     EMPTY,
     backward_may_skip_dispatcher,
-    check_grad_mask,
+    checked_grad_mask,
     eager_autograd,
     forbid_double_backward,
     gate_gradients,
@@ -99,17 +99,20 @@ def gru_backward_impl(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Returns (dx, dw_ih, dw_hh, db_ih, db_hh, dh0).
 
-    ``grad_mask`` = [x, w_ih, w_hh, b_ih, b_hh]: the gradients to compute; the others are 0-sized.
+    ``grad_mask`` = [x, w_ih, w_hh, b_ih, b_hh, h0]: the gradients to compute; the others are
+    0-sized. Without dh0 the kernel skips the last step's product with W_hh (all of them at T = 1);
+    a mask of the first five entries wants dh0 (checked_grad_mask).
     """
-    check_grad_mask(grad_mask, 5, "fastgates::gru_backward")
-    need_x, need_w_ih, need_w_hh, need_b_ih, need_b_hh = grad_mask
+    need_x, need_w_ih, need_w_hh, need_b_ih, need_b_hh, need_h0 = checked_grad_mask(
+        grad_mask, 6, 1, "fastgates::gru_backward")
     batch, hidden = h0.shape[0], w_hh.shape[1]
     dgates_x, dgates_h = gate_gradients(x, GATES * hidden, GATES * hidden)
-    dh0 = x.new_empty((batch, hidden))
+    dh0 = x.new_empty((batch, hidden) if need_h0 else EMPTY)
     if is_empty(*x.shape[:-1], batch, hidden):
         dgates_x.zero_()
         dgates_h.zero_()
-        dh0.copy_(dh_n)
+        if need_h0:
+            dh0.copy_(dh_n)
     else:
         _kernels(x).gru_backward(
             w_hh.contiguous(),
@@ -122,7 +125,7 @@ def gru_backward_impl(
             dh_n.contiguous(),
             dgates_x,
             dgates_h,
-            dh0,
+            dh0 if need_h0 else None,
         )
     dx, dw_ih, db_ih = input_side_grads(dgates_x, x, w_ih, need_x, need_w_ih, need_b_ih)
     dw_hh = recurrent_weight_grad(dgates_h, h0, y, batch_sizes, reverse) if need_w_hh else x.new_empty(EMPTY)
@@ -137,8 +140,8 @@ gru_backward = torch.library.custom_op("fastgates::gru_backward", gru_backward_i
 
 @gru_backward.register_fake
 def _(x, w_ih, w_hh, h0, y, saved, batch_sizes, reverse, dy, dh_n, grad_mask):
-    check_grad_mask(grad_mask, 5, "fastgates::gru_backward")
-    need_x, need_w_ih, need_w_hh, need_b_ih, need_b_hh = grad_mask
+    need_x, need_w_ih, need_w_hh, need_b_ih, need_b_hh, need_h0 = checked_grad_mask(
+        grad_mask, 6, 1, "fastgates::gru_backward")
     batch, hidden = h0.shape[0], w_hh.shape[1]
     input_size = x.shape[-1]
     return (
@@ -147,7 +150,7 @@ def _(x, w_ih, w_hh, h0, y, saved, batch_sizes, reverse, dy, dh_n, grad_mask):
         x.new_empty((GATES * hidden, hidden) if need_w_hh else EMPTY),
         x.new_empty((GATES * hidden,) if need_b_ih else EMPTY),
         x.new_empty((GATES * hidden,) if need_b_hh else EMPTY),
-        x.new_empty((batch, hidden)),
+        x.new_empty((batch, hidden) if need_h0 else EMPTY),
     )
 
 
@@ -172,7 +175,7 @@ def _backward(ctx, dy, dh_n, _dsaved):
     op = gru_backward_impl if backward_may_skip_dispatcher(x, w_ih, w_hh, h0, dy, dh_n) else gru_backward
     dx, dw_ih, dw_hh, db_ih, db_hh, dh0 = op(
         x, w_ih, w_hh, h0, y, saved, batch_sizes, ctx.reverse, dy, dh_n,
-        [need_x, need_w_ih, need_w_hh, need_b_ih, need_b_hh],
+        [need_x, need_w_ih, need_w_hh, need_b_ih, need_b_hh, need_h0],
     )
     return (
         dx if need_x else None,

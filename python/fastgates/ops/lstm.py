@@ -16,7 +16,7 @@ from torch import Tensor
 from ._common import (
     EMPTY,
     backward_may_skip_dispatcher,
-    check_grad_mask,
+    checked_grad_mask,
     combined_bias,
     eager_autograd,
     forbid_double_backward,
@@ -129,22 +129,26 @@ def lstm_backward_impl(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Returns (dx, dw_ih, dw_hh, db, dw_hr, dh0, dc0); db is the gradient of b_ih and of b_hh.
 
-    ``grad_mask`` = [x, w_ih, w_hh, bias, w_hr]: the gradients to compute; the others are
-    0-sized (dw_hr always is without a projection).
+    ``grad_mask`` = [x, w_ih, w_hh, bias, w_hr, h0, c0]: the gradients to compute; the others
+    are 0-sized (dw_hr always is without a projection). Without dh0 the kernel skips the last
+    step's product with W_hh (all of them at T = 1). A mask of the first five entries wants both
+    (checked_grad_mask).
     """
-    check_grad_mask(grad_mask, 5, "fastgates::lstm_backward")
-    need_x, need_w_ih, need_w_hh, need_b, need_w_hr = grad_mask
+    need_x, need_w_ih, need_w_hh, need_b, need_w_hr, need_h0, need_c0 = checked_grad_mask(
+        grad_mask, 7, 2, "fastgates::lstm_backward")
     batch, hidden, k = _sizes(x, w_hh, w_hr, h0)
     projected = w_hr is not None
     (dgates,) = gate_gradients(x, GATES * hidden)
     dh = x.new_empty(sequence_shape(x, k) if projected else EMPTY)
-    dh0 = x.new_empty((batch, k))
-    dc0 = x.new_empty((batch, hidden))
+    dh0 = x.new_empty((batch, k) if need_h0 else EMPTY)
+    dc0 = x.new_empty((batch, hidden) if need_c0 else EMPTY)
     if is_empty(*x.shape[:-1], batch, hidden):
         dgates.zero_()
         dh.zero_()
-        dh0.copy_(dh_n)
-        dc0.copy_(dc_n)
+        if need_h0:
+            dh0.copy_(dh_n)
+        if need_c0:
+            dc0.copy_(dc_n)
     else:
         _kernels(x).lstm_backward(
             w_hh.contiguous(),
@@ -159,8 +163,8 @@ def lstm_backward_impl(
             dc_n.contiguous(),
             dgates,
             dh if projected else None,
-            dh0,
-            dc0,
+            dh0 if need_h0 else None,
+            dc0 if need_c0 else None,
         )
     dx, dw_ih, db = input_side_grads(dgates, x, w_ih, need_x, need_w_ih, need_b)
     dw_hh = recurrent_weight_grad(dgates, h0, y, batch_sizes, reverse) if need_w_hh else x.new_empty(EMPTY)
@@ -179,8 +183,8 @@ lstm_backward = torch.library.custom_op("fastgates::lstm_backward", lstm_backwar
 @lstm_backward.register_fake
 def _(x, w_ih, w_hh, w_hr, h0, c0, y, saved_gates, saved_c, saved_m, batch_sizes, reverse, dy, dh_n,
       dc_n, grad_mask):
-    check_grad_mask(grad_mask, 5, "fastgates::lstm_backward")
-    need_x, need_w_ih, need_w_hh, need_b, need_w_hr = grad_mask
+    need_x, need_w_ih, need_w_hh, need_b, need_w_hr, need_h0, need_c0 = checked_grad_mask(
+        grad_mask, 7, 2, "fastgates::lstm_backward")
     batch, hidden, k = _sizes(x, w_hh, w_hr, h0)
     input_size = x.shape[-1]
     return (
@@ -189,8 +193,8 @@ def _(x, w_ih, w_hh, w_hr, h0, c0, y, saved_gates, saved_c, saved_m, batch_sizes
         x.new_empty((GATES * hidden, k) if need_w_hh else EMPTY),
         x.new_empty((GATES * hidden,) if need_b else EMPTY),
         x.new_empty((k, hidden) if need_w_hr and w_hr is not None else EMPTY),
-        x.new_empty((batch, k)),
-        x.new_empty((batch, hidden)),
+        x.new_empty((batch, k) if need_h0 else EMPTY),
+        x.new_empty((batch, hidden) if need_c0 else EMPTY),
     )
 
 
@@ -217,7 +221,7 @@ def _backward(ctx, dy, dh_n, dc_n, _dsaved_gates, _dsaved_c, _dsaved_m):
     op = lstm_backward_impl if skip else lstm_backward
     dx, dw_ih, dw_hh, db, dw_hr, dh0, dc0 = op(
         x, w_ih, w_hh, w_hr, h0, c0, y, saved_gates, saved_c, saved_m, batch_sizes, ctx.reverse, dy, dh_n, dc_n,
-        [need_x, need_w_ih, need_w_hh, need_b_ih or need_b_hh, need_w_hr],
+        [need_x, need_w_ih, need_w_hh, need_b_ih or need_b_hh, need_w_hr, need_h0, need_c0],
     )
     # b_ih and b_hh get equal gradients; never hand autograd one tensor for both.
     db_ih = db if need_b_ih else None
