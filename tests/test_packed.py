@@ -182,6 +182,26 @@ def test_each_sequence_as_if_run_alone(mode, bidirectional):
                 assert_close(a[:, b], e[:, 0], f"{name} of sequence {b}")
 
 
+@pytest.mark.parametrize("proj_size", [0, 2])
+def test_packed_cell_state_gradient_without_hidden_state_gradient(proj_size):
+    # In the reverse direction of a packed batch each sequence starts from its initial state at
+    # its own step, so the backward meets initial rows at several passes; with h_0 needing no
+    # gradient it writes dc0 there without the product for dh0 (kernels.h).
+    lengths = [4, 1, 3, 2]
+    grads = []
+    for module in make_pair("LSTM", INPUT, HIDDEN, proj_size=proj_size, bidirectional=True):
+        padded = make_padded(lengths, INPUT, dtype=torch.float64).requires_grad_(True)
+        h0, c0 = make_states("LSTM", 2, len(lengths), HIDDEN, dtype=torch.float64, proj_size=proj_size)
+        c0.requires_grad_(True)
+        packed = pack_padded_sequence(padded, torch.tensor(lengths), enforce_sorted=False)
+        out, (h_n, c_n) = module(packed, (h0, c0))
+        loss = sum((t * torch.linspace(-1, 1, t.numel(), dtype=t.dtype).view(t.shape)).sum()
+                   for t in (out.data, h_n, c_n))
+        grads.append(torch.autograd.grad(loss, [padded, c0, *module.parameters()]))
+    for a, b in zip(*grads, strict=True):
+        assert_close(a, b, "gradients with c_0's and not h_0's")
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_packed_no_grad_and_inference_mode(mode):
     lengths = [2, 7, 1, 5, 2, 7]
