@@ -113,8 +113,9 @@ struct LstmBackward {
   T* dgates;             // [N, 4H]  out: gradient w.r.t. the gate pre-activations (= d gates_x)
   T* dh;                 // [N, P]   out, with a projection (else null): gradient w.r.t. h_t of
                          //          every step, for the gradient of W_hr
-  T* dh0;                // [B, K]   out, or null when not wanted: the last step's product with
-                         //          W_hh is then skipped (all of it at T = 1)
+  T* dh0;                // [B, K]   out, or null when not wanted: the products with W_hh of the
+                         //          rows that start from their initial state are then skipped
+                         //          (at T = 1, all of the kernel's products)
   T* dc0;                // [B, H]   out or null
   void* workspace;
   int num_threads;
@@ -149,8 +150,8 @@ struct GruBackward {
   const T* dh_n;   // [B, H]
   T* dgates_x;     // [N, 3H]  out: gradient w.r.t. gates_x (= d b_ih summed, d(x W_ihᵀ))
   T* dgates_h;     // [N, 3H]  out: gradient w.r.t. h_{t-1} W_hhᵀ + b_hh
-  T* dh0;          // [B, H]   out, or null when not wanted: the last step's product with W_hh is
-                   //          then skipped
+  T* dh0;          // [B, H]   out, or null when not wanted: the products with W_hh of the rows
+                   //          that start from their initial state are then skipped
   void* workspace;
   int num_threads;
 };

@@ -100,8 +100,8 @@ def gru_backward_impl(
     """Returns (dx, dw_ih, dw_hh, db_ih, db_hh, dh0).
 
     ``grad_mask`` = [x, w_ih, w_hh, b_ih, b_hh, h0]: the gradients to compute; the others are
-    0-sized. Without dh0 the kernel skips the last step's product with W_hh (all of them at T = 1);
-    a mask of the first five entries wants dh0 (checked_grad_mask).
+    0-sized. Without dh0 the kernel skips the products with W_hh only dh0 needs (at T = 1, all of
+    them); a mask of the first five entries wants dh0 (checked_grad_mask).
     """
     need_x, need_w_ih, need_w_hh, need_b_ih, need_b_hh, need_h0 = checked_grad_mask(
         grad_mask, 6, 1, "fastgates::gru_backward")

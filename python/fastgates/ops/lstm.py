@@ -130,8 +130,8 @@ def lstm_backward_impl(
     """Returns (dx, dw_ih, dw_hh, db, dw_hr, dh0, dc0); db is the gradient of b_ih and of b_hh.
 
     ``grad_mask`` = [x, w_ih, w_hh, bias, w_hr, h0, c0]: the gradients to compute; the others
-    are 0-sized (dw_hr always is without a projection). Without dh0 the kernel skips the last
-    step's product with W_hh (all of them at T = 1). A mask of the first five entries wants both
+    are 0-sized (dw_hr always is without a projection). Without dh0 the kernel skips the products
+    with W_hh only dh0 needs (at T = 1, all of them). A mask of the first five entries wants both
     (checked_grad_mask).
     """
     need_x, need_w_ih, need_w_hh, need_b, need_w_hr, need_h0, need_c0 = checked_grad_mask(
