@@ -35,7 +35,9 @@ machine's load reaches all of them alike; median and interquartile range (IQR) i
 the blocks of all turns.
 GFLOP/s counts 2 FLOP per multiply-add of the matrix products that run: forward 2*T*B*G*H*(I+H)
 per layer (G = 4 LSTM, 3 GRU); train adds the backward's 2*T*B*G*H*(2H+I) per layer, and
-2*T*B*G*H*I more per layer above the first (the input gradient; the timed x needs none).
+2*T*B*G*H*I more per layer above the first (the input gradient; the timed x needs none). The
+backward's product dgates W_hh is counted at every step, though at the first, whose zero
+state needs no gradient, fastgates skips it.
 "% of peak" is GFLOP/s over the machine's peak, measured by the suite: on the CPU
 fastgates._C.cpu_peak_gflops(threads) (a float32 FMA loop in registers on all threads, widest
 instruction set fastgates uses here), on CUDA a torch.mm of 8192 x 8192 in the run's dtype.

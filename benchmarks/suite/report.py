@@ -20,7 +20,8 @@ def flops(case: Case, mode: str) -> float:
     layers above; G = 4 LSTM, 3 GRU; a cell module's T calls count as T steps). Forward:
     x W_ihᵀ and h W_hhᵀ, G·H·(W + H). Train adds the backward's dgates·W_hh, dW_hh and dW_ih,
     G·H·(2H + W), and, above the first layer, the input gradient dgates·W_ih, G·H·W: the
-    suite's x does not require grad, so the first layer has none."""
+    suite's x does not require grad, so the first layer has none. dgates·W_hh is counted at
+    every step, though at the first, whose zero state needs no gradient, fastgates skips it."""
     g = gates(case.cell)
     forward = backward = 0
     for k in range(case.layers):
