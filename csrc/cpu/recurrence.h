@@ -86,7 +86,6 @@ class StepSchedule {
   int64_t rows(int64_t t) const { return offsets_[t + 1] - offsets_[t]; }
   // First row of step t in the [N, ...] arrays.
   int64_t offset(int64_t t) const { return offsets_[t]; }
-  int64_t rows_total() const { return offsets_[steps_]; }
   // The step whose state step t continues, or -1.
   int64_t before(int64_t t) const {
     const int64_t b = reverse_ ? t + 1 : t - 1;
@@ -401,10 +400,10 @@ void forward_thread(void* context, int thread, int team_size, SpinBarrier& barri
       }
     }
   }
-  if (!job.chunked && !pack_each_block) project({0, steps.rows_total()}, mine);
   unsigned epoch = 0;  // this thread's count of barrier waits (SpinBarrier::wait)
   for (int64_t k = 0; k < steps.steps(); ++k) {
-    if (job.chunked && steps.starts_chunk(k) && !pack_each_block) project(steps.chunk_rows(k), mine);
+    // Without chunks (training: gates_x given) the schedule has one chunk of every step.
+    if (steps.starts_chunk(k) && !pack_each_block) project(steps.chunk_rows(k), mine);
     const int64_t t = steps.at(k);
     const int64_t continued = steps.continued(t);
     const T* h_before = continued > 0 ? cell.y + steps.offset(steps.before(t)) * K : nullptr;
