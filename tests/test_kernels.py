@@ -444,6 +444,37 @@ def test_binding_rejects_non_tensors():
         _C.lstm_forward(**args)
 
 
+class _LooksLikeATensor:
+    """Has every attribute the binding reads, with sizes that are not a tuple of ints."""
+
+    dtype = torch.float32
+    is_cpu = True
+
+    def __init__(self, shape, strides):
+        self.shape, self._strides = shape, strides
+
+    def data_ptr(self):
+        return 0
+
+    def stride(self):
+        return self._strides
+
+
+@pytest.mark.parametrize("shape, strides", [([2, 5], (5, 1)), ((2, 5), (5.0, 1.0)), ((2, "5"), (5, 1))])
+def test_binding_rejects_objects_whose_sizes_are_not_a_tuple_of_ints(shape, strides):
+    args = _lstm_forward_args()
+    args["h0"] = _LooksLikeATensor(shape, strides)
+    with pytest.raises(TypeError, match="argument 'h0' must be a torch.Tensor, got _LooksLikeATensor"):
+        _C.lstm_forward(**args)
+
+
+def test_binding_rejects_tensors_of_more_dimensions_than_it_reads():
+    args = _lstm_forward_args()
+    args["h0"] = args["h0"].reshape(*args["h0"].shape, *[1] * 8)
+    with pytest.raises(ValueError, match="argument 'h0' has 10 dimensions; the kernels take at most 8"):
+        _C.lstm_forward(**args)
+
+
 def test_set_cpu_isa_rejects_unknown_names():
     with pytest.raises(ValueError, match="unknown instruction set"):
         _C.set_cpu_isa("sse9")

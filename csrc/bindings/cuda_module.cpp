@@ -17,6 +17,7 @@
 #include "cuda/kernels.h"
 
 namespace py = pybind11;
+using fastgates::bindings::Dims;
 using fastgates::bindings::expect_no_overlap;
 using fastgates::bindings::SequenceRows;
 using fastgates::bindings::expect_tensor;
@@ -197,7 +198,7 @@ class Call {
     return v.shape[dim];
   }
 
-  void expect(size_t i, const std::string& dtype, const std::vector<int64_t>& shape) const {
+  void expect(size_t i, const std::string& dtype, const Dims& shape) const {
     if (entries_[i].present) expect_tensor(entries_[i].view, op_, dtype, shape);
   }
 
@@ -307,9 +308,9 @@ void lstm_forward(py::handle gates_x, py::handle w_hh, py::handle h0, py::handle
   const int64_t K = P > 0 ? P : H;
   const std::string dtype = a.view(0).dtype;
   const int bytes = dtype_bytes(op, dtype);
-  const std::vector<int64_t> cell{B, H}, state{B, K}, gates = rows.shape(4 * H), cells = rows.shape(H);
-  const std::vector<std::vector<int64_t>> shapes{gates, {4 * H, K}, state, cell,  rows.shape(K), state,
-                                                 cell,  gates,      cells, {P, H}, cells};
+  const Dims cell{B, H}, state{B, K}, gates = rows.shape(4 * H), cells = rows.shape(H);
+  const std::vector<Dims> shapes{gates, {4 * H, K}, state, cell,  rows.shape(K), state,
+                                  cell,  gates,      cells, {P, H}, cells};
   for (size_t i = 0; i < shapes.size(); ++i) a.expect(i, dtype, shapes[i]);
   if (a.present(7) != a.present(8)) {
     throw py::value_error("lstm_forward: saved_gates and saved_c must be given together or both be None");
@@ -364,10 +365,10 @@ void lstm_backward(py::handle w_hh, py::handle saved_gates, py::handle saved_c, 
   const int64_t K = P > 0 ? P : H;
   const std::string dtype = a.view(0).dtype;
   const int bytes = dtype_bytes(op, dtype);
-  const std::vector<int64_t> cell{B, H}, state{B, K}, gates = rows.shape(4 * H), cells = rows.shape(H),
-                             sequence = rows.shape(K);
-  const std::vector<std::vector<int64_t>> shapes{{4 * H, K}, gates, cells, cell,     sequence, state,
-                                                 cell,       gates, state, cell, {P, H},   sequence};
+  const Dims cell{B, H}, state{B, K}, gates = rows.shape(4 * H), cells = rows.shape(H),
+                 sequence = rows.shape(K);
+  const std::vector<Dims> shapes{{4 * H, K}, gates, cells, cell,     sequence, state,
+                                  cell,       gates, state, cell, {P, H},   sequence};
   for (size_t i = 0; i < shapes.size(); ++i) a.expect(i, dtype, shapes[i]);
   const cuda::LaunchConfig config = config_for(op, strategy, B, H, 4, bytes, Backend::properties(device));
   a.expect_workspace(ws, config, T, rows.packed());
@@ -412,8 +413,8 @@ void gru_forward(py::handle gates_x, py::handle w_hh, py::handle b_hh, py::handl
   const int64_t T = rows.steps(), B = rows.batch(), H = a.size(1, 2, 1);
   const std::string dtype = a.view(0).dtype;
   const int bytes = dtype_bytes(op, dtype);
-  const std::vector<std::vector<int64_t>> shapes{rows.shape(3 * H), {3 * H, H}, {3 * H},          {B, H},
-                                                 rows.shape(H),     {B, H},     rows.shape(4 * H)};
+  const std::vector<Dims> shapes{rows.shape(3 * H), {3 * H, H}, {3 * H},          {B, H},
+                                  rows.shape(H),     {B, H},     rows.shape(4 * H)};
   for (size_t i = 0; i < shapes.size(); ++i) a.expect(i, dtype, shapes[i]);
   const cuda::LaunchConfig config = config_for(op, strategy, B, H, 3, bytes, Backend::properties(device));
   a.expect_workspace(ws, config, T, rows.packed());
@@ -455,9 +456,9 @@ void gru_backward(py::handle w_hh, py::handle saved, py::handle h0, py::handle y
   const int64_t T = rows.steps(), B = rows.batch(), H = a.size(0, 2, 1);
   const std::string dtype = a.view(0).dtype;
   const int bytes = dtype_bytes(op, dtype);
-  const std::vector<int64_t> state{B, H}, sequence = rows.shape(H), gates = rows.shape(3 * H);
-  const std::vector<std::vector<int64_t>> shapes{{3 * H, H}, rows.shape(4 * H), state, sequence, sequence,
-                                                 state,      gates,             gates, state};
+  const Dims state{B, H}, sequence = rows.shape(H), gates = rows.shape(3 * H);
+  const std::vector<Dims> shapes{{3 * H, H}, rows.shape(4 * H), state, sequence, sequence,
+                                  state,      gates,             gates, state};
   for (size_t i = 0; i < shapes.size(); ++i) a.expect(i, dtype, shapes[i]);
   const cuda::LaunchConfig config = config_for(op, strategy, B, H, 3, bytes, Backend::properties(device));
   a.expect_workspace(ws, config, T, rows.packed());

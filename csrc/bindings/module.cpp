@@ -15,6 +15,7 @@
 
 namespace py = pybind11;
 using fastgates::bindings::dim;
+using fastgates::bindings::Dims;
 using fastgates::bindings::expect_no_overlap;
 using fastgates::bindings::expect_tensor;
 using fastgates::bindings::SequenceRows;
@@ -54,7 +55,7 @@ class Arguments {
     return views_.back();
   }
 
-  void expect(size_t index, const std::vector<int64_t>& shape) {
+  void expect(size_t index, const Dims& shape) {
     if (present_[index]) expect_tensor(views_[index], op_, dtype_, shape);
   }
 
@@ -448,7 +449,7 @@ void matmul(py::handle a, py::handle b, py::handle c, bool transpose_a, bool acc
   const int64_t m = dim(av, op, 2, transpose_a ? 1 : 0, transpose_a ? "k, m" : "m, k");
   const cpu::DType dtype = parse_dtype(op, av.dtype);
   args.set_dtype(av.dtype);
-  args.expect(0, transpose_a ? std::vector<int64_t>{k, m} : std::vector<int64_t>{m, k});
+  args.expect(0, transpose_a ? Dims{k, m} : Dims{m, k});
   args.expect(1, {k, n});
   args.expect(2, {m, n});
   num_threads = checked_threads(op, num_threads);

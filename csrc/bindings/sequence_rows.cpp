@@ -52,8 +52,8 @@ SequenceRows::SequenceRows(const char* op, const TensorView& sized_by, const Ten
   }
 }
 
-std::vector<int64_t> SequenceRows::shape(int64_t width) const {
-  return sizes_ ? std::vector<int64_t>{total_, width} : std::vector<int64_t>{steps_, batch_, width};
+Dims SequenceRows::shape(int64_t width) const {
+  return sizes_ ? Dims{total_, width} : Dims{steps_, batch_, width};
 }
 
 int64_t SequenceRows::width(const TensorView& t) const {

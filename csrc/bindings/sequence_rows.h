@@ -4,7 +4,6 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
 
 #include "bindings/tensor_view.h"
 
@@ -27,7 +26,7 @@ class SequenceRows {
   // batch_sizes' values (host memory), or null when padded.
   const int64_t* batch_sizes() const { return sizes_; }
   // Shape of a sequence array of `width` features.
-  std::vector<int64_t> shape(int64_t width) const;
+  Dims shape(int64_t width) const;
   // Features of the sequence array `t` (its last dimension), after checking its rank.
   int64_t width(const TensorView& t) const;
 

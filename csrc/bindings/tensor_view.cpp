@@ -19,7 +19,7 @@ uintptr_t TensorView::end() const {
   return data + static_cast<uintptr_t>((last + 1) * element_size);
 }
 
-std::string shape_string(const std::vector<int64_t>& shape) {
+std::string shape_string(const Dims& shape) {
   std::ostringstream s;
   s << "(";
   for (size_t i = 0; i < shape.size(); ++i) s << (i ? ", " : "") << shape[i];
@@ -70,24 +70,50 @@ const AttributeNames& attribute_names() {
   return names;
 }
 
+// Reads the ints of `sizes` (torch.Size, or the tuple stride() returns) into dims through the
+// tuple: a generic iteration with a pybind11 cast per element took about as long as the
+// attribute call. False if `sizes` is not a tuple of ints; ValueError beyond Dims::kMax.
+bool read_sizes(const py::object& sizes, const char* name, Dims& dims) {
+  PyObject* tuple = sizes.ptr();
+  if (!PyTuple_Check(tuple)) return false;
+  const Py_ssize_t n = PyTuple_GET_SIZE(tuple);
+  if (n > static_cast<Py_ssize_t>(Dims::kMax)) {
+    throw py::value_error(std::string("argument '") + name + "' has " + std::to_string(n) +
+                          " dimensions; the kernels take at most " + std::to_string(Dims::kMax));
+  }
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    const long long value = PyLong_AsLongLong(PyTuple_GET_ITEM(tuple, i));
+    if (value == -1 && PyErr_Occurred()) {
+      PyErr_Clear();
+      return false;
+    }
+    dims.push_back(value);
+  }
+  return true;
+}
+
 }  // namespace
 
 TensorView view_tensor(py::handle object, const char* name) {
   TensorView t;
   t.name = name;
-  py::object dtype;
+  auto not_a_tensor = [&] {
+    return py::type_error(std::string("argument '") + name + "' must be a torch.Tensor, got " +
+                          std::string(py::str(py::type::handle_of(object).attr("__name__"))));
+  };
+  py::object dtype, shape, strides;
   try {
     const AttributeNames& names = attribute_names();
     dtype = object.attr(names.dtype);
     t.data = object.attr(names.data_ptr)().cast<uintptr_t>();
-    for (py::handle d : object.attr(names.shape)) t.shape.push_back(d.cast<int64_t>());
-    for (py::handle d : object.attr(names.stride)()) t.strides.push_back(d.cast<int64_t>());
+    shape = object.attr(names.shape);
+    strides = object.attr(names.stride)();
     if (!object.attr(names.is_cpu).cast<bool>()) t.device = py::str(object.attr("device").attr("type"));
     else t.device = "cpu";
   } catch (const std::exception&) {  // a missing attribute or one of the wrong type
-    throw py::type_error(std::string("argument '") + name + "' must be a torch.Tensor, got " +
-                         std::string(py::str(py::type::handle_of(object).attr("__name__"))));
+    throw not_a_tensor();
   }
+  if (!read_sizes(shape, name, t.shape) || !read_sizes(strides, name, t.strides)) throw not_a_tensor();
   for (const KnownDtype& known : known_dtypes()) {
     if (dtype.ptr() == known.dtype) {
       t.dtype = known.name;
@@ -105,28 +131,28 @@ TensorView view_tensor(py::handle object, const char* name) {
   return t;
 }
 
-void expect_tensor(const TensorView& t, const char* op, const std::string& dtype,
-                   const std::vector<int64_t>& shape) {
-  const std::string where = std::string(op) + ": argument '" + t.name + "'";
+void expect_tensor(const TensorView& t, const char* op, const std::string& dtype, const Dims& shape) {
+  // Built only for a message: every call checks a dozen tensors that are almost always right.
+  auto where = [&] { return std::string(op) + ": argument '" + t.name + "'"; };
   if (t.device != "cpu") {
-    throw py::value_error(where + " is on device '" + t.device + "'; these kernels take CPU tensors");
+    throw py::value_error(where() + " is on device '" + t.device + "'; these kernels take CPU tensors");
   }
   if (t.dtype != dtype) {
-    throw py::value_error(where + " has dtype " + t.dtype + ", expected " + dtype);
+    throw py::value_error(where() + " has dtype " + t.dtype + ", expected " + dtype);
   }
   if (t.shape != shape) {
-    throw py::value_error(where + " has shape " + shape_string(t.shape) + ", expected " + shape_string(shape));
+    throw py::value_error(where() + " has shape " + shape_string(t.shape) + ", expected " + shape_string(shape));
   }
   int64_t expected_stride = 1;
   // An empty tensor has no elements to lay out: any strides are fine.
   for (size_t i = shape.size(); t.numel() > 0 && i-- > 0;) {
     if (shape[i] != 1 && t.strides[i] != expected_stride) {
-      throw py::value_error(where + " with shape " + shape_string(t.shape) + " is not contiguous (strides " +
+      throw py::value_error(where() + " with shape " + shape_string(t.shape) + " is not contiguous (strides " +
                             shape_string(t.strides) + ")");
     }
     expected_stride *= shape[i];
   }
-  if (t.numel() > 0 && t.data == 0) throw py::value_error(where + " has no data");
+  if (t.numel() > 0 && t.data == 0) throw py::value_error(where() + " has no data");
 }
 
 void expect_no_overlap(const char* op, const std::vector<const TensorView*>& outputs,
