@@ -12,8 +12,8 @@ from torch import Tensor
 
 from .._validation import check_sequence_args
 from ._common import plain_eager
-from .gru import gru_forward, gru_forward_eager, gru_forward_impl
-from .lstm import lstm_forward, lstm_forward_eager, lstm_forward_impl
+from .gru import gru_forward, gru_forward_eager, gru_run
+from .lstm import lstm_forward, lstm_forward_eager, lstm_run
 
 
 def _grad_needed(*tensors: Tensor | None) -> bool:
@@ -29,14 +29,14 @@ def _grad_needed(*tensors: Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
-def _eager_op(save: bool, impl, eager_autograd, *tensors: Tensor | None):
-    """In plain eager execution (plain_eager), what runs instead of the op: its implementation
-    when autograd need not record the call, else the op's autograd formula around it
-    (_common.eager_autograd). None elsewhere (torch.compile, export, dispatch modes...), where
-    the op itself must run."""
+def _eager(save: bool, run, eager_autograd, *tensors: Tensor | None):
+    """In plain eager execution (plain_eager), what runs instead of the op: ``run``, the
+    kernels without the op's 0-sized saved outputs, when autograd need not record the call,
+    else the op's autograd formula around its implementation (_common.eager_autograd). None
+    elsewhere (torch.compile, export, dispatch modes...), where the op itself must run."""
     if not plain_eager(*tensors):
         return None
-    return eager_autograd if save else impl
+    return eager_autograd if save else run
 
 
 def lstm(
@@ -72,8 +72,11 @@ def _lstm(x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr=None, batch_sizes=None, revers
     (see ops/lstm.py)."""
     save = _grad_needed(x, w_ih, w_hh, b_ih, b_hh, w_hr, h0, c0)
     tensors = (x, w_ih, w_hh, b_ih, b_hh, w_hr, h0, c0)
-    op = _eager_op(save, lstm_forward_impl, lstm_forward_eager, *tensors) or lstm_forward
-    y, h_n, c_n, _, _, _ = op(x, w_ih, w_hh, b_ih, b_hh, w_hr, h0, c0, batch_sizes, reverse, save)
+    op = _eager(save, lstm_run, lstm_forward_eager, *tensors) or lstm_forward
+    if op is lstm_run:
+        y, h_n, c_n = lstm_run(x, w_ih, w_hh, b_ih, b_hh, w_hr, h0, c0, batch_sizes, reverse)
+    else:
+        y, h_n, c_n, _, _, _ = op(x, w_ih, w_hh, b_ih, b_hh, w_hr, h0, c0, batch_sizes, reverse, save)
     return y, (h_n, c_n)
 
 
@@ -82,6 +85,9 @@ def _gru(x, w_ih, w_hh, b_ih, b_hh, h0, batch_sizes=None, reverse=False):
     takes packed x [N, I] with ``batch_sizes``, and ``reverse`` (see ops/gru.py)."""
     save = _grad_needed(x, w_ih, w_hh, b_ih, b_hh, h0)
     tensors = (x, w_ih, w_hh, b_ih, b_hh, h0)
-    op = _eager_op(save, gru_forward_impl, gru_forward_eager, *tensors) or gru_forward
-    y, h_n, _ = op(x, w_ih, w_hh, b_ih, b_hh, h0, batch_sizes, reverse, save)
+    op = _eager(save, gru_run, gru_forward_eager, *tensors) or gru_forward
+    if op is gru_run:
+        y, h_n = gru_run(x, w_ih, w_hh, b_ih, b_hh, h0, batch_sizes, reverse)
+    else:
+        y, h_n, _ = op(x, w_ih, w_hh, b_ih, b_hh, h0, batch_sizes, reverse, save)
     return y, h_n

@@ -46,13 +46,31 @@ def gru_forward_impl(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Returns (y [·, H], h_n [B, H], saved [·, 4H]), "·" being x's leading dimensions; saved
     is 0-sized unless asked for."""
+    hidden = w_hh.shape[1]
+    saved = x.new_empty(sequence_shape(x, SAVED_PER_UNIT * hidden) if save_for_backward else EMPTY)
+    y, h_n = gru_run(x, w_ih, w_hh, b_ih, b_hh, h0, batch_sizes, reverse, saved if save_for_backward else None)
+    return y, h_n, saved
+
+
+def gru_run(
+    x: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    h0: Tensor,
+    batch_sizes: Tensor | None,
+    reverse: bool,
+    saved: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The kernels into new (y, h_n); with ``saved``, also the activations the backward needs.
+    Eager inference calls this directly (functional.py), without the op's 0-sized output."""
     batch, hidden = h0.shape[0], w_hh.shape[1]
     y = x.new_empty(sequence_shape(x, hidden))
     h_n = x.new_empty((batch, hidden))
-    saved = x.new_empty(sequence_shape(x, SAVED_PER_UNIT * hidden) if save_for_backward else EMPTY)
     if is_empty(*x.shape[:-1], batch, hidden):
         h_n.copy_(h0)
-        return y, h_n, saved
+        return y, h_n
     _kernels(x).gru_forward(
         x.contiguous(),
         w_ih.contiguous(),
@@ -64,12 +82,12 @@ def gru_forward_impl(
         reverse,
         y,
         h_n,
-        saved if save_for_backward else None,
+        saved,
     )
-    return y, h_n, saved
+    return y, h_n
 
 
-# The op; gru_forward_impl is also called directly by eager inference (functional.py).
+# The op; eager inference calls gru_run directly (functional.py).
 gru_forward = torch.library.custom_op("fastgates::gru_forward", gru_forward_impl, mutates_args=(),
                                       device_types=("cpu", "cuda"))
 
