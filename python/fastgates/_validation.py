@@ -170,11 +170,11 @@ def _check_input_and_parameters(module, where: str, input: Tensor, dtype_error=V
     """dtype and device of the input (or a PackedSequence's data) and of every parameter.
     ``dtype_error``: the exception type torch.nn raises for a dtype mismatch of this input."""
     weight = module_attribute(module, "weight_ih_l0")
-    dtype, device = weight.dtype, weight.device
+    dtype = weight.dtype
     # The common case, all consistent, in one pass; any mismatch falls to the checks below,
     # which say which argument is wrong.
-    if (input.dtype == dtype and dtype in SUPPORTED_DTYPES and input.device == device and device.type == "cpu"
-            and all(_same_kind(module_attribute(module, name), dtype, device) for name in module._flat_weights_names)):
+    if (weight.is_cpu and dtype in SUPPORTED_DTYPES and input.dtype is dtype and input.is_cpu
+            and all(cpu_tensor_of(module_attribute(module, name), dtype) for name in module._flat_weights_names)):
         return
     if input.dtype != weight.dtype:
         raise dtype_error(
@@ -191,8 +191,11 @@ def _check_input_and_parameters(module, where: str, input: Tensor, dtype_error=V
         check_same_device(where, name, param, "weight_ih_l0", weight)
 
 
-def _same_kind(t: object, dtype: torch.dtype, device: torch.device) -> bool:
-    return isinstance(t, Tensor) and t.dtype == dtype and t.device == device
+def cpu_tensor_of(t: object, dtype: torch.dtype) -> bool:
+    """Whether t is a CPU tensor of this dtype: for the common-case checks of every call, which
+    tell CPU tensors by is_cpu and dtypes by identity (torch keeps one object per dtype), since
+    reading and comparing .device took a third of a one-step cell call's check."""
+    return isinstance(t, Tensor) and t.dtype is dtype and t.is_cpu
 
 
 def check_packed_input(module, input: PackedSequence) -> None:

@@ -22,6 +22,7 @@ from .._validation import (
     check_same_device,
     check_supported_device,
     check_supported_dtype,
+    cpu_tensor_of,
     require_tensor,
 )
 from ..ops.functional import _gru, _lstm
@@ -102,15 +103,12 @@ class RNNCellLayerBase(Module):
         dtype = weight.dtype
         batch = x.shape[0]
         # The common case, all consistent, in one pass (as the layers check theirs); any
-        # mismatch falls to the checks below, which say which argument is wrong. CPU tensors
-        # are told by is_cpu, dtypes by identity (torch keeps one object per dtype): reading
-        # and comparing .device took a third of this check's time in a one-step call.
+        # mismatch falls to the checks below, which say which argument is wrong.
         state_shape = (batch, self.hidden_size)
         if (weight.is_cpu and dtype in SUPPORTED_DTYPES and x.dtype is dtype and x.is_cpu
                 and x.shape[1] == self.input_size
-                and all(t is None or (t.dtype is dtype and t.is_cpu) for t in weights[1:])
-                and all(isinstance(t, Tensor) and t.dtype is dtype and t.is_cpu and t.shape == state_shape
-                        for _, t in states)):
+                and all(t is None or cpu_tensor_of(t, dtype) for t in weights[1:])
+                and all(cpu_tensor_of(t, dtype) and t.shape == state_shape for _, t in states)):
             return
         where = self._get_name()
         params = [("weight_ih", weight), ("weight_hh", weights[1])]
