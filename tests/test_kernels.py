@@ -31,10 +31,12 @@ pytestmark = pytest.mark.usefixtures("split_small_shapes_across_threads")  # con
 # and (1, 30, 140, 131) mix the two (B = 30 packed with AVX2). One step that packs its panels
 # packs each block's just before its use, into one slot per thread (recurrence.h,
 # pack_each_block): (1, 30, 10, 72) with 2-3 blocks per thread, (1, 40, 9, 50) with rows in two
-# super-tiles that share each packed panel.
+# super-tiles that share each packed panel. The backward of such a step packs each group of
+# W_hh's columns just before its pass, into one slot per thread (pack_each_group): (1, 40, 5, 300)
+# with several groups per thread and a partial last one.
 SHAPES = [(1, 1, 1, 1), (5, 3, 17, 31), (7, 9, 8, 40), (3, 1, 5, 16), (4, 33, 6, 17), (1, 1, 37, 67),
           (2, 1, 16, 33), (1, 2, 9, 20), (6, 1, 13, 130), (1, 30, 10, 72), (1, 30, 140, 131), (1, 7, 70, 67),
-          (1, 40, 9, 50)]
+          (1, 40, 9, 50), (1, 40, 5, 300)]
 
 
 def _randn(gen, *shape, dtype, scale=1.0):
@@ -388,7 +390,7 @@ def test_binding_rejects_outputs_that_alias_inputs():
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("shape", [(1, 40, 9, 50), (1, 30, 140, 131), (5, 3, 17, 31), (4, 33, 6, 17)])
+@pytest.mark.parametrize("shape", [(1, 40, 9, 50), (1, 40, 5, 300), (1, 30, 140, 131), (5, 3, 17, 31), (4, 33, 6, 17)])
 def test_backward_without_initial_state_gradients(isa, threads, shape):
     # dh0 (LSTM: and/or dc0) None: the kernels skip what only those need, and every other
     # output is the full call's, bit for bit.
