@@ -589,8 +589,8 @@ void backward_thread(void* context, int thread, int team_size, SpinBarrier& barr
   // One step: W_hh's products are dh0's only, if it is wanted, and each group's panel serves one
   // pass over the rows; so a group's panel is packed just before that pass, into the first slot
   // of the thread's panels, where it stays in cache. Packing them all first wrote W_hh out of
-  // the caches and back, and did so even when dh0 was not wanted (LSTM, B = 64, H = 512: 223
-  // µs for a backward whose gate math takes about 30).
+  // the caches and back, and did so even when dh0 was not wanted (LSTM, B = 64, H = 512, no
+  // dh0: 248-255 µs a backward, now 44).
   const bool pack_each_group = steps.steps() == 1;
   if (!pack_each_group) {
     for (int64_t g = groups.begin; g < groups.end; ++g) {
