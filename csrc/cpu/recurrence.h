@@ -612,12 +612,12 @@ void backward_thread(void* context, int thread, int team_size, SpinBarrier& barr
     const int64_t t = k < T_ ? steps.at(T_ - 1 - k) : -1;
     const int64_t p = k > 0 ? steps.at(T_ - k) : -1;
     const T* later = p >= 0 ? cell.recurrent_gradient(p) : nullptr;
+    const bool products = (t >= 0 && steps.carried(t) > 0) ||
+                          (p >= 0 && cell.wants_dh0() && steps.continued(p) < steps.rows(p));
     for (int64_t i = 0; i < groups.end - groups.begin; ++i) {
       const int64_t g = serpentine(groups, k, i);
       const bool in_place = group_in_place(g);
       const T* panel = in_place ? cell.w_hh + g * U * L : job.panels + g * panel_size;
-      const bool products = (t >= 0 && steps.carried(t) > 0) ||
-                            (p >= 0 && cell.wants_dh0() && steps.continued(p) < steps.rows(p));
       if (pack_each_group && !in_place && products) {
         T* slot = job.panels + groups.begin * panel_size;
         pack_columns_panel(cell.w_hh, K, GH, U, g * U * L, slot);
