@@ -261,6 +261,25 @@ def test_extreme_pre_activations_saturate_without_nan():
         assert out["y"].abs().max() <= 1.0
 
 
+def test_float32_activations_are_accurate(isa):
+    """The float32 sigmoid and tanh (cell/math.h: exp_fast; lanes.h: the reciprocal estimate and
+    its Newton step) against float64, over pre-activations from -20 to 20. Without the Newton
+    step the largest error is 8e-5 with AVX-512 and 5e-4 with AVX2 and SSE."""
+    H = 1001  # a partial last block of units
+    pre = torch.linspace(-20, 20, 4 * H, dtype=torch.float32)
+    p = _lstm_problem(1, 1, 1, H, torch.float32)
+    p.update(w_ih=torch.zeros(4 * H, 1), w_hh=torch.zeros(4 * H, H), b_ih=pre, b_hh=torch.zeros(4 * H),
+             h0=torch.zeros(1, H), c0=torch.linspace(-3, 3, H).reshape(1, H))
+    out = _run_lstm(p, 1)
+    x = pre.double().numpy().reshape(4, H)
+    sigmoid = 1 / (1 + np.exp(-x))
+    expected = np.concatenate([sigmoid[0], sigmoid[1], np.tanh(x[2]), sigmoid[3]])
+    np.testing.assert_allclose(_np(out["saved_gates"]).ravel(), expected, rtol=1e-6, atol=1e-6)
+    i, f, g, o = (_np(out["saved_gates"]).reshape(4, H))
+    c = f * _np(p["c0"])[0] + i * g
+    np.testing.assert_allclose(_np(out["y"]).ravel(), o * np.tanh(c), rtol=1e-6, atol=1e-6)
+
+
 def test_nan_input_propagates():
     p = _lstm_problem(2, 1, 3, 4, torch.float32)
     p["x"][0, 0, 0] = float("nan")
