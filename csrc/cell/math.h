@@ -63,14 +63,9 @@ FG_CELL_FN float exponential(float x) {
 }
 FG_CELL_FN double exponential(double x) { return exp(x); }
 
-// 1/x. A hook like exponential's: the CPU kernels' float vectors provide their own (lanes.h:
-// the processor's reciprocal estimate refined by a Newton step, instead of a division).
-FG_CELL_FN float reciprocal(float x) { return 1.0f / x; }
-FG_CELL_FN double reciprocal(double x) { return 1.0 / x; }
-
 template <typename T>
 FG_CELL_FN T sigmoid(T x) {
-  return reciprocal(T(1) + exponential(-x));
+  return T(1) / (T(1) + exponential(-x));
 }
 
 // tanh(x) = 2σ(2x) − 1 for float (absolute error ≈ 1e-7, vectorises); libm's tanh for double.

@@ -12,10 +12,6 @@
 #include <cmath>
 #include <type_traits>
 
-#if defined(__SSE__)
-#include <immintrin.h>
-#endif
-
 #include "cell/math.h"
 #include "cpu/simd.h"
 
@@ -130,37 +126,6 @@ FG_ALWAYS_INLINE void store_rows(RowPointer row_pointer, const Lanes<T, Rows>& x
   }
 }
 
-// The processor's reciprocal estimate of each lane, at the processor's vector width (a vector
-// of the avx512_layout test build is two AVX ones); exact division where there is no estimate
-// instruction.
-template <int Rows>
-FG_ALWAYS_INLINE Lanes<float, Rows> reciprocal_estimate(Lanes<float, Rows> x) {
-#if defined(__AVX512F__)
-  typedef __m512 Native;
-  const auto estimate = [](Native v) { return _mm512_maskz_rcp14_ps(__mmask16(-1), v); };
-#elif defined(__AVX__)
-  typedef __m256 Native;
-  const auto estimate = [](Native v) { return _mm256_rcp_ps(v); };
-#elif defined(__SSE__)
-  typedef __m128 Native;
-  const auto estimate = [](Native v) { return _mm_rcp_ps(v); };
-#else
-  return 1.0f / x;
-#endif
-#if defined(__AVX512F__) || defined(__AVX__) || defined(__SSE__)
-  static_assert(sizeof(Vec<float>) % sizeof(Native) == 0, "whole native vectors");
-  constexpr size_t parts = Rows * sizeof(Vec<float>) / sizeof(Native);
-  char* bytes = reinterpret_cast<char*>(x.v);
-  FG_UNROLL for (size_t k = 0; k < parts; ++k) {
-    Native part;
-    std::memcpy(&part, bytes + k * sizeof part, sizeof part);
-    part = estimate(part);
-    std::memcpy(bytes + k * sizeof part, &part, sizeof part);
-  }
-  return x;
-#endif
-}
-
 // The two hooks of cell::exp_fast, for vectors of floats. A NaN fails both comparisons and
 // stays NaN.
 template <int Rows>
@@ -188,22 +153,6 @@ FG_ALWAYS_INLINE Lanes<float, Rows> times_power_of_two(Lanes<float, Rows> y, Lan
 template <int Rows>
 FG_ALWAYS_INLINE Lanes<float, Rows> exponential(Lanes<float, Rows> x) {
   return cell::exp_fast(x);
-}
-
-// cell::reciprocal for vectors of floats: the processor's estimate e of 1/x (relative error
-// below 2^-14 with AVX-512, 1.5·2^-12 with SSE and AVX) and one Newton step e + e·(1 − x·e),
-// which squares the error: within a few units in the last place of the division it replaces.
-// A division is 5–10 times the cost of the estimate and two fused multiply-adds, and every
-// sigmoid and tanh of the float gate math has one.
-template <int Rows>
-FG_ALWAYS_INLINE Lanes<float, Rows> reciprocal(Lanes<float, Rows> x) {
-  const Lanes<float, Rows> e = reciprocal_estimate(x);
-  return e + e * (1.0f - x * e);
-}
-
-template <int Rows>
-FG_ALWAYS_INLINE Lanes<double, Rows> reciprocal(Lanes<double, Rows> x) {
-  return 1.0 / x;
 }
 
 template <int Rows>
