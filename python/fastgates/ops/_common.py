@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .. import _backend
+from .. import _backend, _saved_arrays
 
 EMPTY = (0,)  # shape of an output that was not asked for
 
@@ -26,6 +26,13 @@ def sequence_shape(x: Tensor, width: int) -> tuple[int, ...]:
     """Shape of a sequence array with ``width`` features laid out like x: [T, B, width] when x
     is padded [T, B, I], [N, width] when x is packed [N, I]."""
     return (*x.shape[:-1], width)
+
+
+def saved_array(x: Tensor, width: int) -> Tensor:
+    """A new sequence array (sequence_shape) for activations a forward saves for its backward;
+    on the CPU from _saved_arrays, which uses large ones' memory again in later steps."""
+    shape = sequence_shape(x, width)
+    return _saved_arrays.empty(shape, x.dtype) if x.device.type == "cpu" else x.new_empty(shape)
 
 
 def plain_eager(*tensors: Tensor | None) -> bool:

@@ -25,6 +25,7 @@ from ._common import (
     is_empty,
     no_saved_tensors_error,
     recurrent_weight_grad,
+    saved_array,
     kernels as _kernels,
     sequence_shape,
 )
@@ -47,7 +48,7 @@ def gru_forward_impl(
     """Returns (y [·, H], h_n [B, H], saved [·, 4H]), "·" being x's leading dimensions; saved
     is 0-sized unless asked for."""
     hidden = w_hh.shape[1]
-    saved = x.new_empty(sequence_shape(x, SAVED_PER_UNIT * hidden) if save_for_backward else EMPTY)
+    saved = saved_array(x, SAVED_PER_UNIT * hidden) if save_for_backward else x.new_empty(EMPTY)
     y, h_n = gru_run(x, w_ih, w_hh, b_ih, b_hh, h0, batch_sizes, reverse, saved if save_for_backward else None)
     return y, h_n, saved
 

@@ -27,6 +27,7 @@ from ._common import (
     matmul,
     no_saved_tensors_error,
     recurrent_weight_grad,
+    saved_array,
     kernels as _kernels,
     sequence_shape,
 )
@@ -61,9 +62,9 @@ def lstm_forward_impl(
     """
     _, hidden, _ = _sizes(x, w_hh, w_hr, h0)
     projected = w_hr is not None
-    saved_gates = x.new_empty(sequence_shape(x, GATES * hidden) if save_for_backward else EMPTY)
-    saved_c = x.new_empty(sequence_shape(x, hidden) if save_for_backward else EMPTY)
-    saved_m = x.new_empty(sequence_shape(x, hidden) if save_for_backward and projected else EMPTY)
+    saved_gates = saved_array(x, GATES * hidden) if save_for_backward else x.new_empty(EMPTY)
+    saved_c = saved_array(x, hidden) if save_for_backward else x.new_empty(EMPTY)
+    saved_m = saved_array(x, hidden) if save_for_backward and projected else x.new_empty(EMPTY)
     saved = (saved_gates, saved_c, saved_m if projected else None) if save_for_backward else None
     y, h_n, c_n = lstm_run(x, w_ih, w_hh, b_ih, b_hh, w_hr, h0, c0, batch_sizes, reverse, saved)
     return y, h_n, c_n, saved_gates, saved_c, saved_m

@@ -1,0 +1,127 @@
+"""fastgates._saved_arrays: the CPU forward's saved activations in blocks used again once torch
+has freed every tensor on them (conftest.py makes every size use them)."""
+
+from __future__ import annotations
+
+import collections
+import gc
+import threading
+
+import pytest
+import torch
+
+import fastgates
+from fastgates import _saved_arrays
+
+
+@pytest.fixture(autouse=True)
+def empty_free_list(monkeypatch):
+    """Each test starts without free blocks (the suite's other tests leave some)."""
+    monkeypatch.setattr(_saved_arrays, "_free", [])
+    monkeypatch.setattr(_saved_arrays, "_returned", collections.deque())
+
+
+def _span(t: torch.Tensor) -> tuple[int, int]:
+    start = t.untyped_storage().data_ptr()
+    return start, start + t.untyped_storage().nbytes()
+
+
+def _overlap(a: torch.Tensor, b: torch.Tensor) -> bool:
+    (a0, a1), (b0, b1) = _span(a), _span(b)
+    return a0 < b1 and b0 < a1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_freed_array_is_handed_out_again_aligned(dtype):
+    t = _saved_arrays.empty((5, 3, 7), dtype)
+    assert t.shape == (5, 3, 7) and t.dtype == dtype and t.is_contiguous() and t.data_ptr() % 64 == 0
+    address = t.data_ptr()
+    del t
+    again = _saved_arrays.empty((5, 3, 7), dtype)
+    assert again.data_ptr() == address
+
+
+@pytest.mark.parametrize("keep", ["view", "detached", "numpy", "saved by autograd"])
+def test_a_block_is_not_handed_out_while_a_tensor_uses_it(keep):
+    t = _saved_arrays.empty((64, 33), torch.float32)
+    t.copy_(torch.arange(t.numel(), dtype=torch.float32).view(t.shape))
+    expected = t.clone()
+    if keep == "view":
+        kept = t[1:]
+        expected = expected[1:]
+    elif keep == "detached":
+        kept = t.detach()
+    elif keep == "numpy":
+        kept = t.numpy()
+    else:
+        w = torch.ones(33, requires_grad=True)
+        kept = (t * w).sum()  # the product saves t for the backward
+    del t
+    gc.collect()
+    others = [_saved_arrays.empty((64, 33), torch.float32) for _ in range(3)]
+    for other in others:
+        other.fill_(-1.0)
+    if keep == "saved by autograd":
+        kept.backward()
+        assert torch.equal(w.grad, expected.sum(0))
+    else:
+        kept_tensor = torch.from_numpy(kept) if keep == "numpy" else kept
+        assert torch.equal(kept_tensor, expected)
+        assert not any(_overlap(kept_tensor, other) for other in others)
+
+
+def test_blocks_given_back_in_another_thread_are_used_again():
+    t = _saved_arrays.empty((100, 10), torch.float32)
+    address = t.data_ptr()
+    holder = [t]
+    del t
+    worker = threading.Thread(target=holder.clear)
+    worker.start()
+    worker.join()
+    assert _saved_arrays.empty((100, 10), torch.float32).data_ptr() == address
+
+
+def test_free_blocks_are_bounded(monkeypatch):
+    monkeypatch.setattr(_saved_arrays, "MAX_FREE_BYTES", 1 << 16)
+    arrays = [_saved_arrays.empty((1000 + i,), torch.float32) for i in range(40)]
+    del arrays
+    _saved_arrays.empty((1,), torch.float32)  # collects the returned blocks, then trims
+    assert _saved_arrays.free_bytes() <= (1 << 16) + 2 * (4 * 1040 + 64)
+
+
+def test_only_arrays_of_min_bytes_and_more_use_blocks(monkeypatch):
+    monkeypatch.setattr(_saved_arrays, "MIN_BYTES", 1 << 20)
+    small = _saved_arrays.empty((10, 10), torch.float32)
+    del small
+    assert _saved_arrays.free_bytes() == 0
+    large = _saved_arrays.empty((1 << 18,), torch.float32)
+    del large
+    assert _saved_arrays.free_bytes() >= 1 << 20
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_graphs_kept_alive_keep_their_saved_activations(cell):
+    """Two graphs alive at once, one of them differentiated twice (retain_graph), with other
+    training steps in between: each backward still gets torch.nn's gradients."""
+    torch.manual_seed(0)
+    ref = getattr(torch.nn, cell)(6, 9, num_layers=2, dtype=torch.float64)
+    fast = getattr(fastgates, cell)(6, 9, num_layers=2, dtype=torch.float64)
+    fast.load_state_dict(ref.state_dict())
+    inputs = [torch.randn(5, 3, 6, dtype=torch.float64) for _ in range(4)]
+
+    def loss(module, x):
+        y, _ = module(x)
+        return (y * y).sum()
+
+    def grads(module, value):
+        module.zero_grad()
+        value.backward(retain_graph=True)
+        return [p.grad.clone() for p in module.parameters()]
+
+    first, second = loss(fast, inputs[0]), loss(fast, inputs[1])
+    for x in inputs[2:]:
+        grads(fast, loss(fast, x))
+    for value, x in ((first, inputs[0]), (second, inputs[1]), (first, inputs[0])):
+        expected = grads(ref, loss(ref, x))
+        for got, want in zip(grads(fast, value), expected):
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
