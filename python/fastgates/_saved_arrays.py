@@ -33,9 +33,7 @@ _ALIGNMENT = 64
 
 _lock = threading.Lock()
 _free: list[np.ndarray] = []
-# Blocks given back by finalizers. A finalizer runs wherever the last reference dies (the
-# autograd engine's thread, a garbage collection inside any code), so it only appends here,
-# atomically and without the lock, and ``empty`` moves them to the free list.
+# Blocks given back by finalizers (_give_back), which ``empty`` moves to the free list.
 _returned: collections.deque[np.ndarray] = collections.deque()
 
 
@@ -50,8 +48,21 @@ def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         block = np.empty(nbytes + _ALIGNMENT, dtype=np.uint8)
     offset = -block.ctypes.data % _ALIGNMENT
     view = block[offset:offset + nbytes]
-    weakref.finalize(view, _returned.append, block).atexit = False
+    weakref.finalize(view, _give_back, block).atexit = False
     return torch.from_numpy(view).view(dtype).view(shape)
+
+
+def _give_back(block: np.ndarray) -> None:
+    """The finalizer of a block's view. It runs wherever the last reference dies (the autograd
+    engine's thread, a garbage collection inside any code, even inside ``_take``), so it takes
+    no lock: only the deque's atomic operations, the oldest blocks dropped beyond
+    MAX_FREE_BYTES."""
+    _returned.append(block)
+    while sum(b.nbytes for b in list(_returned)) > MAX_FREE_BYTES:
+        try:
+            _returned.popleft()
+        except IndexError:
+            break
 
 
 def _take(nbytes: int) -> np.ndarray | None:
