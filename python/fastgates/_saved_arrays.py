@@ -3,10 +3,10 @@
 The activations a forward saves for its backward (LSTM: gates [·, 4H] and cell states [·, H];
 GRU: [·, 4H]) live from the forward to the end of the backward, so they cannot be a reused
 workspace. glibc maps every allocation above 32 MiB afresh, and the forward kernel then takes
-a page fault per 4 KiB of it, each page zeroed by the kernel: an LSTM training step at T = 200,
-B = 64, H = 512 took about 40,000 faults and 120 ms of system time for its 105 MB of saved
-gates and 26 MB of cell states (Intel Xeon VM, 2 threads). Smaller arrays come from glibc's
-heap, used again without faults, so only larger ones come from here.
+a page fault per 4 KiB of it, each page zeroed by the operating system: an LSTM training step
+at T = 200, B = 64, H = 512 took about 40,000 faults and 120 ms of system time for its 105 MB
+of saved gates and 26 MB of cell states (Intel Xeon VM, 2 threads). Smaller arrays come from
+glibc's heap, used again without faults, so only larger ones come from here.
 
 An array handed out here is a view of a block this module allocated. The block returns to the
 free list only when torch frees the array's storage: the storage holds the NumPy view of the
