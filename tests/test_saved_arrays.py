@@ -90,6 +90,15 @@ def test_free_blocks_are_bounded(monkeypatch):
     assert 0 < _saved_arrays.free_bytes() <= 1 << 16
 
 
+def test_free_blocks_are_bounded_in_number(monkeypatch):
+    monkeypatch.setattr(_saved_arrays, "MAX_FREE_BLOCKS", 5)
+    arrays = [_saved_arrays.empty((100 * (i + 1),), torch.float32) for i in range(12)]
+    del arrays
+    assert len(_saved_arrays._returned) == 5
+    assert _saved_arrays._take(1 << 40) is None
+    assert len(_saved_arrays._free) == 5 and not _saved_arrays._returned
+
+
 def test_only_arrays_of_min_bytes_and_more_use_blocks(monkeypatch):
     monkeypatch.setattr(_saved_arrays, "MIN_BYTES", 1 << 20)
     small = _saved_arrays.empty((10, 10), torch.float32)

@@ -27,8 +27,10 @@ import torch
 
 # Arrays from this size on come from the free list (glibc maps anything larger afresh).
 MIN_BYTES = 32 << 20
-# Free blocks kept at most, in bytes: the saved activations of a few large layers.
+# Free blocks kept at most, in bytes and in number: the saved activations of a few large
+# layers (the number keeps the searches short when a test lowers MIN_BYTES).
 MAX_FREE_BYTES = 1 << 30
+MAX_FREE_BLOCKS = 32
 _ALIGNMENT = 64
 
 _lock = threading.Lock()
@@ -55,10 +57,9 @@ def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
 def _give_back(block: np.ndarray) -> None:
     """The finalizer of a block's view. It runs wherever the last reference dies (the autograd
     engine's thread, a garbage collection inside any code, even inside ``_take``), so it takes
-    no lock: only the deque's atomic operations, the oldest blocks dropped beyond
-    MAX_FREE_BYTES."""
+    no lock: only the deque's atomic operations, the oldest blocks dropped beyond the bounds."""
     _returned.append(block)
-    while sum(b.nbytes for b in list(_returned)) > MAX_FREE_BYTES:
+    while len(_returned) > MAX_FREE_BLOCKS or _bytes(_returned) > MAX_FREE_BYTES:
         try:
             _returned.popleft()
         except IndexError:
@@ -69,14 +70,17 @@ def _take(nbytes: int) -> np.ndarray | None:
     """The smallest free block that holds nbytes (and the alignment) and is at most twice as
     large, removed from the free list; None if there is none."""
     with _lock:
-        while _returned:
-            _free.append(_returned.popleft())
+        while True:  # a finalizer in another thread may empty the deque between two calls
+            try:
+                _free.append(_returned.popleft())
+            except IndexError:
+                break
         need = nbytes + _ALIGNMENT
         fitting = [i for i, b in enumerate(_free) if need <= b.nbytes <= 2 * need]
         best = min(fitting, key=lambda i: _free[i].nbytes, default=None)
         block = None if best is None else _free.pop(best)
-        total = sum(b.nbytes for b in _free)
-        while total > MAX_FREE_BYTES:
+        total = _bytes(_free)
+        while total > MAX_FREE_BYTES or len(_free) > MAX_FREE_BLOCKS:
             total -= _free.pop(0).nbytes
         return block
 
@@ -84,4 +88,8 @@ def _take(nbytes: int) -> np.ndarray | None:
 def free_bytes() -> int:
     """Bytes of the blocks that no tensor uses now (kept for the next forward)."""
     with _lock:
-        return sum(b.nbytes for b in _free) + sum(b.nbytes for b in list(_returned))
+        return _bytes(_free) + _bytes(_returned)
+
+
+def _bytes(blocks) -> int:
+    return sum(b.nbytes for b in list(blocks))  # list(): one atomic copy of a deque
