@@ -21,6 +21,10 @@ def empty_free_list(monkeypatch):
     monkeypatch.setattr(_saved_arrays, "_returned", collections.deque())
 
 
+def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    return _saved_arrays.empty(shape, torch.empty(0, dtype=dtype))
+
+
 def _span(t: torch.Tensor) -> tuple[int, int]:
     start = t.untyped_storage().data_ptr()
     return start, start + t.untyped_storage().nbytes()
@@ -33,17 +37,17 @@ def _overlap(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_a_freed_array_is_handed_out_again_aligned(dtype):
-    t = _saved_arrays.empty((5, 3, 7), dtype)
+    t = _empty((5, 3, 7), dtype)
     assert t.shape == (5, 3, 7) and t.dtype == dtype and t.is_contiguous() and t.data_ptr() % 64 == 0
     address = t.data_ptr()
     del t
-    again = _saved_arrays.empty((5, 3, 7), dtype)
+    again = _empty((5, 3, 7), dtype)
     assert again.data_ptr() == address
 
 
 @pytest.mark.parametrize("keep", ["view", "detached", "numpy", "saved by autograd"])
 def test_a_block_is_not_handed_out_while_a_tensor_uses_it(keep):
-    t = _saved_arrays.empty((64, 33), torch.float32)
+    t = _empty((64, 33), torch.float32)
     t.copy_(torch.arange(t.numel(), dtype=torch.float32).view(t.shape))
     expected = t.clone()
     if keep == "view":
@@ -58,7 +62,7 @@ def test_a_block_is_not_handed_out_while_a_tensor_uses_it(keep):
         kept = (t * w).sum()  # the product saves t for the backward
     del t
     gc.collect()
-    others = [_saved_arrays.empty((64, 33), torch.float32) for _ in range(3)]
+    others = [_empty((64, 33), torch.float32) for _ in range(3)]
     for other in others:
         other.fill_(-1.0)
     if keep == "saved by autograd":
@@ -71,19 +75,19 @@ def test_a_block_is_not_handed_out_while_a_tensor_uses_it(keep):
 
 
 def test_blocks_given_back_in_another_thread_are_used_again():
-    t = _saved_arrays.empty((100, 10), torch.float32)
+    t = _empty((100, 10), torch.float32)
     address = t.data_ptr()
     holder = [t]
     del t
     worker = threading.Thread(target=holder.clear)
     worker.start()
     worker.join()
-    assert _saved_arrays.empty((100, 10), torch.float32).data_ptr() == address
+    assert _empty((100, 10), torch.float32).data_ptr() == address
 
 
 def test_free_blocks_are_bounded(monkeypatch):
     monkeypatch.setattr(_saved_arrays, "MAX_FREE_BYTES", 1 << 16)
-    arrays = [_saved_arrays.empty((1000 + i,), torch.float32) for i in range(40)]
+    arrays = [_empty((1000 + i,), torch.float32) for i in range(40)]
     del arrays
     assert _saved_arrays.free_bytes() <= 1 << 16  # 40 blocks of about 4 KB given back
     assert _saved_arrays._take(1 << 40) is None  # moves them to the free list, which it trims
@@ -92,7 +96,7 @@ def test_free_blocks_are_bounded(monkeypatch):
 
 def test_free_blocks_are_bounded_in_number(monkeypatch):
     monkeypatch.setattr(_saved_arrays, "MAX_FREE_BLOCKS", 5)
-    arrays = [_saved_arrays.empty((100 * (i + 1),), torch.float32) for i in range(12)]
+    arrays = [_empty((100 * (i + 1),), torch.float32) for i in range(12)]
     del arrays
     assert len(_saved_arrays._returned) == 5
     assert _saved_arrays._take(1 << 40) is None
@@ -101,10 +105,10 @@ def test_free_blocks_are_bounded_in_number(monkeypatch):
 
 def test_only_arrays_of_min_bytes_and_more_use_blocks(monkeypatch):
     monkeypatch.setattr(_saved_arrays, "MIN_BYTES", 1 << 20)
-    small = _saved_arrays.empty((10, 10), torch.float32)
+    small = _empty((10, 10), torch.float32)
     del small
     assert _saved_arrays.free_bytes() == 0
-    large = _saved_arrays.empty((1 << 18,), torch.float32)
+    large = _empty((1 << 18,), torch.float32)
     del large
     assert _saved_arrays.free_bytes() >= 1 << 20
 

@@ -39,12 +39,14 @@ _free: list[np.ndarray] = []
 _returned: collections.deque[np.ndarray] = collections.deque()
 
 
-def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    """An uninitialised CPU tensor of this shape and dtype; from a reused block when it is at
-    least MIN_BYTES."""
+def empty(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """An uninitialised tensor of this shape with like's dtype and device: from a reused block
+    on the CPU when it is at least MIN_BYTES, else ``like.new_empty`` (decided without a call
+    out: a one-step cell's forward makes two or three small ones)."""
+    dtype = like.dtype
     nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes < MIN_BYTES:
-        return torch.empty(shape, dtype=dtype)
+    if nbytes < MIN_BYTES or not like.is_cpu:
+        return like.new_empty(shape)
     block = _take(nbytes)
     if block is None:
         block = np.empty(nbytes + _ALIGNMENT, dtype=np.uint8)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
 
 import torch
@@ -31,13 +30,8 @@ def sequence_shape(x: Tensor, width: int) -> tuple[int, ...]:
 
 def saved_array(x: Tensor, width: int) -> Tensor:
     """A new sequence array (sequence_shape) for activations a forward saves for its backward;
-    on the CPU from _saved_arrays, which uses large ones' memory again in later steps."""
-    shape = sequence_shape(x, width)
-    # Small arrays go straight to torch from here: through _saved_arrays.empty each took about
-    # 3 µs more than new_empty, with this check 0.8 (a one-step cell's forward makes two or three).
-    if x.is_cpu and math.prod(shape) * x.dtype.itemsize >= _saved_arrays.MIN_BYTES:
-        return _saved_arrays.empty(shape, x.dtype)
-    return x.new_empty(shape)
+    large ones on the CPU reuse memory of earlier steps (_saved_arrays)."""
+    return _saved_arrays.empty(sequence_shape(x, width), x)
 
 
 def plain_eager(*tensors: Tensor | None) -> bool:
