@@ -218,7 +218,7 @@ def cpu_kernel_lstm(p, batch_sizes=None, reverse=False):
     e = lambda *s: torch.empty(*s, dtype=p["x"].dtype)  # noqa: E731
     out = {"gates_x": e(*lead, 4 * H), "y": e(*lead, H), "h_n": e(B, H), "c_n": e(B, H),
            "saved_gates": e(*lead, 4 * H), "saved_c": e(*lead, H)}
-    C().lstm_forward(p["x"], p["w_ih"], p["b_ih"] + p["b_hh"], p["w_hh"], None, p["h0"], p["c0"], batch_sizes,
+    C().lstm_forward(p["x"], p["w_ih"], p["b_ih"], p["w_hh"], p["b_hh"], None, p["h0"], p["c0"], batch_sizes,
                      reverse, out["gates_x"], out["y"], out["h_n"], out["c_n"], out["saved_gates"], out["saved_c"],
                      None, cpu_workspace("lstm_forward", p, batch_sizes, I), 1)
     dgates, dh0, dc0 = e(*lead, 4 * H), e(B, H), e(B, H)

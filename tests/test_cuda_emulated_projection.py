@@ -60,7 +60,7 @@ def cpu_projected(p, batch_sizes, reverse):
 
     out = {"gates_x": e(*lead, 4 * H), "y": e(*lead, P), "h_n": e(B, P), "c_n": e(B, H),
            "saved_gates": e(*lead, 4 * H), "saved_c": e(*lead, H), "saved_m": e(*lead, H)}
-    C().lstm_forward(p["x"], p["w_ih"], p["b_ih"] + p["b_hh"], p["w_hh"], p["w_hr"], p["h0"], p["c0"], batch_sizes,
+    C().lstm_forward(p["x"], p["w_ih"], p["b_ih"], p["w_hh"], p["b_hh"], p["w_hr"], p["h0"], p["c0"], batch_sizes,
                      reverse, out["gates_x"], out["y"], out["h_n"], out["c_n"], out["saved_gates"], out["saved_c"],
                      out["saved_m"], ws("lstm_forward", I_SIZE), 1)
     out.update(dgates=e(*lead, 4 * H), dh=e(*lead, P), h0=e(B, P), c0=e(B, H))

@@ -91,7 +91,7 @@ def _run_lstm(p, threads, project_into_saved=False):
         dc0=torch.empty(B, H, dtype=dt),
     )
     out["gates_x"] = out["saved_gates"] if project_into_saved else torch.empty(T, B, 4 * H, dtype=dt)
-    _C.lstm_forward(p["x"], p["w_ih"], p["b_ih"] + p["b_hh"], p["w_hh"], None, p["h0"], p["c0"], None, False,
+    _C.lstm_forward(p["x"], p["w_ih"], p["b_ih"], p["w_hh"], p["b_hh"], None, p["h0"], p["c0"], None, False,
                     out["gates_x"], out["y"], out["h_n"], out["c_n"], out["saved_gates"], out["saved_c"], None,
                     _workspace("lstm_forward", dt, T, B, I, H, threads), threads)
     _C.lstm_backward(p["w_hh"], None, out["saved_gates"], out["saved_c"], p["c0"], None, False, p["dy"],
@@ -196,7 +196,7 @@ def test_inference_forward_matches_training_forward(isa, cell, shape, threads, d
     if cell == "lstm":
         p = _lstm_problem(T, B, I, H, dtype)
         full = _run_lstm(p, threads)
-        _C.lstm_forward(p["x"], p["w_ih"], p["b_ih"] + p["b_hh"], p["w_hh"], None, p["h0"], p["c0"], None, False,
+        _C.lstm_forward(p["x"], p["w_ih"], p["b_ih"], p["w_hh"], p["b_hh"], None, p["h0"], p["c0"], None, False,
                         gates_x, y, h_n, c_n, None, None, None, workspace, threads)
         assert torch.equal(c_n, full["c_n"])
     else:
@@ -352,7 +352,7 @@ def test_sequence_layouts_every_isa_and_thread_count(isa, mode, kwargs, packed):
 
 def _lstm_forward_args(T=3, B=2, I=4, H=5, dtype=torch.float32):
     return dict(
-        x=torch.zeros(T, B, I, dtype=dtype), w_ih=torch.zeros(4 * H, I, dtype=dtype), bias=None,
+        x=torch.zeros(T, B, I, dtype=dtype), w_ih=torch.zeros(4 * H, I, dtype=dtype), b_ih=None, b_hh=None,
         w_hh=torch.zeros(4 * H, H, dtype=dtype), w_hr=None, h0=torch.zeros(B, H, dtype=dtype),
         c0=torch.zeros(B, H, dtype=dtype), batch_sizes=None, reverse=False, gates_x=torch.empty(T, B, 4 * H, dtype=dtype),
         y=torch.empty(T, B, H, dtype=dtype), h_n=torch.empty(B, H, dtype=dtype), c_n=torch.empty(B, H, dtype=dtype),
@@ -379,7 +379,9 @@ def test_binding_accepts_valid_arguments():
         (dict(batch_sizes=torch.tensor([2, 2, 1]), x=torch.zeros(6, 4)), "batch_sizes add up to 5 rows"),
         (dict(batch_sizes=torch.tensor([3, 2, 1]), x=torch.zeros(6, 4)), "argument 'h0' has shape (2, 5), expected (3, 5)"),
         (dict(w_ih=torch.zeros(20, 3)), "argument 'w_ih' has shape (20, 3), expected (20, 4)"),
-        (dict(bias=torch.zeros(21)), "argument 'bias' has shape (21,), expected (20,)"),
+        (dict(b_ih=torch.zeros(21)), "argument 'b_ih' has shape (21,), expected (20,)"),
+        (dict(b_hh=torch.zeros(20, 1)), "argument 'b_hh' has shape (20, 1), expected (20,)"),
+        (dict(b_hh=torch.zeros(20, dtype=torch.float64)), "argument 'b_hh' has dtype float64, expected float32"),
         (dict(c0=torch.zeros(2, 5, dtype=torch.float64)), "argument 'c0' has dtype float64, expected float32"),
         (dict(y=torch.empty(2, 3, 5).transpose(0, 1)), "argument 'y' with shape (3, 2, 5) is not contiguous"),
         (dict(x=torch.zeros(3, 2, 4, dtype=torch.float16)), "dtype float16 is not supported"),
@@ -544,6 +546,23 @@ def test_lstm_kernel_without_inputs_uses_the_bias_alone():
     got = _run_lstm(without, 2)
     for name in ("y", "h_n", "c_n", "dgates", "dh0", "dc0"):
         assert torch.equal(got[name], expected[name]), name
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 37, 67), (1, 30, 140, 131), (5, 3, 17, 31), (6, 1, 13, 130)])
+def test_lstm_kernel_sums_the_two_biases_as_torch_nn_does(isa, shape):
+    """The kernel takes b_ih and b_hh and adds their sum (rounded once, as torch.nn's
+    b_ih + b_hh) to the products: bit for bit the results of that sum given as one bias, in
+    either argument; without biases, those of zero biases."""
+    T, B, I, H = shape
+    p = _lstm_problem(T, B, I, H, torch.float32)
+    both = _run_lstm(p, 2)
+    summed = p["b_ih"] + p["b_hh"]
+    zeros = torch.zeros_like(summed)
+    for biases, expected in (((summed, None), both), ((None, summed), both),
+                             ((None, None), _run_lstm(dict(p, b_ih=zeros, b_hh=zeros), 2))):
+        got = _run_lstm(dict(p, b_ih=biases[0], b_hh=biases[1]), 2)
+        for name in ("y", "h_n", "c_n", "saved_gates", "saved_c", "dgates"):
+            assert torch.equal(got[name], expected[name]), (name, [b is None for b in biases])
 
 
 def test_peak_measurement_runs_on_every_isa():

@@ -166,10 +166,10 @@ std::pair<int64_t, int64_t> hidden_and_projection(const char* op, const TensorVi
 
 const TensorView* optional(const Arguments& a, size_t index) { return a.present(index) ? &a[index] : nullptr; }
 
-void lstm_forward(py::handle x, py::handle w_ih, py::handle bias, py::handle w_hh, py::handle w_hr, py::handle h0,
-                  py::handle c0, py::handle batch_sizes, bool reverse, py::handle gates_x, py::handle y,
-                  py::handle h_n, py::handle c_n, py::handle saved_gates, py::handle saved_c, py::handle saved_m,
-                  py::handle workspace, int num_threads) {
+void lstm_forward(py::handle x, py::handle w_ih, py::handle b_ih, py::handle w_hh, py::handle b_hh, py::handle w_hr,
+                  py::handle h0, py::handle c0, py::handle batch_sizes, bool reverse, py::handle gates_x,
+                  py::handle y, py::handle h_n, py::handle c_n, py::handle saved_gates, py::handle saved_c,
+                  py::handle saved_m, py::handle workspace, int num_threads) {
   const char* op = "lstm_forward";
   Arguments a(op);
   const TensorView& xv = a.add(x, "x", false);
@@ -179,12 +179,12 @@ void lstm_forward(py::handle x, py::handle w_ih, py::handle bias, py::handle w_h
   const SequenceRows rows(op, xv, optional(a, 3));
   const auto [H, P] = hidden_and_projection(op, a[1], optional(a, 2), 4);
   const int64_t K = P > 0 ? P : H;
-  const int64_t I = rows.width(xv);  // 0 is fine: no input projection, gates_x = bias
+  const int64_t I = rows.width(xv);  // 0 is fine: no input projection, gates_x = the biases
   const int64_t B = rows.batch();
   const cpu::DType dtype = parse_dtype(op, xv.dtype);
   a.set_dtype(xv.dtype);
   a.add(w_ih, "w_ih", false);
-  a.add(bias, "bias", false, true);
+  a.add(b_ih, "b_ih", false, true);
   a.add(h0, "h0", false);
   a.add(c0, "c0", false);
   a.add(gates_x, "gates_x", true, true);
@@ -195,6 +195,7 @@ void lstm_forward(py::handle x, py::handle w_ih, py::handle bias, py::handle w_h
   a.add(saved_c, "saved_c", true, true);
   a.add(saved_m, "saved_m", true, true);
   const TensorView& ws = a.add(workspace, "workspace", true);
+  a.add(b_hh, "b_hh", false, true);
   a.expect(0, rows.shape(I));
   a.expect(1, {4 * H, K});
   a.expect(2, {P, H});
@@ -209,6 +210,7 @@ void lstm_forward(py::handle x, py::handle w_ih, py::handle bias, py::handle w_h
   a.expect(12, rows.shape(4 * H));
   a.expect(13, rows.shape(H));
   a.expect(14, rows.shape(H));
+  a.expect(16, {4 * H});
   if (a.present(12) != a.present(13) || (P > 0 && a.present(12) != a.present(14))) {
     throw py::value_error(std::string(op) + ": saved_gates, saved_c (and saved_m with a projection) must be given "
                           "together or all be None");
@@ -224,7 +226,7 @@ void lstm_forward(py::handle x, py::handle w_ih, py::handle bias, py::handle w_h
     cpu::LstmForward<T_> args{};
     args.shape = shape;
     args.layout = cpu::SequenceLayout{rows.batch_sizes(), reverse};
-    args.input = {a.ptr<T_>(0), a.ptr<T_>(4), a.ptr<T_>(5), a.ptr<T_>(8)};
+    args.input = {a.ptr<T_>(0), a.ptr<T_>(4), a.ptr<T_>(5), a.ptr<T_>(16), a.ptr<T_>(8)};
     args.w_hh = a.ptr<T_>(1);
     args.w_hr = a.ptr<T_>(2);
     args.h0 = a.ptr<T_>(6);
@@ -353,7 +355,7 @@ void gru_forward(py::handle x, py::handle w_ih, py::handle b_ih, py::handle w_hh
     cpu::GruForward<T_> args{};
     args.shape = shape;
     args.layout = cpu::SequenceLayout{rows.batch_sizes(), reverse};
-    args.input = {a.ptr<T_>(0), a.ptr<T_>(3), a.ptr<T_>(4), a.ptr<T_>(7)};
+    args.input = {a.ptr<T_>(0), a.ptr<T_>(3), a.ptr<T_>(4), nullptr, a.ptr<T_>(7)};
     args.w_hh = a.ptr<T_>(1);
     args.b_hh = a.ptr<T_>(5);
     args.h0 = a.ptr<T_>(6);
@@ -471,8 +473,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("workspace_bytes", &workspace_bytes, py::arg("kernel"), py::arg("dtype"), py::arg("steps"),
         py::arg("batch"), py::arg("input_size"), py::arg("hidden_size"), py::arg("num_threads"),
         py::arg("proj_size") = 0);
-  m.def("lstm_forward", &lstm_forward, py::arg("x"), py::arg("w_ih"), py::arg("bias").none(true), py::arg("w_hh"),
-        py::arg("w_hr").none(true), py::arg("h0"), py::arg("c0"), py::arg("batch_sizes").none(true),
+  m.def("lstm_forward", &lstm_forward, py::arg("x"), py::arg("w_ih"), py::arg("b_ih").none(true), py::arg("w_hh"),
+        py::arg("b_hh").none(true), py::arg("w_hr").none(true), py::arg("h0"), py::arg("c0"), py::arg("batch_sizes").none(true),
         py::arg("reverse"), py::arg("gates_x"), py::arg("y"), py::arg("h_n"), py::arg("c_n"),
         py::arg("saved_gates").none(true), py::arg("saved_c").none(true), py::arg("saved_m").none(true),
         py::arg("workspace"), py::arg("num_threads"));

@@ -60,12 +60,14 @@ struct SequenceLayout {
 // The input projection a forward kernel computes before its time loop.
 template <typename T>
 struct InputProjection {
-  const T* x;     // [N, I]
-  const T* w_ih;  // [G·H, I]     torch.nn weight_ih_l0
-  const T* bias;  // [G·H] or null: LSTM b_ih + b_hh, GRU b_ih
-  T* gates_x;     // [N, G·H]     out: x_t W_ihᵀ + bias, the pre-activations without the recurrent part;
-                 //              or null: the kernel projects a chunk of steps at a time into its
-                 //              workspace (recurrence.h, kChunkBytes), for inference
+  const T* x;        // [N, I]
+  const T* w_ih;     // [G·H, I]     torch.nn weight_ih_l0
+  const T* bias;     // [G·H] or null: b_ih
+  const T* bias_hh;  // [G·H] or null: the LSTM's b_hh, summed with b_ih into one bias (rounded as
+                     //              torch.nn's b_ih + b_hh); null for the GRU, whose cell takes b_hh
+  T* gates_x;        // [N, G·H]     out: x_t W_ihᵀ + the bias, the pre-activations without the
+                     //              recurrent part; or null: the kernel projects a chunk of steps at a
+                     //              time into its workspace (recurrence.h, kChunkBytes), for inference
   int64_t gates_stride = 0;  // elements from one row of gates_x to the next; 0: G·H (a [N, G·H] array)
 
   int64_t row_stride(int64_t gates_width) const { return gates_stride > 0 ? gates_stride : gates_width; }

@@ -217,7 +217,7 @@ void pack_input_panels(const InputProjection<T>& p, int64_t input_size, int64_t 
   }
 }
 
-// x W_ihᵀ + bias for rows [rows.begin, rows.end) of x and the hidden units of blocks
+// x W_ihᵀ + bias (+ bias_hh) for rows [rows.begin, rows.end) of x and the hidden units of blocks
 // [begin, end), into rows 0.. of p.gates_x: the input projection as a GEMM with the same
 // packing and micro-kernel as the recurrent product. Rows outside, blocks inside: a super-tile
 // of x stays in cache while every panel of the thread passes over it, and each row's gates of
@@ -237,7 +237,16 @@ void project_inputs(const InputProjection<T>& p, BlockRange rows, int64_t input_
       const int64_t j0 = u * L;
       const int units = units_in_block(hidden_size, j0, L);
       Lanes<T> bias[G];
-      for (int g = 0; g < G; ++g) bias[g] = p.bias ? load_lanes(p.bias + g * hidden_size + j0, units) : Lanes<T>(T(0));
+      for (int g = 0; g < G; ++g) {
+        const int64_t at = g * hidden_size + j0;
+        if (p.bias && p.bias_hh) {
+          bias[g] = load_lanes(p.bias + at, units) + load_lanes(p.bias_hh + at, units);
+        } else if (p.bias || p.bias_hh) {
+          bias[g] = load_lanes((p.bias ? p.bias : p.bias_hh) + at, units);
+        } else {
+          bias[g] = Lanes<T>(T(0));
+        }
+      }
       auto store = [&](int64_t row, const T (&gates)[G][L]) {
         for (int g = 0; g < G; ++g) {
           store_lanes(p.gates_x + (row - rows.begin) * gates_stride + g * hidden_size + j0,

@@ -13,15 +13,6 @@ from .. import _backend, _saved_arrays
 EMPTY = (0,)  # shape of an output that was not asked for
 
 
-def combined_bias(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
-    """b_ih + b_hh (what the LSTM's input projection adds), contiguous; None without biases."""
-    if b_ih is None and b_hh is None:
-        return None
-    if b_ih is None or b_hh is None:
-        return (b_ih if b_hh is None else b_hh).contiguous()
-    return (b_ih + b_hh).contiguous()
-
-
 def sequence_shape(x: Tensor, width: int) -> tuple[int, ...]:
     """Shape of a sequence array with ``width`` features laid out like x: [T, B, width] when x
     is padded [T, B, I], [N, width] when x is packed [N, I]."""

@@ -9,7 +9,7 @@ from .. import _backend
 from ._common import steps
 
 
-def lstm_forward(x, w_ih, bias, w_hh, w_hr, h0, c0, batch_sizes, reverse, y, h_n, c_n, saved_gates, saved_c,
+def lstm_forward(x, w_ih, b_ih, w_hh, b_hh, w_hr, h0, c0, batch_sizes, reverse, y, h_n, c_n, saved_gates, saved_c,
                  saved_m) -> None:
     threads = _backend.num_threads()
     hidden = c0.shape[1]
@@ -17,9 +17,9 @@ def lstm_forward(x, w_ih, bias, w_hh, w_hr, h0, c0, batch_sizes, reverse, y, h_n
                                    threads, 0 if w_hr is None else w_hr.shape[0])
     # gates_x is saved_gates: when training, the activations overwrite the pre-activations in
     # place; in inference (None) the kernel projects a chunk of steps at a time into its
-    # workspace (kernels.h).
-    _backend.C().lstm_forward(x, w_ih, bias, w_hh, w_hr, h0, c0, batch_sizes, reverse, saved_gates, y, h_n, c_n,
-                              saved_gates, saved_c, saved_m, workspace, threads)
+    # workspace (kernels.h). The kernel sums b_ih and b_hh itself.
+    _backend.C().lstm_forward(x, w_ih, b_ih, w_hh, b_hh, w_hr, h0, c0, batch_sizes, reverse, saved_gates, y, h_n,
+                              c_n, saved_gates, saved_c, saved_m, workspace, threads)
 
 
 def lstm_backward(w_hh, w_hr, saved_gates, saved_c, c0, batch_sizes, reverse, dy, dh_n, dc_n, dgates, dh, dh0,

@@ -75,6 +75,15 @@ def emulated_kernels() -> types.SimpleNamespace:
     )
 
 
+def _combined_bias(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
+    """b_ih + b_hh (what the LSTM's input projection adds), contiguous; None without biases."""
+    if b_ih is None and b_hh is None:
+        return None
+    if b_ih is None or b_hh is None:
+        return (b_ih if b_hh is None else b_hh).contiguous()
+    return (b_ih + b_hh).contiguous()
+
+
 def _project(x: Tensor, w_ih: Tensor, bias: Tensor | None) -> Tensor:
     """x W_ihᵀ + bias over all rows (x [T, B, I] or [N, I]), as one GEMM."""
     x2d = x.reshape(-1, x.shape[-1])
@@ -82,13 +91,13 @@ def _project(x: Tensor, w_ih: Tensor, bias: Tensor | None) -> Tensor:
     return gates.view(*x.shape[:-1], w_ih.shape[0])
 
 
-def lstm_forward(x, w_ih, bias, w_hh, w_hr, h0, c0, batch_sizes, reverse, y, h_n, c_n, saved_gates, saved_c,
+def lstm_forward(x, w_ih, b_ih, w_hh, b_hh, w_hr, h0, c0, batch_sizes, reverse, y, h_n, c_n, saved_gates, saved_c,
                  saved_m) -> None:
     if w_hr is not None and saved_m is None:
         # The projected kernel's second phase reads m_t from saved_m (csrc/cuda/kernels.h).
         saved_m = x.new_empty(*y.shape[:-1], c0.shape[1])
     _kernels_for(x).lstm_forward(
-        gates_x=_project(x, w_ih, bias), w_hh=w_hh, h0=h0, c0=c0, y=y, h_n=h_n, c_n=c_n,
+        gates_x=_project(x, w_ih, _combined_bias(b_ih, b_hh)), w_hh=w_hh, h0=h0, c0=c0, y=y, h_n=h_n, c_n=c_n,
         saved_gates=saved_gates, saved_c=saved_c, batch_sizes=batch_sizes, reverse=reverse, w_hr=w_hr,
         saved_m=saved_m)
 

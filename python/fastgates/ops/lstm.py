@@ -17,7 +17,6 @@ from ._common import (
     EMPTY,
     backward_may_skip_dispatcher,
     checked_grad_mask,
-    combined_bias,
     eager_autograd,
     forbid_double_backward,
     gate_gradients,
@@ -99,8 +98,9 @@ def lstm_run(
     _kernels(x).lstm_forward(
         x.contiguous(),
         w_ih.contiguous(),
-        combined_bias(b_ih, b_hh),
+        None if b_ih is None else b_ih.contiguous(),
         w_hh.contiguous(),
+        None if b_hh is None else b_hh.contiguous(),
         None if w_hr is None else w_hr.contiguous(),
         h0.contiguous(),
         c0.contiguous(),
