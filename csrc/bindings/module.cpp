@@ -195,7 +195,7 @@ void lstm_forward(py::handle x, py::handle w_ih, py::handle b_ih, py::handle w_h
   a.add(saved_c, "saved_c", true, true);
   a.add(saved_m, "saved_m", true, true);
   const TensorView& ws = a.add(workspace, "workspace", true);
-  a.add(b_hh, "b_hh", false, true);
+  a.add(b_hh, "b_hh", false, true);  // index 16: added last, so the indices above stay as they were
   a.expect(0, rows.shape(I));
   a.expect(1, {4 * H, K});
   a.expect(2, {P, H});
@@ -474,10 +474,10 @@ PYBIND11_MODULE(_C, m) {
         py::arg("batch"), py::arg("input_size"), py::arg("hidden_size"), py::arg("num_threads"),
         py::arg("proj_size") = 0);
   m.def("lstm_forward", &lstm_forward, py::arg("x"), py::arg("w_ih"), py::arg("b_ih").none(true), py::arg("w_hh"),
-        py::arg("b_hh").none(true), py::arg("w_hr").none(true), py::arg("h0"), py::arg("c0"), py::arg("batch_sizes").none(true),
-        py::arg("reverse"), py::arg("gates_x"), py::arg("y"), py::arg("h_n"), py::arg("c_n"),
-        py::arg("saved_gates").none(true), py::arg("saved_c").none(true), py::arg("saved_m").none(true),
-        py::arg("workspace"), py::arg("num_threads"));
+        py::arg("b_hh").none(true), py::arg("w_hr").none(true), py::arg("h0"), py::arg("c0"),
+        py::arg("batch_sizes").none(true), py::arg("reverse"), py::arg("gates_x"), py::arg("y"), py::arg("h_n"),
+        py::arg("c_n"), py::arg("saved_gates").none(true), py::arg("saved_c").none(true),
+        py::arg("saved_m").none(true), py::arg("workspace"), py::arg("num_threads"));
   m.def("lstm_backward", &lstm_backward, py::arg("w_hh"), py::arg("w_hr").none(true), py::arg("saved_gates"),
         py::arg("saved_c"), py::arg("c0"), py::arg("batch_sizes").none(true), py::arg("reverse"), py::arg("dy"),
         py::arg("dh_n"), py::arg("dc_n"), py::arg("dgates"), py::arg("dh").none(true),
