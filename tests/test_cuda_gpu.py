@@ -210,8 +210,8 @@ def cpu_lstm(p, batch_sizes, reverse):
     e = lambda *s: torch.empty(*s, dtype=torch.float64)  # noqa: E731
     out = {"y": e(N, H), "h_n": e(B, H), "c_n": e(B, H), "saved_gates": e(N, 4 * H), "saved_c": e(N, H)}
     ws = torch.empty(C().workspace_bytes("lstm_forward", "float64", T, B, I, H, 1), dtype=torch.uint8)
-    C().lstm_forward(p["x"], p["w_ih"], p["b"], p["w_hh"], None, None, p["h0"], p["c0"], batch_sizes, reverse, e(N, 4 * H),
-                     out["y"], out["h_n"], out["c_n"], out["saved_gates"], out["saved_c"], None, ws, 1)
+    C().lstm_forward(p["x"], p["w_ih"], p["b"], p["w_hh"], None, None, p["h0"], p["c0"], batch_sizes, reverse,
+                     e(N, 4 * H), out["y"], out["h_n"], out["c_n"], out["saved_gates"], out["saved_c"], None, ws, 1)
     out.update(dgates=e(N, 4 * H), dh0=e(B, H), dc0=e(B, H))
     ws = torch.empty(C().workspace_bytes("lstm_backward", "float64", T, B, 0, H, 1), dtype=torch.uint8)
     C().lstm_backward(p["w_hh"], None, out["saved_gates"], out["saved_c"], p["c0"], batch_sizes, reverse, p["dy"],
