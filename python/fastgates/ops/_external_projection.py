@@ -76,12 +76,11 @@ def emulated_kernels() -> types.SimpleNamespace:
 
 
 def _combined_bias(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
-    """b_ih + b_hh (what the LSTM's input projection adds), contiguous; None without biases."""
-    if b_ih is None and b_hh is None:
-        return None
+    """b_ih + b_hh (what the LSTM's input projection adds, as _project's addmm bias); None
+    without biases."""
     if b_ih is None or b_hh is None:
-        return (b_ih if b_hh is None else b_hh).contiguous()
-    return (b_ih + b_hh).contiguous()
+        return b_hh if b_ih is None else b_ih
+    return b_ih + b_hh
 
 
 def _project(x: Tensor, w_ih: Tensor, bias: Tensor | None) -> Tensor:
