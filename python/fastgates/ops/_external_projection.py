@@ -37,7 +37,7 @@ def _kernels_for(x: Tensor):
 def uses_external_projection(x: Tensor) -> bool:
     """True for tensors that run through this path: CUDA tensors, and CPU tensors while
     ``emulate_cuda_on_cpu()`` is active."""
-    return x.device.type == "cuda" or (_emulating and x.device.type == "cpu")
+    return x.is_cuda or (_emulating and x.is_cpu)
 
 
 @contextlib.contextmanager

@@ -69,7 +69,7 @@ def gru_run(
     batch, hidden = h0.shape[0], w_hh.shape[1]
     y = x.new_empty(sequence_shape(x, hidden))
     h_n = x.new_empty((batch, hidden))
-    if is_empty(*x.shape[:-1], batch, hidden):
+    if is_empty(x, batch, hidden):
         h_n.copy_(h0)
         return y, h_n
     _kernels(x).gru_forward(
@@ -127,7 +127,7 @@ def gru_backward_impl(
     batch, hidden = h0.shape[0], w_hh.shape[1]
     dgates_x, dgates_h = gate_gradients(x, GATES * hidden, GATES * hidden)
     dh0 = x.new_empty((batch, hidden) if need_h0 else EMPTY)
-    if is_empty(*x.shape[:-1], batch, hidden):
+    if is_empty(x, batch, hidden):
         dgates_x.zero_()
         dgates_h.zero_()
         if need_h0:

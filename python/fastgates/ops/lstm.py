@@ -90,7 +90,7 @@ def lstm_run(
     y = x.new_empty(sequence_shape(x, k))
     h_n = x.new_empty((batch, k))
     c_n = x.new_empty((batch, hidden))
-    if is_empty(*x.shape[:-1], batch, hidden):
+    if is_empty(x, batch, hidden):
         h_n.copy_(h0)
         c_n.copy_(c0)
         return y, h_n, c_n
@@ -167,7 +167,7 @@ def lstm_backward_impl(
     dh = x.new_empty(sequence_shape(x, k) if projected else EMPTY)
     dh0 = x.new_empty((batch, k) if need_h0 else EMPTY)
     dc0 = x.new_empty((batch, hidden) if need_c0 else EMPTY)
-    if is_empty(*x.shape[:-1], batch, hidden):
+    if is_empty(x, batch, hidden):
         dgates.zero_()
         dh.zero_()
         if need_h0:
