@@ -100,7 +100,7 @@ def matmul(a: Tensor, b: Tensor, transpose_a: bool = False, out: Tensor | None =
     the peak, for large products), else torch's. a and b are 2-D; op(a) is [m, k] and b [k, n]."""
     a_op = a.t() if transpose_a else a
     m, n, k = a_op.shape[0], b.shape[1], b.shape[0]
-    if not (a.device.type == "cpu" and a.dtype in _backend.KERNEL_DTYPES and b.dtype == a.dtype
+    if not (a.is_cpu and a.dtype in _backend.KERNEL_DTYPES and b.dtype == a.dtype
             and a.numel() > 0 and b.numel() > 0 and _backend.own_gemm_for(m, n, k)):
         return torch.mm(a_op, b) if out is None else out.addmm_(a_op, b)
     a, b = a.contiguous(), b.contiguous()
@@ -151,9 +151,9 @@ def recurrent_weight_grad(dgates: Tensor, h0: Tensor, y: Tensor, batch_sizes: Te
     if steps == 0:
         return h0.new_zeros((gate_width, hidden))
     # Padded: without concatenating h0 and y. Step `first` starts from h0.
-    first, rest, before = (steps - 1, dgates[:-1], y[1:]) if reverse else (0, dgates[1:], y[:-1])
-    dw = matmul(dgates[first], h0, transpose_a=True)
-    if steps > 1:
+    dw = matmul(dgates[steps - 1 if reverse else 0], h0, transpose_a=True)
+    if steps > 1:  # the other steps' views only then: a one-step call would make two for nothing
+        rest, before = (dgates[:-1], y[1:]) if reverse else (dgates[1:], y[:-1])
         matmul(rest.reshape(-1, gate_width), before.reshape(-1, hidden), transpose_a=True, out=dw)  # no copy of dw
     return dw
 
