@@ -38,13 +38,14 @@ def isa(request):
 
 
 @pytest.fixture(autouse=True, scope="session")
-def saved_arrays_of_every_size_reused():
-    """Every test's saved activations come from fastgates._saved_arrays' reused blocks (in use,
-    only arrays of 32 MiB and more do), so that every gradient the suite checks also checks
-    that no block is handed out while a tensor still uses it."""
-    from fastgates import _saved_arrays
+def arrays_of_every_size_reused():
+    """Every test's saved activations, weight and input gradients come from
+    fastgates._reused_arrays' blocks (in use, only arrays of 1 MiB and more do), so that every
+    gradient the suite checks also checks that no block is handed out while a tensor still uses
+    it."""
+    from fastgates import _reused_arrays
 
-    before = _saved_arrays.MIN_BYTES
-    _saved_arrays.MIN_BYTES = 1
+    before = _reused_arrays.MIN_BYTES
+    _reused_arrays.MIN_BYTES = 1
     yield
-    _saved_arrays.MIN_BYTES = before
+    _reused_arrays.MIN_BYTES = before

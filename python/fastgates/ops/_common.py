@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .. import _backend, _saved_arrays
+from .. import _backend, _reused_arrays
 
 EMPTY = (0,)  # shape of an output that was not asked for
 
@@ -24,8 +24,8 @@ def sequence_shape(x: Tensor, width: int) -> tuple[int, ...]:
 
 def saved_array(x: Tensor, width: int) -> Tensor:
     """A new sequence array (sequence_shape) for activations a forward saves for its backward;
-    large ones on the CPU reuse memory of earlier steps (_saved_arrays)."""
-    return _saved_arrays.empty(sequence_shape(x, width), x)
+    large ones on the CPU reuse memory of earlier steps (_reused_arrays)."""
+    return _reused_arrays.empty(sequence_shape(x, width), x)
 
 
 def plain_eager(*tensors: Tensor | None) -> bool:
@@ -97,14 +97,20 @@ def matmul(a: Tensor, b: Tensor, transpose_a: bool = False, out: Tensor | None =
 
     On the CPU in float32 and float64 this is fastgates' own GEMM when ``_backend.own_gemm_for``
     says so (by default with the AVX-512 kernels on AMD processors, where torch's MKL is far from
-    the peak, for large products), else torch's. a and b are 2-D; op(a) is [m, k] and b [k, n]."""
+    the peak, for large products), else torch's. a and b are 2-D; op(a) is [m, k] and b [k, n].
+    A new result of a large product on the CPU (the weight gradients) takes memory of earlier
+    steps (_reused_arrays)."""
     a_op = a.t() if transpose_a else a
     m, n, k = a_op.shape[0], b.shape[1], b.shape[0]
     if not (a.is_cpu and a.dtype in _backend.KERNEL_DTYPES and b.dtype == a.dtype
             and a.numel() > 0 and b.numel() > 0 and _backend.own_gemm_for(m, n, k)):
-        return torch.mm(a_op, b) if out is None else out.addmm_(a_op, b)
+        if out is not None:
+            return out.addmm_(a_op, b)
+        if _reused_arrays.is_large((m, n), a):
+            return torch.mm(a_op, b, out=_reused_arrays.empty((m, n), a))
+        return torch.mm(a_op, b)
     a, b = a.contiguous(), b.contiguous()
-    c = a.new_empty((m, n)) if out is None else out
+    c = _reused_arrays.empty((m, n), a) if out is None else out
     threads = _backend.num_threads()
     workspace = _backend.matmul_workspace(a.dtype, m, n, k, transpose_a, threads)
     _backend.C().matmul(a, b, c, transpose_a, out is not None, workspace, threads)
@@ -166,8 +172,15 @@ def is_empty(x: Tensor, *sizes: int) -> bool:
 
 
 def grad_or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
-    """Autograd passes None for outputs that did not reach the loss; the kernels need tensors."""
-    return torch.zeros_like(like, memory_format=torch.contiguous_format) if grad is None else grad
+    """Autograd passes None for outputs that did not reach the loss; the kernels need tensors
+    (large zeros on the CPU in memory of earlier steps, _reused_arrays, in plain eager
+    execution only: this runs in the autograd formula, which torch.compile traces with fake
+    tensors)."""
+    if grad is not None:
+        return grad
+    if _reused_arrays.is_large(like.shape, like) and plain_eager(like):
+        return _reused_arrays.empty(like.shape, like).zero_()
+    return torch.zeros_like(like, memory_format=torch.contiguous_format)
 
 
 def checked_grad_mask(grad_mask: Sequence[bool], n: int, states: int, op: str) -> list[bool]:

@@ -1,5 +1,5 @@
-"""fastgates._saved_arrays: the CPU forward's saved activations in blocks used again once torch
-has freed every tensor on them (conftest.py makes every size use them)."""
+"""fastgates._reused_arrays: the CPU training steps' large arrays in blocks used again once
+torch has freed every tensor on them (conftest.py makes every size use them)."""
 
 from __future__ import annotations
 
@@ -11,18 +11,18 @@ import pytest
 import torch
 
 import fastgates
-from fastgates import _saved_arrays
+from fastgates import _reused_arrays
 
 
 @pytest.fixture(autouse=True)
 def empty_free_list(monkeypatch):
     """Each test starts without free blocks (the suite's other tests leave some)."""
-    monkeypatch.setattr(_saved_arrays, "_free", [])
-    monkeypatch.setattr(_saved_arrays, "_returned", collections.deque())
+    monkeypatch.setattr(_reused_arrays, "_free", [])
+    monkeypatch.setattr(_reused_arrays, "_returned", collections.deque())
 
 
 def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    return _saved_arrays.empty(shape, torch.empty(0, dtype=dtype))
+    return _reused_arrays.empty(shape, torch.empty(0, dtype=dtype))
 
 
 def _span(t: torch.Tensor) -> tuple[int, int]:
@@ -86,31 +86,31 @@ def test_blocks_given_back_in_another_thread_are_used_again():
 
 
 def test_free_blocks_are_bounded(monkeypatch):
-    monkeypatch.setattr(_saved_arrays, "MAX_FREE_BYTES", 1 << 16)
+    monkeypatch.setattr(_reused_arrays, "MAX_FREE_BYTES", 1 << 16)
     arrays = [_empty((1000 + i,), torch.float32) for i in range(40)]
     del arrays
-    assert _saved_arrays.free_bytes() <= 1 << 16  # 40 blocks of about 4 KB given back
-    assert _saved_arrays._take(1 << 40) is None  # moves them to the free list, which it trims
-    assert 0 < _saved_arrays.free_bytes() <= 1 << 16
+    assert _reused_arrays.free_bytes() <= 1 << 16  # 40 blocks of about 4 KB given back
+    assert _reused_arrays._take(1 << 40) is None  # moves them to the free list, which it trims
+    assert 0 < _reused_arrays.free_bytes() <= 1 << 16
 
 
 def test_free_blocks_are_bounded_in_number(monkeypatch):
-    monkeypatch.setattr(_saved_arrays, "MAX_FREE_BLOCKS", 5)
+    monkeypatch.setattr(_reused_arrays, "MAX_FREE_BLOCKS", 5)
     arrays = [_empty((100 * (i + 1),), torch.float32) for i in range(12)]
     del arrays
-    assert len(_saved_arrays._returned) == 5
-    assert _saved_arrays._take(1 << 40) is None
-    assert len(_saved_arrays._free) == 5 and not _saved_arrays._returned
+    assert len(_reused_arrays._returned) == 5
+    assert _reused_arrays._take(1 << 40) is None
+    assert len(_reused_arrays._free) == 5 and not _reused_arrays._returned
 
 
 def test_only_arrays_of_min_bytes_and_more_use_blocks(monkeypatch):
-    monkeypatch.setattr(_saved_arrays, "MIN_BYTES", 1 << 20)
+    monkeypatch.setattr(_reused_arrays, "MIN_BYTES", 1 << 20)
     small = _empty((10, 10), torch.float32)
     del small
-    assert _saved_arrays.free_bytes() == 0
+    assert _reused_arrays.free_bytes() == 0
     large = _empty((1 << 18,), torch.float32)
     del large
-    assert _saved_arrays.free_bytes() >= 1 << 20
+    assert _reused_arrays.free_bytes() >= 1 << 20
 
 
 @pytest.mark.parametrize("cell", ["LSTM", "GRU"])
@@ -139,3 +139,26 @@ def test_graphs_kept_alive_keep_their_saved_activations(cell):
         expected = grads(ref, loss(ref, x))
         for got, want in zip(grads(fast, value), expected):
             torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("set_to_none", [True, False])
+@pytest.mark.parametrize("cell", ["LSTMCell", "GRU"])
+def test_gradients_kept_in_grad_over_steps_match_torch(cell, set_to_none):
+    """The weight gradients come from blocks and autograd keeps them as the parameters' .grad:
+    over several steps, accumulating into .grad or starting afresh each step, the blocks still
+    held as .grad must not be handed to the next step's products."""
+    torch.manual_seed(0)
+    ref = getattr(torch.nn, cell)(7, 6, dtype=torch.float64)
+    fast = getattr(fastgates, cell)(7, 6, dtype=torch.float64)
+    fast.load_state_dict(ref.state_dict())
+    shape = (3, 7) if cell.endswith("Cell") else (4, 3, 7)
+    for step in range(4):
+        x = torch.randn(*shape, dtype=torch.float64)
+        for module in (ref, fast):
+            if step % 2 == 0:
+                module.zero_grad(set_to_none=set_to_none)
+            out = module(x)
+            (out[0] if isinstance(out, tuple) else out).square().sum().backward()
+        for (name, want), got in zip(ref.named_parameters(), fast.parameters(), strict=True):
+            torch.testing.assert_close(got.grad, want.grad, rtol=1e-12, atol=1e-12,
+                                       msg=lambda m, name=name, step=step: f"{name}.grad at step {step}: {m}")
