@@ -40,7 +40,7 @@ def isa(request):
 @pytest.fixture(autouse=True, scope="session")
 def arrays_of_every_size_reused():
     """Every test's saved activations, weight and input gradients come from
-    fastgates._reused_arrays' blocks (in use, only arrays of 1 MiB and more do), so that every
+    fastgates._reused_arrays' blocks (in use, only arrays of 512 KiB and more do), so that every
     gradient the suite checks also checks that no block is handed out while a tensor still uses
     it."""
     from fastgates import _reused_arrays

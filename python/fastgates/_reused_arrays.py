@@ -10,13 +10,17 @@ ones are mapped, or the heap's top given back to the system, often enough that a
 them takes a page fault per 4 KiB, each page zeroed by the operating system. An LSTM training
 step at T = 200, B = 64, H = 512 took about 40,000 faults and 120 ms of system time for its
 105 MB of saved gates and 26 MB of cell states; one step of an LSTMCell at B = 1, H = 1024
-took 3,500 faults for its two 16 MiB weight gradients, 7.6 ms instead of 2.3 (Intel Xeon VM,
-2 threads). Arrays below MIN_BYTES come from glibc's heap as before: handing out a block costs
-about 15 µs of Python, and no step measured faulted on its arrays of 256 KiB.
+took 3,500-4,800 faults for its two 16 MiB weight gradients, 6.2-7.6 ms instead of 1.6-2.3
+(Intel Xeon VM, 2 threads); a GRU step at B = 1, H = 256 (two 768 KiB weight gradients) took
+8-120 faults in some processes and none in others. Handing out a block costs about 6 µs of
+Python alone, 10-15 inside a training step, which a step that would not have faulted pays
+(20-45 µs a step at H = 256); arrays below MIN_BYTES come from glibc's heap as before (no step
+measured faulted on its arrays of 256 KiB).
 
 An array handed out here is a view of a block this module allocated. The block returns to the
 free list only when torch frees the array's storage: the storage holds the NumPy view of the
-block that ``torch.from_numpy`` was given, and that view's finalizer gives the block back. So
+block that ``torch.from_numpy`` was given, and a weak reference to that view gives the block
+back when it dies. So
 a block is never handed out while any tensor (the autograd graph's saved tensors, a parameter's
 .grad, a view or a detached copy, a NumPy array made from it) can still read or write it.
 """
@@ -32,7 +36,7 @@ import numpy as np
 import torch
 
 # Arrays from this size on come from the free list (see above).
-MIN_BYTES = 1 << 20
+MIN_BYTES = 512 << 10
 # Free blocks kept at most, in bytes and in number: the arrays of a few large layers' steps
 # (the number keeps the searches short when a test lowers MIN_BYTES).
 MAX_FREE_BYTES = 1 << 30
@@ -66,7 +70,7 @@ def empty(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
     reused block when it is large (is_large), else ``like.new_empty``. The tensor is
     ``torch.from_numpy`` of a typed, shaped view of the block, watched by a weak reference with
     a callback: with ``weakref.finalize`` and two torch views of a byte view, a hand-out cost
-    about 25 µs inside a training step."""
+    about 30 µs inside a training step."""
     if not is_large(shape, like):
         return like.new_empty(shape)
     dtype = _NUMPY_DTYPES[like.dtype]
@@ -122,7 +126,7 @@ def _take(nbytes: int) -> np.ndarray | None:
 
 
 def free_bytes() -> int:
-    """Bytes of the blocks that no tensor uses now (kept for the next forward)."""
+    """Bytes of the blocks that no tensor uses now (kept for the next step)."""
     with _lock:
         return _bytes(_free) + _bytes(_returned)
 
