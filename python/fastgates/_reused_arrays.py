@@ -20,9 +20,10 @@ measured faulted on its arrays of 256 KiB).
 An array handed out here is a view of a block this module allocated. The block returns to the
 free list only when torch frees the array's storage: the storage holds the NumPy view of the
 block that ``torch.from_numpy`` was given, and a weak reference to that view gives the block
-back when it dies. So
-a block is never handed out while any tensor (the autograd graph's saved tensors, a parameter's
-.grad, a view or a detached copy, a NumPy array made from it) can still read or write it.
+back when it dies. So a block is never handed out while any tensor (the autograd graph's saved
+tensors, a parameter's .grad, a view or a detached copy, a NumPy array made from it) can still
+read or write it. Such a tensor's storage cannot be resized (``resize_`` to a larger size
+raises), as for any tensor made by ``torch.from_numpy``.
 """
 
 from __future__ import annotations
