@@ -63,7 +63,15 @@ def is_large(shape: tuple[int, ...], like: torch.Tensor) -> bool:
     """Whether ``empty(shape, like)`` hands out a reused block: a float32 / float64 CPU array of
     at least MIN_BYTES (decided without a call out: a one-step cell's call makes several small
     ones)."""
-    return like.is_cpu and like.dtype in _NUMPY_DTYPES and math.prod(shape) * like.dtype.itemsize >= MIN_BYTES
+    return _block_bytes(shape, like) > 0
+
+
+def _block_bytes(shape: tuple[int, ...], like: torch.Tensor) -> int:
+    """The bytes of the array when it comes from a block (is_large), else 0."""
+    if not (like.is_cpu and like.dtype in _NUMPY_DTYPES):
+        return 0
+    nbytes = math.prod(shape) * like.dtype.itemsize
+    return nbytes if nbytes >= MIN_BYTES else 0
 
 
 def empty(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
@@ -72,16 +80,15 @@ def empty(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
     ``torch.from_numpy`` of a typed, shaped view of the block, watched by a weak reference with
     a callback: with ``weakref.finalize`` and two torch views of a byte view, a hand-out cost
     about 30 µs inside a training step."""
-    if not is_large(shape, like):
+    nbytes = _block_bytes(shape, like)
+    if nbytes == 0:
         return like.new_empty(shape)
-    dtype = _NUMPY_DTYPES[like.dtype]
-    nbytes = math.prod(shape) * dtype.itemsize
     block = _take(nbytes)
     if block is None:
         allocated = np.empty(nbytes + _ALIGNMENT, dtype=np.uint8)
         offset = -allocated.ctypes.data % _ALIGNMENT
         block = allocated[offset:offset + nbytes]
-    view = block[:nbytes].view(dtype).reshape(shape)
+    view = block[:nbytes].view(_NUMPY_DTYPES[like.dtype]).reshape(shape)
     reference = weakref.ref(view, _give_back)
     _watched[id(reference)] = (reference, block)
     return torch.from_numpy(view)
