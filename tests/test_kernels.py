@@ -173,11 +173,14 @@ def test_gru_kernels_match_reference(isa, dtype, threads, shape):
     np.testing.assert_allclose(_np(out["dh0"]), grads["h0"], **tol)
 
 
-# (T, B, I, H): one chunk; several, the last one shorter (LSTM float64: 5 steps per 2 MiB
-# chunk; GRU float64: 7; LSTM float32: 10); one step per chunk (a step over 2 MiB). Batches
-# that the row tiles (3 rows for the LSTM, 4 for the GRU on AVX2) do not divide, so that
-# chunks end in partial tiles.
-INFERENCE_SHAPES = [(6, 5, 7, 37), (12, 301, 9, 40), (3, 1102, 5, 80)]
+# (T, B, I, H): one chunk; several, the last one shorter; one step per chunk. Where a thread's
+# weight panels fit in its L2 (these shapes' do, where the L2's size is known) chunks are about
+# 128 KiB, trimmed to whole super-tiles of rows: the second and third shapes take one step per
+# chunk and the last several with a shorter last one (AVX-512, float64: LSTM 10 steps, GRU 26).
+# Elsewhere chunks are 2 MiB: the second shape takes several (LSTM float64: 5 steps; GRU
+# float64: 7; LSTM float32: 10), the third one step each. Batches that the row tiles (3 rows
+# for the LSTM, 4 for the GRU on AVX2) do not divide, so that chunks end in partial tiles.
+INFERENCE_SHAPES = [(6, 5, 7, 37), (12, 301, 9, 40), (3, 1102, 5, 80), (65, 3, 5, 64)]
 
 
 @pytest.mark.parametrize("given_gates_x", [False, True], ids=["chunked", "gates_x"])

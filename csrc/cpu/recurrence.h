@@ -308,15 +308,42 @@ bool direct_recurrent_products(const SequenceShape& s) {
 // Bytes of the buffer that takes the input projection chunk by chunk when the caller gives no
 // gates_x (inference): a [N, G·H] array of megabytes would be written once and read once,
 // from memory and, fresh from the allocator, through page faults; a chunk of steps is read
-// back from cache. Chunks of 0.5 to 8 MiB timed within ±4 % of each other (T = 100; B = 32 and
-// 256 at H = 256, B = 64 at H = 512); 2 MiB was about 3 % ahead of 4 and 8 MiB at B = 32.
+// back from cache. Chunks of 0.5 to 8 MiB timed within ±4 % of each other (AMD Zen 3, 512 KiB
+// L2; T = 100; B = 32 and 256 at H = 256, B = 64 at H = 512); 2 MiB was about 3 % ahead of 4
+// and 8 MiB at B = 32. The workspace always holds a chunk of this size.
 constexpr int64_t kChunkBytes = int64_t(2) << 20;
 
-// Steps per chunk of the projection: as many as fill kChunkBytes, at least one.
+// Chunks of about one step, for threads whose panels of W_ih and W_hh fit in their L2 with room
+// to spare (projection_chunk_steps): the steps then read each chunk's pre-activations soon after
+// they were written.
+constexpr int64_t kSmallChunkBytes = int64_t(128) << 10;
+
+// Steps per chunk of the projection: as many as fill `bytes`, at least one.
 template <typename T, int G>
-int64_t chunk_steps(const SequenceShape& s) {
+int64_t chunk_steps(const SequenceShape& s, int64_t bytes) {
   const int64_t step_bytes = s.batch * G * s.hidden_size * int64_t(sizeof(T));
-  return std::clamp<int64_t>(kChunkBytes / std::max<int64_t>(1, step_bytes), 1, std::max<int64_t>(1, s.steps));
+  return std::clamp<int64_t>(bytes / std::max<int64_t>(1, step_bytes), 1, std::max<int64_t>(1, s.steps));
+}
+
+// Steps per chunk for a team of `team` threads. When one thread's share of the W_ih and W_hh
+// panels is smaller than its L2 (a core's, where it is known): chunks of kSmallChunkBytes,
+// trimmed to whole super-tiles of rows where a chunk holds more than one (project_inputs reads
+// the thread's W_ih panels once per super-tile, so a part-filled one costs a whole pass). Else
+// chunks of kChunkBytes. Measured on an Intel Xeon (2 MiB L2, 2 threads, T = 100, I = H, one
+// process, 11 alternations; time with kChunkBytes over time with these): B = 32, H = 256: 1.06
+// (LSTM), 1.08 (GRU); B = 32, H = 128: 1.14, 1.10; LSTM B = 64, H = 256: 1.06; GRU B = 256,
+// H = 256: 1.03; B = 1, H = 256: 0.99–1.00 (LSTM), 0.97–0.99 (GRU, before the trim to whole
+// super-tiles). Where the panels did not fit (B = 64, H = 512), small chunks took 1.01–1.04
+// times as long.
+template <typename T, int G>
+int64_t projection_chunk_steps(const SequenceShape& s, int team) {
+  const int64_t K = s.proj_size > 0 ? s.proj_size : s.hidden_size;
+  const int64_t panel_bytes = G * s.hidden_size * (s.input_size + K) * int64_t(sizeof(T)) / std::max(team, 1);
+  const int64_t l2 = l2_cache_bytes();
+  if (l2 <= 0 || panel_bytes >= l2) return chunk_steps<T, G>(s, kChunkBytes);
+  const int64_t steps = chunk_steps<T, G>(s, kSmallChunkBytes);
+  const int64_t whole = steps * s.batch / kSuperTile<G> * kSuperTile<G> / s.batch;
+  return whole > 0 ? whole : steps;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -346,17 +373,20 @@ struct ForwardJob {
   T* input_panels = nullptr;       // W_ih, per block of hidden units
   T* projection_panels = nullptr;  // W_hr, per block of projected units
 
-  ForwardJob(const Cell& c, const SequenceLayout& layout, WorkspaceCarver& w)
+  // team: the threads that will run the job (threads_for_cell), for the chunks' size.
+  ForwardJob(const Cell& c, const SequenceLayout& layout, WorkspaceCarver& w, int team)
       : cell(c),
         chunked(cell.input().gates_x == nullptr),
         direct(direct_products<T>(c.shape)),
         direct_recurrence(direct_recurrent_products<T>(c.shape)),
-        schedule(c.shape, layout, chunked ? chunk_steps<T, Cell::kGates>(c.shape) : c.shape.steps) {
+        schedule(c.shape, layout,
+                 chunked ? projection_chunk_steps<T, Cell::kGates>(c.shape, team) : c.shape.steps) {
     constexpr int G = Cell::kGates;
     const SequenceShape& s = c.shape;
     const int64_t K = s.proj_size > 0 ? s.proj_size : s.hidden_size;
-    // Always carved, so that the workspace's size does not depend on the arguments' presence.
-    T* chunk = w.take<T>(chunk_steps<T, G>(s) * s.batch * G * s.hidden_size);
+    // Always carved, and for the largest chunk, so that the workspace's size depends on neither
+    // the arguments' presence nor the machine.
+    T* chunk = w.take<T>(chunk_steps<T, G>(s, kChunkBytes) * s.batch * G * s.hidden_size);
     if (chunked) {
       cell.input().gates_x = chunk;
       cell.input().gates_stride = 0;
@@ -501,15 +531,16 @@ int threads_for_cell(const Cell& cell, int num_threads) {
 template <class Cell>
 size_t forward_workspace_bytes(const Cell& cell) {
   WorkspaceCarver w(nullptr);
-  ForwardJob<Cell> job(cell, SequenceLayout{}, w);
+  ForwardJob<Cell> job(cell, SequenceLayout{}, w, 1);
   return w.bytes();
 }
 
 template <class Cell>
 void run_forward(const Cell& cell, const SequenceLayout& layout, void* workspace, int num_threads) {
+  const int team = threads_for_cell(cell, num_threads);
   WorkspaceCarver w(workspace);
-  ForwardJob<Cell> job(cell, layout, w);
-  run_team(threads_for_cell(cell, num_threads), &forward_thread<Cell>, &job);
+  ForwardJob<Cell> job(cell, layout, w, team);
+  run_team(team, &forward_thread<Cell>, &job);
 }
 
 // Blocks of units of h per panel of the backward's product with W_hh (pack_columns_panel):

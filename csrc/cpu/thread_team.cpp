@@ -5,6 +5,10 @@
 #include <algorithm>
 #include <thread>
 
+#if __has_include(<unistd.h>)
+#include <unistd.h>
+#endif
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define FG_CPU_RELAX() _mm_pause()
@@ -76,6 +80,18 @@ int max_team_threads() {
     return n == 0 ? 1 : static_cast<int>(std::min(n, 256u));
   }();
   return threads;
+}
+
+int64_t l2_cache_bytes() {
+  static const int64_t bytes = [] {
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+    const long size = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return size > 0 ? static_cast<int64_t>(size) : int64_t{0};
+#else
+    return int64_t{0};
+#endif
+  }();
+  return bytes;
 }
 
 namespace {

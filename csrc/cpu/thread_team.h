@@ -47,6 +47,10 @@ void run_team(int num_threads, TeamJob job, void* context);
 // would only slow the barrier down).
 int max_team_threads();
 
+// Bytes of one core's L2 cache (glibc's sysconf, from cpuid), or 0 where it is not known. Asked
+// once per process.
+int64_t l2_cache_bytes();
+
 // Multiply-adds of one time step that make another thread worth its barrier (about 1 µs a
 // step) and its wake-up. Tests lower it to run small shapes on several threads; set returns
 // the previous value.
