@@ -67,7 +67,8 @@ struct InputProjection {
                      //              torch.nn's b_ih + b_hh); null for the GRU, whose cell takes b_hh
   T* gates_x;        // [N, G·H]     out: x_t W_ihᵀ + the bias, the pre-activations without the
                      //              recurrent part; or null: the kernel projects a chunk of steps at a
-                     //              time into its workspace (recurrence.h, kChunkBytes), for inference
+                     //              time into its workspace (recurrence.h, projection_chunk_steps), for
+                     //              inference
   int64_t gates_stride = 0;  // elements from one row of gates_x to the next; 0: G·H (a [N, G·H] array)
 
   int64_t row_stride(int64_t gates_width) const { return gates_stride > 0 ? gates_stride : gates_width; }

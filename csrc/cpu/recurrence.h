@@ -313,9 +313,9 @@ bool direct_recurrent_products(const SequenceShape& s) {
 // and 8 MiB at B = 32. The workspace always holds a chunk of this size.
 constexpr int64_t kChunkBytes = int64_t(2) << 20;
 
-// Chunks of about one step, for threads whose panels of W_ih and W_hh fit in their L2 with room
-// to spare (projection_chunk_steps): the steps then read each chunk's pre-activations soon after
-// they were written.
+// Chunks of about one step, for threads whose panels of W_ih and W_hh fit in their L2
+// (projection_chunk_steps): the steps then read each chunk's pre-activations soon after they
+// were written.
 constexpr int64_t kSmallChunkBytes = int64_t(128) << 10;
 
 // Steps per chunk of the projection: as many as fill `bytes`, at least one.
@@ -329,12 +329,12 @@ int64_t chunk_steps(const SequenceShape& s, int64_t bytes) {
 // panels is smaller than its L2 (a core's, where it is known): chunks of kSmallChunkBytes,
 // trimmed to whole super-tiles of rows where a chunk holds more than one (project_inputs reads
 // the thread's W_ih panels once per super-tile, so a part-filled one costs a whole pass). Else
-// chunks of kChunkBytes. Measured on an Intel Xeon (2 MiB L2, 2 threads, T = 100, I = H, one
-// process, 11 alternations; time with kChunkBytes over time with these): B = 32, H = 256: 1.06
-// (LSTM), 1.08 (GRU); B = 32, H = 128: 1.14, 1.10; LSTM B = 64, H = 256: 1.06; GRU B = 256,
-// H = 256: 1.03; B = 1, H = 256: 0.99–1.00 (LSTM), 0.97–0.99 (GRU, before the trim to whole
-// super-tiles). Where the panels did not fit (B = 64, H = 512), small chunks took 1.01–1.04
-// times as long.
+// chunks of kChunkBytes. Measured on an Intel Xeon (2 MiB L2, 2 threads, T = 100, I = H,
+// inference, one process, 11–15 alternations; time with kChunkBytes over time with these):
+// B = 32, H = 256: 1.06 (LSTM; one run of three 1.01), 1.06 (GRU); B = 32, H = 128: 1.13 and
+// 1.13; LSTM B = 64, H = 256: 1.05; GRU B = 256, H = 256: 1.02; B = 1, H = 256: 1.01 (LSTM),
+// 1.00 (GRU; 0.97–0.99 before the trim to whole super-tiles). Where the panels did not fit
+// (B = 64, H = 512) small chunks took 1.01–1.04 times as long; there the rule keeps 2 MiB.
 template <typename T, int G>
 int64_t projection_chunk_steps(const SequenceShape& s, int team) {
   const int64_t K = s.proj_size > 0 ? s.proj_size : s.hidden_size;
