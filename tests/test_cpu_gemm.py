@@ -27,13 +27,15 @@ from rnn_helpers import (
 
 pytestmark = pytest.mark.usefixtures("split_small_shapes_across_threads")  # conftest.py
 NAMES = {torch.float32: "float32", torch.float64: "float64"}
-# (m, n, k): 1s; sizes off every tile (3 rows, 8/16 lanes, 4 blocks, 24-row super-tiles); the
-# slab of 512 inner rows of the transposed product crossed (k = 1100); the shapes of an LSTM's
-# gradients (dx and dW at T·B = 100, H = 40); one super-tile of a's rows or less, where b's
-# whole panels are read in place and a partial last one is packed (columns_in_place; 30 rows:
-# in place with AVX-512, packed with AVX2).
+# (m, n, k): 1s; sizes off every tile (3 rows, 8/16 lanes, 4 blocks, 24- or 32-row
+# super-tiles); the slabs of 256 inner rows of the transposed product crossed (k = 301, 1100);
+# the shapes of an LSTM's gradients (dx and dW at T·B = 100, H = 40); one super-tile of a's rows
+# or less, where b's whole panels are read in place and a partial last one is packed
+# (columns_in_place; 30 rows: in place with AVX-512, packed with AVX2); with a transposed a,
+# a thread's super-tiles copied in several groups of 4 with a shorter last one and a partial
+# last super-tile (m = 300: 10 or 13 super-tiles).
 SHAPES = [(1, 1, 1), (5, 7, 3), (37, 70, 301), (25, 33, 1100), (100, 40, 160), (160, 40, 100), (2, 70, 33),
-          (30, 130, 20)]
+          (30, 130, 20), (300, 20, 600)]
 
 
 def _matmul(a, b, transpose_a, c=None, accumulate=False, threads=2):
@@ -72,9 +74,10 @@ def test_matmul_matches_torch_mm(isa, m, n, k, dtype, transpose_a, accumulate):
     torch.testing.assert_close(c, expected, rtol=0, atol=_tolerance(dtype, k))
 
 
+@pytest.mark.parametrize("m,n,k", [(70, 90, 1100), (300, 20, 600)])
 @pytest.mark.parametrize("transpose_a", [False, True], ids=["a", "a_t"])
-def test_matmul_is_bit_identical_across_runs_and_threads(isa, transpose_a):
-    a, b, _ = _operands(70, 90, 1100, transpose_a, torch.float32)
+def test_matmul_is_bit_identical_across_runs_and_threads(isa, transpose_a, m, n, k):
+    a, b, _ = _operands(m, n, k, transpose_a, torch.float32)
     first = _matmul(a, b, transpose_a, threads=2)
     assert torch.equal(first, _matmul(a, b, transpose_a, threads=2))
     assert torch.equal(first, _matmul(a, b, transpose_a, threads=1))

@@ -159,14 +159,16 @@ constexpr int kSuperTile = 8 * kRowTile<G>;
 
 // Calls run(std::integral_constant<int, R>{}, row0, rec) for the row tiles of rows [begin, end),
 // rec = a[row0.., :K] · panel: the product of one panel (G gates, or G blocks of units; row k
-// of the panel at panel + k·panel_stride, G·kLanes when packed). The sum
+// of the panel at panel + k·panel_stride, G·kLanes when packed). a is row-major [rows][inner],
+// or with ColumnStride > 0 column-major: element (row, k) at a[k·ColumnStride + row]. The sum
 // over the inner dimension is taken chunk by chunk (kChunk) and the chunks' sums are added in
 // order: the result depends on the shape only. Split > 0 fixes micro_kernel's partial sums for
 // every row tile, so that a row's result does not depend on where the tiles start either;
 // 0 takes each tile's own (kSplit<R, G>).
-template <typename T, int G, int Split = 0, class Run>
+template <typename T, int G, int Split = 0, int ColumnStride = 0, class Run>
 FG_ALWAYS_INLINE void for_each_product(const T* a, int64_t inner, const T* panel, int64_t panel_stride, int64_t begin,
                                        int64_t end, Run&& run) {
+  constexpr bool column_major = ColumnStride > 0;
   constexpr int L = kLanes<T>;
   constexpr int64_t chunk = kChunk<T, G>;
   constexpr int super = kSuperTile<G>;
@@ -183,8 +185,9 @@ FG_ALWAYS_INLINE void for_each_product(const T* a, int64_t inner, const T* panel
       for_each_row_tile<G>(s1, s0, [&](auto rows, int64_t row0) {
         constexpr int R = decltype(rows)::value;
         Vec<T> out[R][G];
-        micro_kernel<T, R, G, (Split > 0 ? Split : kSplit<R, G>)>(a + row0 * inner + k0, inner,
-                                                                 panel + k0 * panel_stride, panel_stride, k1 - k0, out);
+        micro_kernel<T, R, G, (Split > 0 ? Split : kSplit<R, G>), column_major>(
+            column_major ? a + k0 * ColumnStride + row0 : a + row0 * inner + k0, column_major ? ColumnStride : inner,
+            panel + k0 * panel_stride, panel_stride, k1 - k0, out);
         for (int r = 0; r < R; ++r) {
           for (int g = 0; g < G; ++g) {
             Vec<T>& partial = sums[row0 - s0 + r][g];

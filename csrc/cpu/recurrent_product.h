@@ -125,12 +125,13 @@ inline bool columns_in_place(int64_t passes, int64_t hidden_size, int blocks, in
   return passes == 1 && j0 + int64_t{blocks} * lanes <= hidden_size;
 }
 
-// out[r][g] = Σ_k a[r·lda + k] · panel[k·panel_stride + g·kLanes + :] for R rows (a packed
-// panel has panel_stride = G·kLanes). The sum over k is split into S
+// out[r][g] = Σ_k a(r, k) · panel[k·panel_stride + g·kLanes + :] for R rows (a packed
+// panel has panel_stride = G·kLanes), a(r, k) = a[r·lda + k] (rows of a), or a[k·lda + r] with
+// ColumnMajorA (a's columns, each lda apart). The sum over k is split into S
 // interleaved partial sums (S chains of FMAs hide the FMA latency when R·G is small) that are
-// added in a fixed order, so the result depends on the shape and S only, never on timing or
-// threads.
-template <typename T, int R, int G, int S = kSplit<R, G>>
+// added in a fixed order, so the result depends on the shape and S only, never on timing,
+// threads or a's layout.
+template <typename T, int R, int G, int S = kSplit<R, G>, bool ColumnMajorA = false>
 FG_ALWAYS_INLINE void micro_kernel(const T* a, int64_t lda, const T* panel, int64_t panel_stride, int64_t inner,
                                    Vec<T> out[R][G]) {
   constexpr int lanes = kLanes<T>;
@@ -146,7 +147,7 @@ FG_ALWAYS_INLINE void micro_kernel(const T* a, int64_t lda, const T* panel, int6
       Vec<T> w[G];
       FG_UNROLL for (int g = 0; g < G; ++g) w[g] = load(panel + (k + s) * panel_stride + g * lanes);
       FG_UNROLL for (int r = 0; r < R; ++r) {
-        const T x = a[r * lda + k + s];
+        const T x = ColumnMajorA ? a[(k + s) * lda + r] : a[r * lda + k + s];
         FG_UNROLL for (int g = 0; g < G; ++g) acc[s][r][g] += x * w[g];
       }
     }
@@ -155,7 +156,7 @@ FG_ALWAYS_INLINE void micro_kernel(const T* a, int64_t lda, const T* panel, int6
     Vec<T> w[G];
     FG_UNROLL for (int g = 0; g < G; ++g) w[g] = load(panel + k * panel_stride + g * lanes);
     FG_UNROLL for (int r = 0; r < R; ++r) {
-      const T x = a[r * lda + k];
+      const T x = ColumnMajorA ? a[k * lda + r] : a[r * lda + k];
       FG_UNROLL for (int g = 0; g < G; ++g) acc[0][r][g] += x * w[g];
     }
   }
