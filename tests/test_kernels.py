@@ -173,7 +173,9 @@ def test_gru_kernels_match_reference(isa, dtype, threads, shape):
     np.testing.assert_allclose(_np(out["dh0"]), grads["h0"], **tol)
 
 
-# (T, B, I, H): one chunk; several, the last one shorter; one step per chunk. Where a thread's
+# (T, B, I, H): the forward's input projection runs by chunks of steps, in inference into its
+# workspace and in training into gates_x (recurrence.h, projection_chunk_steps); these shapes
+# take one chunk; several, the last one shorter; one step per chunk. Where a thread's
 # weight panels fit in its L2 (these shapes' do, where the L2's size is known) chunks are about
 # 128 KiB, trimmed to whole super-tiles of rows: the second and third shapes take one step per
 # chunk and the last several with a shorter last one (AVX-512, float64: LSTM 10 steps, GRU 26).
@@ -183,14 +185,37 @@ def test_gru_kernels_match_reference(isa, dtype, threads, shape):
 INFERENCE_SHAPES = [(6, 5, 7, 37), (12, 301, 9, 40), (3, 1102, 5, 80), (65, 3, 5, 64)]
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", INFERENCE_SHAPES)
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_training_forward_by_chunks_matches_reference(isa, cell, shape, threads, dtype):
+    """The training forward, whose projection goes into gates_x chunk by chunk, against the
+    NumPy reference."""
+    T, B, I, H = shape
+    tol = _tolerance(dtype)
+    if cell == "lstm":
+        p = _lstm_problem(T, B, I, H, dtype)
+        out = _run_lstm(p, threads)
+        y, (h_n, c_n) = ref.lstm(*[_np(p[k]) for k in ("x", "w_ih", "w_hh", "b_ih", "b_hh", "h0", "c0")])
+        np.testing.assert_allclose(_np(out["c_n"]), c_n, **tol)
+    else:
+        p = _gru_problem(T, B, I, H, dtype)
+        out = _run_gru(p, threads)
+        y, h_n = ref.gru(*[_np(p[k]) for k in ("x", "w_ih", "w_hh", "b_ih", "b_hh", "h0")])
+    np.testing.assert_allclose(_np(out["y"]), y, **tol)
+    np.testing.assert_allclose(_np(out["h_n"]), h_n, **tol)
+
+
 @pytest.mark.parametrize("given_gates_x", [False, True], ids=["chunked", "gates_x"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("shape", INFERENCE_SHAPES)
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_inference_forward_matches_training_forward(isa, cell, shape, threads, dtype, given_gates_x):
-    """Without saved tensors (inference) the forward gives the same outputs, bit for bit,
-    whether it projects the inputs into a given gates_x or chunk by chunk into its workspace."""
+    """Without saved tensors (inference) the forward gives the same outputs as the training
+    forward, bit for bit, whether it projects the inputs into a given gates_x or into its
+    workspace, one chunk at a time."""
     T, B, I, H = shape
     G = 4 if cell == "lstm" else 3
     gates_x = torch.empty(T, B, G * H, dtype=dtype) if given_gates_x else None
@@ -214,8 +239,9 @@ def test_inference_forward_matches_training_forward(isa, cell, shape, threads, d
 @pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 def test_inference_matches_training_by_chunks_in_every_layout(mode, packed):
-    """The layers' inference (chunked projection) against their training forward (one
-    projection), bit for bit: both directions, padded and packed, several chunks."""
+    """The layers' inference (projection into the workspace) against their training forward
+    (projection into the saved activations), bit for bit: both directions, padded and packed,
+    several chunks."""
     T, B, I, H = 12, 300, 9, 40
     torch.manual_seed(0)
     module = getattr(fastgates, mode)(I, H, bidirectional=True, dtype=torch.float64)

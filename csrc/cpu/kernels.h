@@ -66,9 +66,9 @@ struct InputProjection {
   const T* bias_hh;  // [G·H] or null: the LSTM's b_hh, summed with b_ih into one bias (rounded as
                      //              torch.nn's b_ih + b_hh); null for the GRU, whose cell takes b_hh
   T* gates_x;        // [N, G·H]     out: x_t W_ihᵀ + the bias, the pre-activations without the
-                     //              recurrent part; or null: the kernel projects a chunk of steps at a
-                     //              time into its workspace (recurrence.h, projection_chunk_steps), for
-                     //              inference
+                     //              recurrent part, written a chunk of steps at a time just before
+                     //              those steps (recurrence.h, projection_chunk_steps); or null: the
+                     //              kernel projects each chunk into its workspace instead, for inference
   int64_t gates_stride = 0;  // elements from one row of gates_x to the next; 0: G·H (a [N, G·H] array)
 
   int64_t row_stride(int64_t gates_width) const { return gates_stride > 0 ? gates_stride : gates_width; }

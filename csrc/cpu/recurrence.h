@@ -55,18 +55,21 @@ struct BlockRange {
 // order the forward pass runs, which is reversed for the reverse direction.
 //
 // The forward's input projection runs in chunks of chunk_steps consecutive steps (in that
-// order) when it goes into a buffer of the workspace instead of a [N, G·H] gates_x: a chunk's
-// rows are contiguous in the [N, ...] arrays, and gates_row() says where a row of a step sits
-// in its chunk's part of the buffer. With one chunk (chunk_steps >= steps), gates_row is the
-// row of the [N, ...] arrays.
+// order), each just before its steps: a chunk's rows are contiguous in the [N, ...] arrays, and
+// gates_row() says where a row of a step sits in the projection's output. With chunk_buffer
+// that output is a buffer of the workspace that holds one chunk at a time (inference), and
+// rows count from the chunk's first; else it is the [N, G·H] gates_x (training), and gates_row
+// is the row of the [N, ...] arrays.
 class StepSchedule {
  public:
-  StepSchedule(const SequenceShape& s, const SequenceLayout& layout, int64_t chunk_steps)
+  StepSchedule(const SequenceShape& s, const SequenceLayout& layout, int64_t chunk_steps, bool chunk_buffer)
       : steps_(s.steps), reverse_(layout.reverse), chunk_steps_(std::max<int64_t>(1, chunk_steps)),
-        offsets_(s.steps + 1), chunk_first_row_(s.steps) {
+        offsets_(s.steps + 1), chunk_first_row_(s.steps, 0) {
     offsets_[0] = 0;
     for (int64_t t = 0; t < steps_; ++t) offsets_[t + 1] = offsets_[t] + (layout.batch_sizes ? layout.batch_sizes[t] : s.batch);
-    for (int64_t k = 0; k < steps_; ++k) chunk_first_row_[at(k)] = chunk_rows(k - k % chunk_steps_).begin;
+    if (chunk_buffer) {
+      for (int64_t k = 0; k < steps_; ++k) chunk_first_row_[at(k)] = chunk_rows(k - k % chunk_steps_).begin;
+    }
   }
 
   // Whether the k-th step the forward pass runs is the first of its chunk.
@@ -225,7 +228,7 @@ void pack_input_panels(const InputProjection<T>& p, int64_t input_size, int64_t 
 // packing and micro-kernel as the recurrent product. Rows outside, blocks inside: a super-tile
 // of x stays in cache while every panel of the thread passes over it, and each row's gates of
 // the thread's units are written together. Every row tile sums like a full one, so a row's
-// result is the same whether the rows come in one range (training) or by chunks (inference).
+// result does not depend on how the rows are split into chunks.
 // panels: those of blocks [begin, end) (pack_input_panels); null: the rows times W_ih's rows
 // in place (rows_product; direct_products).
 template <typename T, int G>
@@ -338,6 +341,11 @@ int64_t chunk_steps(const SequenceShape& s, int64_t bytes) {
 // 1.13; LSTM B = 64, H = 256: 1.05; GRU B = 256, H = 256: 1.02; B = 1, H = 256: 1.01 (LSTM),
 // 1.00 (GRU; 0.97–0.99 before the trim to whole super-tiles). Where the panels did not fit
 // (B = 64, H = 512) small chunks took 1.01–1.04 times as long; there the rule keeps 2 MiB.
+// Training projects by the same chunks into gates_x (the saved activations) instead of all
+// steps first; the training forward alone, time with one projection over time with chunks:
+// LSTM 1.04 (B = 32, H = 256), 1.07 (H = 128), 1.06 (B = 64), 1.03 (T = 200, B = 64, H = 512,
+// 2 MiB chunks); GRU 0.98–1.00 (B = 32, H = 256), 1.05 (H = 128), 1.05 (B = 64); a whole LSTM
+// training step 1.02 at B = 32 and B = 64 (21 alternations).
 template <typename T, int G>
 int64_t projection_chunk_steps(const SequenceShape& s, int team) {
   const int64_t K = s.proj_size > 0 ? s.proj_size : s.hidden_size;
@@ -368,7 +376,7 @@ template <class Cell>
 struct ForwardJob {
   using T = typename Cell::Scalar;
   Cell cell;
-  bool chunked;  // the projection goes into a buffer of the workspace, chunk by chunk
+  bool chunk_buffer;  // the projection goes into a buffer of the workspace that holds one chunk
   bool direct;   // products straight from the weights' rows, no panels (direct_products)
   bool direct_recurrence;  // W_hh's and W_hr's products straight from their rows (direct_recurrent_products)
   StepSchedule schedule;
@@ -379,18 +387,17 @@ struct ForwardJob {
   // team: the threads that will run the job (threads_for_cell), for the chunks' size.
   ForwardJob(const Cell& c, const SequenceLayout& layout, WorkspaceCarver& w, int team)
       : cell(c),
-        chunked(cell.input().gates_x == nullptr),
+        chunk_buffer(cell.input().gates_x == nullptr),
         direct(direct_products<T>(c.shape)),
         direct_recurrence(direct_recurrent_products<T>(c.shape)),
-        schedule(c.shape, layout,
-                 chunked ? projection_chunk_steps<T, Cell::kGates>(c.shape, team) : c.shape.steps) {
+        schedule(c.shape, layout, projection_chunk_steps<T, Cell::kGates>(c.shape, team), chunk_buffer) {
     constexpr int G = Cell::kGates;
     const SequenceShape& s = c.shape;
     const int64_t K = s.proj_size > 0 ? s.proj_size : s.hidden_size;
     // Always carved, and for the largest chunk, so that the workspace's size depends on neither
     // the arguments' presence nor the machine.
     T* chunk = w.take<T>(chunk_steps<T, G>(s, kChunkBytes) * s.batch * G * s.hidden_size);
-    if (chunked) {
+    if (chunk_buffer) {
       cell.input().gates_x = chunk;
       cell.input().gates_stride = 0;
     }
@@ -420,8 +427,11 @@ void forward_thread(void* context, int thread, int team_size, SpinBarrier& barri
   // loop can start, and a chunk's projection can overwrite the one before, without a barrier.
   const int64_t I = cell.shape.input_size;
   T* const input_panels = job.input_panels + mine.begin * panel_elements<T>(I, G);
+  // A chunk's rows go to the start of the chunk buffer, or to their own rows of gates_x.
   auto project = [&](BlockRange rows, BlockRange blocks) {
-    project_inputs<T, G>(cell.input(), rows, I, H, blocks, job.direct ? nullptr : input_panels);
+    InputProjection<T> chunk = cell.input();
+    if (!job.chunk_buffer) chunk.gates_x += rows.begin * chunk.row_stride(G * H);
+    project_inputs<T, G>(chunk, rows, I, H, blocks, job.direct ? nullptr : input_panels);
   };
   BlockRange mine_projected{0, 0};
   if constexpr (Cell::kProjected) mine_projected = blocks_of_thread(unit_blocks(P, L), team_size, thread);
@@ -444,7 +454,6 @@ void forward_thread(void* context, int thread, int team_size, SpinBarrier& barri
   }
   unsigned epoch = 0;  // this thread's count of barrier waits (SpinBarrier::wait)
   for (int64_t k = 0; k < steps.steps(); ++k) {
-    // Without chunks (training: gates_x given) the schedule has one chunk of every step.
     if (steps.starts_chunk(k) && !pack_each_block) project(steps.chunk_rows(k), mine);
     const int64_t t = steps.at(k);
     const int64_t continued = steps.continued(t);
@@ -579,7 +588,7 @@ struct BackwardJob {
   T* projection_panels = nullptr;  // columns of W_hr, per block of hidden units
 
   BackwardJob(const Cell& c, const SequenceLayout& layout, WorkspaceCarver& w)
-      : cell(c), schedule(c.shape, layout, c.shape.steps) {
+      : cell(c), schedule(c.shape, layout, c.shape.steps, false) {
     const SequenceShape& s = c.shape;
     const int64_t K = s.proj_size > 0 ? s.proj_size : s.hidden_size;
     panels = w.take<T>(backward_groups(K) * panel_elements<T>(Cell::kGates * s.hidden_size, kBackwardBlocks));
