@@ -4,8 +4,8 @@ Shapes (torch.nn layout; gate order r, z, n; n = tanh(x W_inᵀ + b_in + r ⊙ (
 x [T, B, I] padded, or [N, I] packed with ``batch_sizes`` (torch's PackedSequence.batch_sizes,
 on the CPU); w_ih [3H, I], w_hh [3H, H], b_ih / b_hh [3H] or None, h0 [B, H]. ``reverse`` runs
 the sequence backwards (within each sequence when packed). The input projection runs inside
-the forward kernel; every weight / input gradient is a large torch GEMM; the kernels in
-``fastgates._C`` run the sequential part.
+the forward kernel; every weight / input gradient is a large GEMM (torch's, or fastgates' own:
+``_common.matmul``); the kernels in ``fastgates._C`` run the sequential part.
 """
 
 from __future__ import annotations

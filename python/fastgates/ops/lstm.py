@@ -5,7 +5,8 @@ Shapes (torch.nn layout; gate order i, f, g, o): x [T, B, I] padded, or [N, I] p
 b_ih / b_hh [4H] or None, w_hr [P, H] or None (a projection: K = P, else K = H), h0 [B, K],
 c0 [B, H]. ``reverse`` runs the sequence backwards (within each sequence when packed). The
 input projection runs inside the forward kernel; every weight / input gradient is a large
-torch GEMM; the kernels in ``fastgates._C`` run the sequential part.
+GEMM (torch's, or fastgates' own: ``_common.matmul``); the kernels in ``fastgates._C`` run the
+sequential part.
 """
 
 from __future__ import annotations
