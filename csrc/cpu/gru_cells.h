@@ -135,9 +135,11 @@ struct GruBackwardCell {
     V direct = cell::gru_backward(s, h_prev, dh, &dx, &dhp);
     T* dgates_x = a.dgates_x + n0 * 3 * H + j0;
     T* dgates_h = a.dgates_h + n0 * 3 * H + j0;
-    store_rows<R>(strided_rows(dgates_x, 3 * H), dx.r, units);
-    store_rows<R>(strided_rows(dgates_x + H, 3 * H), dx.z, units);
-    store_rows<R>(strided_rows(dgates_x + 2 * H, 3 * H), dx.n, units);
+    // dgates_x is read only after the kernel (the GEMMs of dx, dW_ih and db): streamed past the
+    // cache. dgates_h is the next step's recurrent gradient: stored as usual.
+    stream_rows<R>(strided_rows(dgates_x, 3 * H), dx.r, units);
+    stream_rows<R>(strided_rows(dgates_x + H, 3 * H), dx.z, units);
+    stream_rows<R>(strided_rows(dgates_x + 2 * H, 3 * H), dx.n, units);
     store_rows<R>(strided_rows(dgates_h, 3 * H), dhp.r, units);
     store_rows<R>(strided_rows(dgates_h + H, 3 * H), dhp.z, units);
     store_rows<R>(strided_rows(dgates_h + 2 * H, 3 * H), dhp.n, units);

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
 #include <type_traits>
 
 #include "cell/math.h"
@@ -124,6 +125,36 @@ FG_ALWAYS_INLINE void store_rows(RowPointer row_pointer, const Lanes<T, Rows>& x
   FG_UNROLL for (int r = 0; r < Rows; ++r) {
     if (T* p = row_pointer(r)) store_lanes(p, x.row(r), units);
   }
+}
+
+// store_rows, but with non-temporal stores where a row's block is a whole vector at an aligned
+// address (AVX2 and AVX-512): they write the line without first reading it into the cache. For
+// arrays written once by a kernel and read only after it returns; a thread that used them calls
+// finish_streams before its work counts as done. Measured on the GRU's backward kernel, which
+// writes dgates_x once per step and never reads it (Intel Xeon, 2 threads, two builds
+// alternated in one process, time before / after): AVX-512 1.12–1.15 at T = 100, B = 32,
+// H = 256, 1.16 at B = 64, 1.10–1.13 at B = 64, H = 512, 1.03–1.06 at B = 1; AVX2 1.06. Not
+// for arrays already in cache: streaming the LSTM forward's saved activations, which overwrite
+// the projection's lines, took 1.13–1.17 × as long (its saved c alone gained 1.01–1.02).
+template <int Rows, typename T, class RowPointer>
+FG_ALWAYS_INLINE void stream_rows(RowPointer row_pointer, const Lanes<T, Rows>& x, int units) {
+  FG_UNROLL for (int r = 0; r < Rows; ++r) {
+    T* p = row_pointer(r);
+#if defined(__AVX2__)
+    if (units == kLanes<T> && reinterpret_cast<uintptr_t>(p) % kVectorBytes == 0) {
+      stream_vector(p, x.v[r]);
+      continue;
+    }
+#endif
+    store_lanes(p, x.row(r), units);
+  }
+}
+
+// Orders a thread's non-temporal stores (stream_rows) before whatever it does next.
+FG_ALWAYS_INLINE void finish_streams() {
+#if defined(__AVX2__)
+  _mm_sfence();
+#endif
 }
 
 // The two hooks of cell::exp_fast, for vectors of floats. A NaN fails both comparisons and

@@ -740,6 +740,7 @@ void backward_thread(void* context, int thread, int team_size, SpinBarrier& barr
     }
     if (k < T_) barrier.wait(thread, &epoch);
   }
+  finish_streams();  // the GRU's dgates_x (stream_rows)
 }
 
 template <class Cell>

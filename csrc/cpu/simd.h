@@ -6,6 +6,11 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #ifndef FG_CPU_ISA
 #error "simd.h belongs to the per-instruction-set kernel builds (define FG_CPU_ISA)"
@@ -53,6 +58,37 @@ FG_ALWAYS_INLINE Vec<T> load(const T* p) {
   std::memcpy(&v, p, sizeof v);
   return v;
 }
+
+#if defined(__AVX2__)
+// A non-temporal store of v at p, which must be kVectorBytes-aligned (lanes.h, stream_rows):
+// one AVX-512 store, or 32-byte ones (AVX2, also with the avx512_layout build's 64-byte vectors).
+template <typename T>
+FG_ALWAYS_INLINE void stream_vector(T* p, Vec<T> v) {
+  static_assert(kVectorBytes % 32 == 0, "streams whole 32-byte pieces");
+#if defined(__AVX512F__)
+  if constexpr (kVectorBytes == 64) {
+    if constexpr (std::is_same_v<T, float>) {
+      _mm512_stream_ps(p, reinterpret_cast<__m512>(v));
+    } else {
+      _mm512_stream_pd(p, reinterpret_cast<__m512d>(v));
+    }
+    return;
+  }
+#endif
+  for (int piece = 0; piece < kVectorBytes / 32; ++piece) {
+    char* at = reinterpret_cast<char*>(p) + 32 * piece;
+    if constexpr (std::is_same_v<T, float>) {
+      __m256 part;
+      std::memcpy(&part, reinterpret_cast<const char*>(&v) + 32 * piece, 32);
+      _mm256_stream_ps(reinterpret_cast<float*>(at), part);
+    } else {
+      __m256d part;
+      std::memcpy(&part, reinterpret_cast<const char*>(&v) + 32 * piece, 32);
+      _mm256_stream_pd(reinterpret_cast<double*>(at), part);
+    }
+  }
+}
+#endif
 
 // Copies the first `count` of kLanes elements (count <= kLanes). The gate math works on
 // full-width vectors loaded from local arrays; only these copies see a partial block at the
