@@ -207,6 +207,28 @@ def test_training_forward_by_chunks_matches_reference(isa, cell, shape, threads,
     np.testing.assert_allclose(_np(out["h_n"]), h_n, **tol)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_forward_with_input_panels_past_the_l2_matches_reference(isa, cell, threads, dtype):
+    """A wide input (I = 4096: each block's W_ih panel takes 256 KiB to 1 MiB) whose panels a
+    thread projects a group at a time that fits half of its L2 (panels_in_cache), each group
+    over every row, against the NumPy reference."""
+    T, B, I, H = 3, 10, 4096, 64
+    tol = _tolerance(dtype)
+    if cell == "lstm":
+        p = _lstm_problem(T, B, I, H, dtype)
+        out = _run_lstm(p, threads)
+        y, (h_n, c_n) = ref.lstm(*[_np(p[k]) for k in ("x", "w_ih", "w_hh", "b_ih", "b_hh", "h0", "c0")])
+        np.testing.assert_allclose(_np(out["c_n"]), c_n, **tol)
+    else:
+        p = _gru_problem(T, B, I, H, dtype)
+        out = _run_gru(p, threads)
+        y, h_n = ref.gru(*[_np(p[k]) for k in ("x", "w_ih", "w_hh", "b_ih", "b_hh", "h0")])
+    np.testing.assert_allclose(_np(out["y"]), y, **tol)
+    np.testing.assert_allclose(_np(out["h_n"]), h_n, **tol)
+
+
 @pytest.mark.parametrize("given_gates_x", [False, True], ids=["chunked", "gates_x"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("threads", [1, 2])
