@@ -49,7 +49,8 @@ Output: a Markdown table on stdout (always); a progress bar on stderr (on a term
 --json PATH writes a JSON list: first one machine record
 
     {"record": "machine", "cpu", "logical_cores", "torch_version", "fastgates_version",
-     "cpu_isa", "cpu_gemm", "threads", "huge_pages" (THP_MEM_ALLOC_ENABLE and the kernel's
+     "cpu_isa", "cpu_gemm", "l2_cache_bytes" (what the CPU kernels plan for; 0: unknown),
+     "threads", "huge_pages" (THP_MEM_ALLOC_ENABLE and the kernel's
      transparent_hugepage mode), "device", "dtype", "cuda_device" (or null), "peak_gflops",
      "peak_method", "torch_mm_gflops", "torch_mm_method", "date" (ISO 8601, UTC)}
 
@@ -107,6 +108,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="turns the implementations of a case take, interleaved (default: 3)")
     parser.add_argument("--cpu-gemm", default="auto", choices=("auto", "fastgates", "torch"),
                         help="the GEMM of fastgates' CPU backward passes (fastgates.set_cpu_gemm; default: auto)")
+    parser.add_argument("--l2-cache-bytes", type=int, default=None, metavar="BYTES",
+                        help="the L2 size per core that fastgates' CPU kernels plan their chunks and weight "
+                             "panel groups for (fastgates._C.set_l2_cache_bytes), e.g. 1048576 to try the "
+                             "rules of a machine with 1 MiB; 0 as if unknown (default: this machine's)")
     parser.add_argument("--no-reference", action="store_true", help="skip the NumPy reference")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     parser.add_argument("--plot", metavar="PATH", help="write a PNG plot")
@@ -142,6 +147,10 @@ def main(argv: list[str]) -> int:
     threads = torch.get_num_threads()
     dtype = getattr(torch, args.dtype)
     fastgates.set_cpu_gemm(args.cpu_gemm)
+    if args.l2_cache_bytes is not None:
+        from fastgates import _C
+
+        _C.set_l2_cache_bytes(args.l2_cache_bytes)
 
     if args.targets:
         case_modes = targets.groups()
@@ -186,7 +195,9 @@ def main(argv: list[str]) -> int:
 
     peak_text = f"{peak.gflops:.1f} GFLOP/s" if peak.gflops is not None else "unknown"
     header = (f"device {args.device}, dtype {args.dtype}, {threads} threads, fastgates {machine_record['fastgates_version']} "
-              f"({machine_record['cpu_isa']}, backward GEMM {machine_record['cpu_gemm']}), torch {torch.__version__}; peak {peak_text} [{peak.method}]; "
+              f"({machine_record['cpu_isa']}, backward GEMM {machine_record['cpu_gemm']}, "
+              f"L2 planned for {machine_record['l2_cache_bytes'] // 1024} KiB), torch {torch.__version__}; "
+              f"peak {peak_text} [{peak.method}]; "
               f"torch GEMM {gemm.gflops:.1f} GFLOP/s [{gemm.method}]; {machine_record['huge_pages']}")
     print(header + "\n")
     print(report.markdown(records), flush=True)

@@ -19,8 +19,8 @@ from fastgates import _C
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "benchmarks" / "run.py"
 REQUIRED_KEYS = {"cell", "impl", "device", "dtype", "T", "B", "I", "H", "layers", "mode", "median_ms", "iqr_ms"}
-MACHINE_KEYS = {"cpu", "logical_cores", "torch_version", "fastgates_version", "cpu_isa", "cpu_gemm", "threads",
-                "huge_pages", "peak_gflops", "peak_method", "torch_mm_gflops", "torch_mm_method", "date"}
+MACHINE_KEYS = {"cpu", "logical_cores", "torch_version", "fastgates_version", "cpu_isa", "cpu_gemm",
+                "l2_cache_bytes", "threads", "huge_pages", "peak_gflops", "peak_method", "torch_mm_gflops", "torch_mm_method", "date"}
 
 
 def _load_run():
@@ -34,12 +34,14 @@ def _load_run():
 def run_module(monkeypatch):
     threads = torch.get_num_threads()
     gemm = fastgates.set_cpu_gemm("auto")  # the suite sets it from --cpu-gemm
+    l2 = _C.set_l2_cache_bytes(-1)  # and this from --l2-cache-bytes
     module = _load_run()
     # A fixed peak instead of a measured one keeps the test short; the suite must take it from here.
     monkeypatch.setattr(_C, "cpu_peak_gflops", lambda n: 100.0 * n)
     yield module
     torch.set_num_threads(threads)
     fastgates.set_cpu_gemm(gemm)
+    _C.set_l2_cache_bytes(l2)
 
 
 def test_tiny_run_writes_table_json_and_plot(run_module, monkeypatch, tmp_path, capsys):
@@ -47,7 +49,8 @@ def test_tiny_run_writes_table_json_and_plot(run_module, monkeypatch, tmp_path, 
     monkeypatch.setattr(sys.modules["suite.implementations"], "REFERENCE_MAX_WORK", 1000)
     json_path, png_path = tmp_path / "out.json", tmp_path / "out.png"
     code = run_module.main(["--device", "cpu", "--cases", "3x2x8,4x2x16", "--min-run-time", "0.01", "--quiet",
-                            "--cpu-gemm", "fastgates", "--json", str(json_path), "--plot", str(png_path)])
+                            "--cpu-gemm", "fastgates", "--l2-cache-bytes", "1048576", "--json", str(json_path),
+                            "--plot", str(png_path)])
     assert code == 0
     out = capsys.readouterr().out
 
@@ -59,6 +62,7 @@ def test_tiny_run_writes_table_json_and_plot(run_module, monkeypatch, tmp_path, 
     assert "cpu_peak_gflops" in machines[0]["peak_method"]
     assert machines[0]["cpu_gemm"] == "fastgates" and "backward GEMM fastgates" in out
     assert machines[0]["huge_pages"] in out
+    assert machines[0]["l2_cache_bytes"] == 1048576 and "L2 planned for 1024 KiB" in out
 
     measured = [r for r in records if r.get("record") != "machine"]
     for r in measured:

@@ -207,26 +207,35 @@ def test_training_forward_by_chunks_matches_reference(isa, cell, shape, threads,
     np.testing.assert_allclose(_np(out["h_n"]), h_n, **tol)
 
 
+# L2 sizes the kernels are told to plan for (_C.set_l2_cache_bytes): unknown (2 MiB chunks,
+# W_ih panels in groups of 512 KiB), 64 KiB (2 MiB chunks, groups of one or two panels), 64 MiB
+# (every thread's panels fit: chunks of about 128 KiB, one group). The last shape's W_ih panels
+# (I = 1024: 128 to 256 KiB a block) are grouped by any of them but the largest.
+L2_SIZES = [0, 64 << 10, 64 << 20]
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", INFERENCE_SHAPES + [(3, 10, 1024, 64)])
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_forward_with_input_panels_past_the_l2_matches_reference(isa, cell, threads, dtype):
-    """A wide input (I = 4096: each block's W_ih panel takes 256 KiB to 1 MiB) whose panels a
-    thread projects a group at a time that fits half of its L2 (panels_in_cache), each group
-    over every row, against the NumPy reference."""
-    T, B, I, H = 3, 10, 4096, 64
-    tol = _tolerance(dtype)
-    if cell == "lstm":
-        p = _lstm_problem(T, B, I, H, dtype)
-        out = _run_lstm(p, threads)
-        y, (h_n, c_n) = ref.lstm(*[_np(p[k]) for k in ("x", "w_ih", "w_hh", "b_ih", "b_hh", "h0", "c0")])
-        np.testing.assert_allclose(_np(out["c_n"]), c_n, **tol)
-    else:
-        p = _gru_problem(T, B, I, H, dtype)
-        out = _run_gru(p, threads)
-        y, h_n = ref.gru(*[_np(p[k]) for k in ("x", "w_ih", "w_hh", "b_ih", "b_hh", "h0")])
-    np.testing.assert_allclose(_np(out["y"]), y, **tol)
-    np.testing.assert_allclose(_np(out["h_n"]), h_n, **tol)
+def test_kernels_do_not_depend_on_the_l2_size(isa, cell, shape, threads, dtype):
+    """The chunks of the input projection and the groups of W_ih's panels follow the L2's size;
+    the results do not: training forward and backward, bit for bit, for every L2 size the
+    kernels can be told, as for this machine's."""
+    T, B, I, H = shape
+    p = (_lstm_problem if cell == "lstm" else _gru_problem)(T, B, I, H, dtype)
+    run = _run_lstm if cell == "lstm" else _run_gru
+    expected = run(p, threads)
+    for size in L2_SIZES:
+        before = _C.set_l2_cache_bytes(size)
+        try:
+            assert _C.l2_cache_bytes() == size
+            out = run(p, threads)
+        finally:
+            _C.set_l2_cache_bytes(before)
+        for name, value in expected.items():
+            if value is not None:
+                assert torch.equal(out[name], value), (size, name)
 
 
 @pytest.mark.parametrize("given_gates_x", [False, True], ids=["chunked", "gates_x"])

@@ -85,6 +85,7 @@ def huge_pages() -> str:
 
 def machine_record(device: str, dtype: torch.dtype, threads: int, run_peak: Rate, torch_mm: Rate) -> dict:
     """The JSON's machine record (see ``benchmarks/run.py`` for its keys)."""
+    from fastgates import _C
     return {
         "record": "machine",
         "cpu": cpu_model(),
@@ -93,6 +94,7 @@ def machine_record(device: str, dtype: torch.dtype, threads: int, run_peak: Rate
         "fastgates_version": fastgates.__version__,
         "cpu_isa": fastgates.cpu_isa(),
         "cpu_gemm": fastgates.cpu_gemm(),
+        "l2_cache_bytes": _C.l2_cache_bytes(),
         "threads": threads,
         "huge_pages": huge_pages(),
         "device": device,

@@ -520,5 +520,11 @@ PYBIND11_MODULE(_C, m) {
   m.def("set_multiply_adds_per_thread", &cpu::set_multiply_adds_per_thread, py::arg("value"),
         "Multiply-adds of a time step per extra thread (for tests: 0 runs every shape on all "
         "threads it can use). Returns the previous value.");
+  m.def("set_l2_cache_bytes", &cpu::set_l2_cache_bytes, py::arg("bytes"),
+        "The L2 size in bytes the CPU kernels plan their chunks and panel groups for (for tests, "
+        "and to try another machine's rules): 0 as if unknown, -1 for this machine's. Results do "
+        "not depend on it. Returns the previous setting (-1: the machine's).");
+  m.def("l2_cache_bytes", &cpu::l2_cache_bytes,
+        "The L2 size in bytes the CPU kernels plan for (0: unknown).");
   bind_cuda(m);
 }

@@ -82,7 +82,8 @@ int max_team_threads() {
   return threads;
 }
 
-int64_t l2_cache_bytes() {
+namespace {
+int64_t machine_l2_cache_bytes() {
   static const int64_t bytes = [] {
 #if defined(_SC_LEVEL2_CACHE_SIZE)
     const long size = sysconf(_SC_LEVEL2_CACHE_SIZE);
@@ -94,8 +95,18 @@ int64_t l2_cache_bytes() {
   return bytes;
 }
 
-namespace {
+std::atomic<int64_t> l2_cache_override{-1};  // -1: the machine's
 std::atomic<int64_t> multiply_adds_threshold{32 * 1024};
+}  // namespace
+
+int64_t l2_cache_bytes() {
+  const int64_t set = l2_cache_override.load(std::memory_order_relaxed);
+  return set >= 0 ? set : machine_l2_cache_bytes();
+}
+
+int64_t set_l2_cache_bytes(int64_t bytes) {
+  const int64_t before = l2_cache_override.exchange(bytes < 0 ? -1 : bytes);
+  return before >= 0 ? before : -1;
 }
 
 int64_t multiply_adds_per_thread() { return multiply_adds_threshold.load(std::memory_order_relaxed); }

@@ -47,9 +47,13 @@ void run_team(int num_threads, TeamJob job, void* context);
 // would only slow the barrier down).
 int max_team_threads();
 
-// Bytes of one core's L2 cache (glibc's sysconf, from cpuid), or 0 where it is not known. Asked
-// once per process.
+// Bytes of one core's L2 cache (glibc's sysconf, from cpuid, asked once per process), or 0
+// where it is not known; or the size set_l2_cache_bytes gave.
 int64_t l2_cache_bytes();
+// The L2 size the kernels plan their chunks and panel groups for (tests, and trying another
+// machine's rules): 0 as if unknown, negative for the machine's own again. Results do not
+// depend on it. Returns the previous setting (-1: the machine's).
+int64_t set_l2_cache_bytes(int64_t bytes);
 
 // Multiply-adds of one time step that make another thread worth its barrier (about 1 µs a
 // step) and its wake-up. Tests lower it to run small shapes on several threads; set returns
