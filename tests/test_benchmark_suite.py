@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "benchmarks" / "run.py"
 REQUIRED_KEYS = {"cell", "impl", "device", "dtype", "T", "B", "I", "H", "layers", "mode", "median_ms", "iqr_ms"}
 MACHINE_KEYS = {"cpu", "logical_cores", "torch_version", "fastgates_version", "cpu_isa", "cpu_gemm",
-                "l2_cache_bytes", "threads", "huge_pages", "peak_gflops", "peak_method", "torch_mm_gflops", "torch_mm_method", "date"}
+                "l2_cache_bytes", "threads", "huge_pages", "peak_gflops", "peak_method", "torch_mm_gflops",
+                "torch_mm_method", "date"}
 
 
 def _load_run():

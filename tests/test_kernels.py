@@ -210,7 +210,7 @@ def test_training_forward_by_chunks_matches_reference(isa, cell, shape, threads,
 # L2 sizes the kernels are told to plan for (_C.set_l2_cache_bytes): unknown (2 MiB chunks,
 # W_ih panels in groups of 512 KiB), 64 KiB (2 MiB chunks, groups of one or two panels), 64 MiB
 # (every thread's panels fit: chunks of about 128 KiB, one group). The last shape's W_ih panels
-# (I = 1024: 128 to 256 KiB a block) are grouped by any of them but the largest.
+# (I = 1024: 64 to 256 KiB a block, by instruction set and cell) are a group each at 64 KiB.
 L2_SIZES = [0, 64 << 10, 64 << 20]
 
 
