@@ -78,12 +78,13 @@ FG_ALWAYS_INLINE void store_tile(T* c, int64_t n, int64_t row0, int64_t p, bool 
   }
 }
 
-// c (+)= a · b: each thread packs the panels of its own columns of c, then passes them, a group
-// that fits half of its L2 at a time (panels_in_cache), over every super-tile of a's rows (rows
-// outside, panels inside, as project_inputs). Without groups, a thread's panels that did not
-// fit came from L3 for every super-tile: at m = 12800, n = 512, k = 2048 (dx at T = 200,
-// B = 64, H = 512; four panels of 512 KiB a thread) the groups made it 1.06–1.11 times as fast
-// (Intel Xeon, 2 MiB L2, both builds in one harness, 11 alternations); 1.00–1.01 where the
+// c (+)= a · b: each thread takes the panels of its own columns of c a group that fits half of
+// its L2 at a time (panels_in_cache), packs them and passes them over every super-tile of a's
+// rows (rows outside, panels inside, as project_inputs). Without groups, a thread's panels that
+// did not fit came from L3 for every super-tile: at m = 12800, n = 512, k = 2048 (dx at
+// T = 200, B = 64, H = 512; four panels of 512 KiB a thread) the groups made it 1.06–1.11 times
+// as fast (Intel Xeon, 2 MiB L2, both builds in one harness, 11 alternations), and packing each
+// group just before its pass, not all panels first, 1.03–1.04 more; 1.00–1.01 where the
 // panels fit.
 template <typename T>
 void matmul_thread(const MatmulJob<T>& job, int thread, int team_size) {
@@ -95,12 +96,12 @@ void matmul_thread(const MatmulJob<T>& job, int thread, int team_size) {
   // else a packed copy.
   const int64_t passes = unit_blocks(m.m, kMatmulRows);
   auto in_place = [&](int64_t p) { return columns_in_place(passes, m.n, kMatmulBlocks, p * width, kLanes<T>); };
-  for (int64_t p = mine.begin; p < mine.end; ++p) {
-    if (!in_place(p)) pack_columns_panel(m.b, m.n, m.k, kMatmulBlocks, p * width, job.packed + p * panel_size);
-  }
   const int64_t group = panels_in_cache<T>(panel_size);
   for (int64_t g0 = mine.begin; g0 < mine.end; g0 += group) {
     const int64_t g1 = std::min(mine.end, g0 + group);
+    for (int64_t p = g0; p < g1; ++p) {
+      if (!in_place(p)) pack_columns_panel(m.b, m.n, m.k, kMatmulBlocks, p * width, job.packed + p * panel_size);
+    }
     for (int64_t s0 = 0; s0 < m.m; s0 += kMatmulRows) {
       const int64_t s1 = std::min(m.m, s0 + kMatmulRows);
       for (int64_t p = g0; p < g1; ++p) {
