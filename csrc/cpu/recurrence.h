@@ -215,7 +215,8 @@ FG_ALWAYS_INLINE void for_each_product(const T* a, int64_t inner, const T* panel
 // not change.
 template <typename T>
 int64_t panels_in_cache(int64_t panel_size) {
-  const int64_t l2 = l2_cache_bytes() > 0 ? l2_cache_bytes() : int64_t(1) << 20;
+  const int64_t known = l2_cache_bytes();
+  const int64_t l2 = known > 0 ? known : int64_t(1) << 20;
   return std::max<int64_t>(1, l2 / 2 / std::max<int64_t>(1, panel_size * int64_t(sizeof(T))));
 }
 

@@ -104,10 +104,7 @@ int64_t l2_cache_bytes() {
   return set >= 0 ? set : machine_l2_cache_bytes();
 }
 
-int64_t set_l2_cache_bytes(int64_t bytes) {
-  const int64_t before = l2_cache_override.exchange(bytes < 0 ? -1 : bytes);
-  return before >= 0 ? before : -1;
-}
+int64_t set_l2_cache_bytes(int64_t bytes) { return l2_cache_override.exchange(bytes < 0 ? -1 : bytes); }
 
 int64_t multiply_adds_per_thread() { return multiply_adds_threshold.load(std::memory_order_relaxed); }
 
