@@ -89,6 +89,7 @@ def _run_lstm(p, threads, project_into_saved=False):
         dgates=torch.empty(T, B, 4 * H, dtype=dt),
         dh0=torch.empty(B, H, dtype=dt),
         dc0=torch.empty(B, H, dtype=dt),
+        db=torch.empty(4 * H, dtype=dt),
     )
     out["gates_x"] = out["saved_gates"] if project_into_saved else torch.empty(T, B, 4 * H, dtype=dt)
     _C.lstm_forward(p["x"], p["w_ih"], p["b_ih"], p["w_hh"], p["b_hh"], None, p["h0"], p["c0"], None, False,
@@ -96,7 +97,7 @@ def _run_lstm(p, threads, project_into_saved=False):
                     _workspace("lstm_forward", dt, T, B, I, H, threads), threads)
     _C.lstm_backward(p["w_hh"], None, out["saved_gates"], out["saved_c"], p["c0"], None, False, p["dy"],
                      p["dh_n"], p["dc_n"], out["dgates"], None, out["dh0"], out["dc0"],
-                     _workspace("lstm_backward", dt, T, B, 0, H, threads), threads)
+                     _workspace("lstm_backward", dt, T, B, 0, H, threads), threads, db=out["db"])
     return out
 
 
@@ -116,17 +117,33 @@ def _run_gru(p, threads, project_into_saved=False):
         dgates_x=torch.empty(T, B, 3 * H, dtype=dt),
         dgates_h=torch.empty(T, B, 3 * H, dtype=dt),
         dh0=torch.empty(B, H, dtype=dt),
+        db_ih=torch.empty(3 * H, dtype=dt),
+        db_hh=torch.empty(3 * H, dtype=dt),
     )
     out["gates_x"] = None if project_into_saved else torch.empty(T, B, 3 * H, dtype=dt)
     _C.gru_forward(p["x"], p["w_ih"], p["b_ih"], p["w_hh"], p["b_hh"], p["h0"], None, False, out["gates_x"],
                    out["y"], out["h_n"], out["saved"], _workspace("gru_forward", dt, T, B, I, H, threads), threads)
     _C.gru_backward(p["w_hh"], out["saved"], p["h0"], out["y"], None, False, p["dy"], p["dh_n"], out["dgates_x"],
-                    out["dgates_h"], out["dh0"], _workspace("gru_backward", dt, T, B, 0, H, threads), threads)
+                    out["dgates_h"], out["dh0"], _workspace("gru_backward", dt, T, B, 0, H, threads), threads,
+                    db_ih=out["db_ih"], db_hh=out["db_hh"])
     return out
 
 
 def _tolerance(dtype):
     return dict(rtol=1e-10, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-4, atol=2e-5)
+
+
+def _assert_column_sums(got, dgates, expected, dtype):
+    """A bias gradient the kernel summed: against the reference's, and against its own dgates
+    summed in float64, which it must match to its dtype's rounding (the kernel sums in double)."""
+    np.testing.assert_allclose(_np(got), expected, **_tolerance(dtype))
+    rows = dgates.reshape(-1, dgates.shape[-1])
+    sums, magnitudes = rows.sum(0), np.abs(rows).sum(0)
+    # The kernel adds each row tile's sum (of at most 8 rows, in dtype) to a float64 sum, then
+    # rounds that to dtype once.
+    eps = 2.0**-24 if dtype == torch.float32 else 2.0**-53
+    bound = (8 * eps + len(rows) * 2.0**-53) * magnitudes + eps * np.abs(sums)
+    assert (np.abs(_np(got) - sums) <= bound).all()
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -144,7 +161,8 @@ def test_lstm_kernels_match_reference(isa, dtype, threads, shape):
     np.testing.assert_allclose(_np(out["h_n"]), h_n, **tol)
     np.testing.assert_allclose(_np(out["c_n"]), c_n, **tol)
     dgates = _np(out["dgates"]).reshape(T * B, 4 * H)
-    np.testing.assert_allclose(dgates.sum(0), grads["b_ih"], **tol)
+    _assert_column_sums(out["db"], dgates, grads["b_ih"], dtype)
+    np.testing.assert_allclose(grads["b_hh"], grads["b_ih"])
     np.testing.assert_allclose((dgates @ _np(p["w_ih"])).reshape(T, B, I), grads["x"], **tol)
     np.testing.assert_allclose(_np(out["dh0"]), grads["h0"], **tol)
     np.testing.assert_allclose(_np(out["dc0"]), grads["c0"], **tol)
@@ -166,8 +184,8 @@ def test_gru_kernels_match_reference(isa, dtype, threads, shape):
     dgx = _np(out["dgates_x"]).reshape(T * B, 3 * H)
     dgh = _np(out["dgates_h"]).reshape(T * B, 3 * H)
     h_prev = np.concatenate([_np(p["h0"])[None], _np(out["y"])[:-1]]).reshape(T * B, H)
-    np.testing.assert_allclose(dgx.sum(0), grads["b_ih"], **tol)
-    np.testing.assert_allclose(dgh.sum(0), grads["b_hh"], **tol)
+    _assert_column_sums(out["db_ih"], dgx, grads["b_ih"], dtype)
+    _assert_column_sums(out["db_hh"], dgh, grads["b_hh"], dtype)
     np.testing.assert_allclose((dgx @ _np(p["w_ih"])).reshape(T, B, I), grads["x"], **tol)
     np.testing.assert_allclose(dgh.T @ h_prev, grads["w_hh"], **tol)
     np.testing.assert_allclose(_np(out["dh0"]), grads["h0"], **tol)
@@ -475,26 +493,63 @@ def test_binding_rejects_outputs_that_alias_inputs():
 @pytest.mark.parametrize("shape", [(1, 40, 9, 50), (1, 40, 5, 300), (1, 30, 140, 131), (5, 3, 17, 31), (4, 33, 6, 17)])
 def test_backward_without_initial_state_gradients(isa, threads, shape):
     # dh0 (LSTM: and/or dc0) None: the kernels skip what only those need, and every other
-    # output is the full call's, bit for bit.
+    # output is the full call's, bit for bit; so are the bias gradients given or not.
     T, B, I, H = shape
     p = _lstm_problem(T, B, I, H, torch.float32)
     full = _run_lstm(p, threads)
-    for want_h0, want_c0 in [(False, False), (False, True), (True, False)]:
+    for want_h0, want_c0, want_b in [(False, False, True), (False, True, False), (True, False, True),
+                                     (True, True, False)]:
         dgates = torch.empty_like(full["dgates"])
         dh0 = torch.empty_like(full["dh0"]) if want_h0 else None
         dc0 = torch.empty_like(full["dc0"]) if want_c0 else None
+        db = torch.empty_like(full["db"]) if want_b else None
         _C.lstm_backward(p["w_hh"], None, full["saved_gates"], full["saved_c"], p["c0"], None, False, p["dy"],
                          p["dh_n"], p["dc_n"], dgates, None, dh0, dc0,
-                         _workspace("lstm_backward", torch.float32, T, B, 0, H, threads), threads)
+                         _workspace("lstm_backward", torch.float32, T, B, 0, H, threads), threads, db)
         assert torch.equal(dgates, full["dgates"])
-        for got, key in ((dh0, "dh0"), (dc0, "dc0")):
+        for got, key in ((dh0, "dh0"), (dc0, "dc0"), (db, "db")):
             assert got is None or torch.equal(got, full[key])
     q = _gru_problem(T, B, I, H, torch.float32)
     full = _run_gru(q, threads)
-    dgates_x, dgates_h = torch.empty_like(full["dgates_x"]), torch.empty_like(full["dgates_h"])
-    _C.gru_backward(q["w_hh"], full["saved"], q["h0"], full["y"], None, False, q["dy"], q["dh_n"], dgates_x,
-                    dgates_h, None, _workspace("gru_backward", torch.float32, T, B, 0, H, threads), threads)
-    assert torch.equal(dgates_x, full["dgates_x"]) and torch.equal(dgates_h, full["dgates_h"])
+    for want_ih, want_hh in [(False, False), (True, False), (False, True)]:
+        dgates_x, dgates_h = torch.empty_like(full["dgates_x"]), torch.empty_like(full["dgates_h"])
+        db_ih = torch.empty_like(full["db_ih"]) if want_ih else None
+        db_hh = torch.empty_like(full["db_hh"]) if want_hh else None
+        _C.gru_backward(q["w_hh"], full["saved"], q["h0"], full["y"], None, False, q["dy"], q["dh_n"], dgates_x,
+                        dgates_h, None, _workspace("gru_backward", torch.float32, T, B, 0, H, threads), threads,
+                        db_ih, db_hh)
+        assert torch.equal(dgates_x, full["dgates_x"]) and torch.equal(dgates_h, full["dgates_h"])
+        for got, key in ((db_ih, "db_ih"), (db_hh, "db_hh")):
+            assert got is None or torch.equal(got, full[key])
+
+
+def test_backward_bindings_check_the_bias_gradients():
+    T, B, I, H = 3, 2, 4, 5
+    p = _lstm_problem(T, B, I, H, torch.float32)
+    full = _run_lstm(p, 1)
+
+    def lstm(db):
+        _C.lstm_backward(p["w_hh"], None, full["saved_gates"], full["saved_c"], p["c0"], None, False, p["dy"],
+                         p["dh_n"], p["dc_n"], torch.empty_like(full["dgates"]), None, None, None,
+                         _workspace("lstm_backward", torch.float32, T, B, 0, H, 1), 1, db)
+
+    for db, message in [(torch.empty(21), "argument 'db' has shape (21,), expected (20,)"),
+                        (torch.empty(4, 5), "argument 'db' has shape (4, 5), expected (20,)"),
+                        (torch.empty(20, dtype=torch.float64), "argument 'db' has dtype float64, expected float32"),
+                        (p["dy"].view(-1)[:20], "output 'db' shares memory with 'dy'")]:
+        with pytest.raises(ValueError) as info:
+            lstm(db)
+        assert message in str(info.value)
+    q = _gru_problem(T, B, I, H, torch.float32)
+    full = _run_gru(q, 1)
+    dgates_h = torch.empty_like(full["dgates_h"])
+    for db_ih, db_hh, message in [(torch.empty(16), None, "argument 'db_ih' has shape (16,), expected (15,)"),
+                                  (None, dgates_h.view(-1)[:15], "share memory")]:
+        with pytest.raises(ValueError) as info:
+            _C.gru_backward(q["w_hh"], full["saved"], q["h0"], full["y"], None, False, q["dy"], q["dh_n"],
+                            torch.empty_like(full["dgates_x"]), dgates_h, None,
+                            _workspace("gru_backward", torch.float32, T, B, 0, H, 1), 1, db_ih, db_hh)
+        assert message in str(info.value)
 
 
 @pytest.mark.parametrize("threads", [1, 2])

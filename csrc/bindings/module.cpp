@@ -247,7 +247,7 @@ void lstm_forward(py::handle x, py::handle w_ih, py::handle b_ih, py::handle w_h
 void lstm_backward(py::handle w_hh, py::handle w_hr, py::handle saved_gates, py::handle saved_c, py::handle c0,
                    py::handle batch_sizes, bool reverse, py::handle dy, py::handle dh_n, py::handle dc_n,
                    py::handle dgates, py::handle dh, py::handle dh0, py::handle dc0, py::handle workspace,
-                   int num_threads) {
+                   int num_threads, py::handle db) {
   const char* op = "lstm_backward";
   Arguments a(op);
   a.add(w_hh, "w_hh", false);
@@ -270,6 +270,7 @@ void lstm_backward(py::handle w_hh, py::handle w_hr, py::handle saved_gates, py:
   a.add(dh0, "dh0", true, true);
   a.add(dc0, "dc0", true, true);
   const TensorView& ws = a.add(workspace, "workspace", true);
+  a.add(db, "db", true, true);
   a.expect(0, {4 * H, K});
   a.expect(1, {P, H});
   a.expect(2, rows.shape(4 * H));
@@ -282,6 +283,7 @@ void lstm_backward(py::handle w_hh, py::handle w_hr, py::handle saved_gates, py:
   a.expect(10, rows.shape(P));
   a.expect(11, {B, K});
   a.expect(12, {B, H});
+  a.expect(14, {4 * H});
   if (a.present(10) != (P > 0)) {
     throw py::value_error(std::string(op) + ": dh is required with a projection (w_hr) and must be None without");
   }
@@ -306,6 +308,7 @@ void lstm_backward(py::handle w_hh, py::handle w_hr, py::handle saved_gates, py:
     args.dh = a.ptr<T_>(10);
     args.dh0 = a.ptr<T_>(11);
     args.dc0 = a.ptr<T_>(12);
+    args.db = a.ptr<T_>(14);
     args.workspace = a.ptr<void>(13);
     args.num_threads = num_threads;
     py::gil_scoped_release no_gil;
@@ -371,7 +374,7 @@ void gru_forward(py::handle x, py::handle w_ih, py::handle b_ih, py::handle w_hh
 
 void gru_backward(py::handle w_hh, py::handle saved, py::handle h0, py::handle y, py::handle batch_sizes,
                   bool reverse, py::handle dy, py::handle dh_n, py::handle dgates_x, py::handle dgates_h,
-                  py::handle dh0, py::handle workspace, int num_threads) {
+                  py::handle dh0, py::handle workspace, int num_threads, py::handle db_ih, py::handle db_hh) {
   const char* op = "gru_backward";
   Arguments a(op);
   a.add(w_hh, "w_hh", false);
@@ -390,6 +393,8 @@ void gru_backward(py::handle w_hh, py::handle saved, py::handle h0, py::handle y
   a.add(dgates_h, "dgates_h", true);
   a.add(dh0, "dh0", true, true);
   const TensorView& ws = a.add(workspace, "workspace", true);
+  a.add(db_ih, "db_ih", true, true);
+  a.add(db_hh, "db_hh", true, true);
   a.expect(0, {3 * H, H});
   a.expect(1, rows.shape(4 * H));
   a.expect(3, {B, H});
@@ -399,6 +404,8 @@ void gru_backward(py::handle w_hh, py::handle saved, py::handle h0, py::handle y
   a.expect(7, rows.shape(3 * H));
   a.expect(8, rows.shape(3 * H));
   a.expect(9, {B, H});
+  a.expect(11, {3 * H});
+  a.expect(12, {3 * H});
   num_threads = checked_threads(op, num_threads);
   const cpu::SequenceShape shape{rows.steps(), B, H, 0};
   expect_workspace(op, ws, cpu::Kernel::gru_backward, dtype, shape, num_threads);
@@ -417,6 +424,8 @@ void gru_backward(py::handle w_hh, py::handle saved, py::handle h0, py::handle y
     args.dgates_x = a.ptr<T_>(7);
     args.dgates_h = a.ptr<T_>(8);
     args.dh0 = a.ptr<T_>(9);
+    args.db_ih = a.ptr<T_>(11);
+    args.db_hh = a.ptr<T_>(12);
     args.workspace = a.ptr<void>(10);
     args.num_threads = num_threads;
     py::gil_scoped_release no_gil;
@@ -481,7 +490,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("lstm_backward", &lstm_backward, py::arg("w_hh"), py::arg("w_hr").none(true), py::arg("saved_gates"),
         py::arg("saved_c"), py::arg("c0"), py::arg("batch_sizes").none(true), py::arg("reverse"), py::arg("dy"),
         py::arg("dh_n"), py::arg("dc_n"), py::arg("dgates"), py::arg("dh").none(true),
-        py::arg("dh0").none(true), py::arg("dc0").none(true), py::arg("workspace"), py::arg("num_threads"));
+        py::arg("dh0").none(true), py::arg("dc0").none(true), py::arg("workspace"), py::arg("num_threads"),
+        py::arg("db").none(true) = py::none());
   m.def("gru_forward", &gru_forward, py::arg("x"), py::arg("w_ih"), py::arg("b_ih").none(true), py::arg("w_hh"),
         py::arg("b_hh").none(true), py::arg("h0"), py::arg("batch_sizes").none(true), py::arg("reverse"),
         py::arg("gates_x"), py::arg("y"), py::arg("h_n"), py::arg("saved").none(true), py::arg("workspace"),
@@ -489,7 +499,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("gru_backward", &gru_backward, py::arg("w_hh"), py::arg("saved"), py::arg("h0"), py::arg("y"),
         py::arg("batch_sizes").none(true), py::arg("reverse"), py::arg("dy"), py::arg("dh_n"),
         py::arg("dgates_x"), py::arg("dgates_h"), py::arg("dh0").none(true), py::arg("workspace"),
-        py::arg("num_threads"));
+        py::arg("num_threads"), py::arg("db_ih").none(true) = py::none(), py::arg("db_hh").none(true) = py::none());
   m.def("matmul_workspace_bytes", &matmul_workspace_bytes, py::arg("dtype"), py::arg("m"), py::arg("n"),
         py::arg("k"), py::arg("transpose_a"), py::arg("num_threads"));
   m.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("transpose_a"), py::arg("accumulate"),

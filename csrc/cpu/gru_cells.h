@@ -91,12 +91,24 @@ struct GruBackwardCell {
   const T* w_hh;
   const StepSchedule* steps = nullptr;
   T* dh_direct = nullptr;  // [B, H] z·dL/dh_t of the step after, the part that bypasses W_hh
+  ColumnSums<T, 4> db_sums;  // of d r, d z, d n (b_ih's) and r ⊙ d n (b_hn's)
 
   explicit GruBackwardCell(const GruBackward<T>& args) : a(args), shape(args.shape), w_hh(args.w_hh) {}
 
   void attach(WorkspaceCarver& w, const StepSchedule* schedule) {
     steps = schedule;
     dh_direct = w.take<T>(shape.batch * shape.hidden_size);
+    db_sums.attach(w, shape.hidden_size);
+  }
+
+  void zero_sums(int64_t j0) { db_sums.zero(j0); }
+  void write_sums(int64_t j0, int units) {
+    const int64_t H = shape.hidden_size;
+    for (int g = 0; g < 3; ++g) {
+      if (a.db_ih) db_sums.write(g, j0, units, a.db_ih + g * H + j0);
+      // d r and d z are the same for both biases; the n gate's differ (r ⊙ d n for b_hn).
+      if (a.db_hh) db_sums.write(g == 2 ? 3 : g, j0, units, a.db_hh + g * H + j0);
+    }
   }
 
   const T* recurrent_gradient(int64_t t) const { return a.dgates_h + steps->offset(t) * 3 * shape.hidden_size; }
@@ -144,6 +156,12 @@ struct GruBackwardCell {
     store_rows<R>(strided_rows(dgates_h + H, 3 * H), dhp.z, units);
     store_rows<R>(strided_rows(dgates_h + 2 * H, 3 * H), dhp.n, units);
     store_rows<R>(strided_rows(dh_direct + row0 * H + j0, H), direct, units);
+    if (a.db_ih || a.db_hh) {
+      db_sums.add(0, j0, dx.r);
+      db_sums.add(1, j0, dx.z);
+      db_sums.add(2, j0, dx.n);
+      db_sums.add(3, j0, dhp.n);
+    }
   }
 
   bool wants_dh0() const { return a.dh0 != nullptr; }

@@ -4,8 +4,9 @@
 //   Forward: first the input projection x W_ihᵀ + bias of all steps, as one GEMM split by
 //   hidden units (each thread computes the gates of its own units, so no thread waits for
 //   another); then per step the recurrent product h_{t-1} W_hhᵀ fused with the cell's gate
-//   math. Backward: per step the cell's backward fused with dgates · W_hh; the caller does the
-//   rest (weight, input and bias gradients) as large GEMMs. Threads split the hidden units;
+//   math. Backward: per step the cell's backward fused with dgates · W_hh, and the bias
+//   gradients (dgates' column sums) as the gate math produces dgates; the caller does the rest
+//   (weight and input gradients) as large GEMMs. Threads split the hidden units;
 //   each keeps its share of the weights packed in the workspace for the whole call, and the
 //   threads meet at one spin barrier per step.
 //
@@ -120,6 +121,9 @@ struct LstmBackward {
                          //          rows that start from their initial state are then skipped
                          //          (at T = 1, all of the kernel's products)
   T* dc0;                // [B, H]   out or null
+  T* db;                 // [4H]     out or null: dgates summed over all N rows (the gradient of
+                         //          b_ih and of b_hh): up to 8 rows at a time in T, those sums
+                         //          added in double, the result rounded to T
   void* workspace;
   int num_threads;
 };
@@ -155,6 +159,8 @@ struct GruBackward {
   T* dgates_h;     // [N, 3H]  out: gradient w.r.t. h_{t-1} W_hhᵀ + b_hh
   T* dh0;          // [B, H]   out, or null when not wanted: the products with W_hh of the rows
                    //          that start from their initial state are then skipped
+  T* db_ih;        // [3H]     out or null: dgates_x summed over all N rows, as LstmBackward's db
+  T* db_hh;        // [3H]     out or null: dgates_h summed the same way
   void* workspace;
   int num_threads;
 };

@@ -113,6 +113,7 @@ struct LstmBackwardCell {
   const StepSchedule* steps = nullptr;
   T* dc_state = nullptr;  // [B, H] dL/dc_t arriving from the step after, in the workspace
   T* dh_state = nullptr;  // [B, P] dL/dh_t of the current step (projection only)
+  ColumnSums<T, 4> db_sums;  // of d i, d f, d g, d o: db
 
   explicit LstmBackwardCell(const LstmBackward<T>& args)
       : a(args), shape(args.shape), w_hh(args.w_hh), w_hr(args.w_hr) {}
@@ -121,6 +122,13 @@ struct LstmBackwardCell {
     steps = schedule;
     dc_state = w.take<T>(shape.batch * shape.hidden_size);
     if constexpr (kProjected) dh_state = w.take<T>(shape.batch * shape.proj_size);
+    db_sums.attach(w, shape.hidden_size);
+  }
+
+  void zero_sums(int64_t j0) { db_sums.zero(j0); }
+  void write_sums(int64_t j0, int units) {
+    if (!a.db) return;
+    for (int g = 0; g < kGates; ++g) db_sums.write(g, j0, units, a.db + g * shape.hidden_size + j0);
   }
 
   const T* recurrent_gradient(int64_t t) const { return a.dgates + steps->offset(t) * 4 * shape.hidden_size; }
@@ -166,6 +174,12 @@ struct LstmBackwardCell {
     store_rows<R>(strided_rows(dgates + 2 * H, 4 * H), d.g, units);
     store_rows<R>(strided_rows(dgates + 3 * H, 4 * H), d.o, units);
     store_rows<R>(strided_rows(dc_state + row0 * H + j0, H), dc_prev, units);
+    if (a.db) {
+      db_sums.add(0, j0, d.i);
+      db_sums.add(1, j0, d.f);
+      db_sums.add(2, j0, d.g);
+      db_sums.add(3, j0, d.o);
+    }
   }
 
   bool wants_dh0() const { return a.dh0 != nullptr; }

@@ -117,16 +117,15 @@ def matmul(a: Tensor, b: Tensor, transpose_a: bool = False, out: Tensor | None =
     return c
 
 
-def input_side_grads(dgates_x: Tensor, x: Tensor, w_ih: Tensor, need_x: bool, need_w_ih: bool,
-                     need_b: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """(dx, dW_ih, db) from the gradient of the input projection x W_ihᵀ + b, as large GEMMs;
-    0-sized where not needed. x is padded [T, B, I] or packed [N, I]."""
+def input_side_grads(dgates_x: Tensor, x: Tensor, w_ih: Tensor, need_x: bool,
+                     need_w_ih: bool) -> tuple[Tensor, Tensor]:
+    """(dx, dW_ih) from the gradient of the input projection x W_ihᵀ + b, as large GEMMs;
+    0-sized where not needed. x is padded [T, B, I] or packed [N, I]. (The kernels sum db.)"""
     input_size = x.shape[-1]
     d2d = dgates_x.reshape(-1, dgates_x.shape[-1])
     dx = matmul(d2d, w_ih).view(x.shape) if need_x else x.new_empty(EMPTY)
     dw_ih = matmul(d2d, x.reshape(-1, input_size), transpose_a=True) if need_w_ih else x.new_empty(EMPTY)
-    db = d2d.sum(0) if need_b else x.new_empty(EMPTY)
-    return dx, dw_ih, db
+    return dx, dw_ih
 
 
 def previous_rows(batch_sizes: Tensor, reverse: bool) -> Tensor:

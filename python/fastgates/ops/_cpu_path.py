@@ -23,12 +23,12 @@ def lstm_forward(x, w_ih, b_ih, w_hh, b_hh, w_hr, h0, c0, batch_sizes, reverse, 
 
 
 def lstm_backward(w_hh, w_hr, saved_gates, saved_c, c0, batch_sizes, reverse, dy, dh_n, dc_n, dgates, dh, dh0,
-                  dc0) -> None:
+                  dc0, db) -> None:
     threads = _backend.num_threads()
     workspace = _backend.workspace("lstm_backward", w_hh.dtype, steps(saved_c, batch_sizes), c0.shape[0], 0,
                                    c0.shape[1], threads, 0 if w_hr is None else w_hr.shape[0])
     _backend.C().lstm_backward(w_hh, w_hr, saved_gates, saved_c, c0, batch_sizes, reverse, dy, dh_n, dc_n, dgates,
-                               dh, dh0, dc0, workspace, threads)
+                               dh, dh0, dc0, workspace, threads, db)
 
 
 def gru_forward(x, w_ih, b_ih, w_hh, b_hh, h0, batch_sizes, reverse, y, h_n, saved) -> None:
@@ -43,9 +43,9 @@ def gru_forward(x, w_ih, b_ih, w_hh, b_hh, h0, batch_sizes, reverse, y, h_n, sav
                              threads)
 
 
-def gru_backward(w_hh, saved, h0, y, batch_sizes, reverse, dy, dh_n, dgates_x, dgates_h, dh0) -> None:
+def gru_backward(w_hh, saved, h0, y, batch_sizes, reverse, dy, dh_n, dgates_x, dgates_h, dh0, db_ih, db_hh) -> None:
     threads = _backend.num_threads()
     workspace = _backend.workspace("gru_backward", w_hh.dtype, steps(y, batch_sizes), h0.shape[0], 0, h0.shape[1],
                                    threads)
     _backend.C().gru_backward(w_hh, saved, h0, y, batch_sizes, reverse, dy, dh_n, dgates_x, dgates_h, dh0, workspace,
-                              threads)
+                              threads, db_ih, db_hh)

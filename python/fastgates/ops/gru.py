@@ -127,9 +127,13 @@ def gru_backward_impl(
     batch, hidden = h0.shape[0], w_hh.shape[1]
     dgates_x, dgates_h = gate_gradients(x, GATES * hidden, GATES * hidden)
     dh0 = x.new_empty((batch, hidden) if need_h0 else EMPTY)
+    db_ih = x.new_empty((GATES * hidden,) if need_b_ih else EMPTY)
+    db_hh = x.new_empty((GATES * hidden,) if need_b_hh else EMPTY)
     if is_empty(x, batch, hidden):
         dgates_x.zero_()
         dgates_h.zero_()
+        db_ih.zero_()
+        db_hh.zero_()
         if need_h0:
             dh0.copy_(dh_n)
     else:
@@ -145,10 +149,11 @@ def gru_backward_impl(
             dgates_x,
             dgates_h,
             dh0 if need_h0 else None,
+            db_ih if need_b_ih else None,
+            db_hh if need_b_hh else None,
         )
-    dx, dw_ih, db_ih = input_side_grads(dgates_x, x, w_ih, need_x, need_w_ih, need_b_ih)
+    dx, dw_ih = input_side_grads(dgates_x, x, w_ih, need_x, need_w_ih)
     dw_hh = recurrent_weight_grad(dgates_h, h0, y, batch_sizes, reverse) if need_w_hh else x.new_empty(EMPTY)
-    db_hh = dgates_h.reshape(-1, GATES * hidden).sum(0) if need_b_hh else x.new_empty(EMPTY)
     return dx, dw_ih, dw_hh, db_ih, db_hh, dh0
 
 

@@ -168,9 +168,11 @@ def lstm_backward_impl(
     dh = x.new_empty(sequence_shape(x, k) if projected else EMPTY)
     dh0 = x.new_empty((batch, k) if need_h0 else EMPTY)
     dc0 = x.new_empty((batch, hidden) if need_c0 else EMPTY)
+    db = x.new_empty((GATES * hidden,) if need_b else EMPTY)
     if is_empty(x, batch, hidden):
         dgates.zero_()
         dh.zero_()
+        db.zero_()
         if need_h0:
             dh0.copy_(dh_n)
         if need_c0:
@@ -191,8 +193,9 @@ def lstm_backward_impl(
             dh if projected else None,
             dh0 if need_h0 else None,
             dc0 if need_c0 else None,
+            db if need_b else None,
         )
-    dx, dw_ih, db = input_side_grads(dgates, x, w_ih, need_x, need_w_ih, need_b)
+    dx, dw_ih = input_side_grads(dgates, x, w_ih, need_x, need_w_ih)
     dw_hh = recurrent_weight_grad(dgates, h0, y, batch_sizes, reverse) if need_w_hh else x.new_empty(EMPTY)
     if projected and need_w_hr:
         dw_hr = matmul(dh.reshape(-1, k), saved_m.reshape(-1, hidden), transpose_a=True)
