@@ -135,7 +135,8 @@ def _tolerance(dtype):
 
 def _assert_column_sums(got, dgates, expected, dtype):
     """A bias gradient the kernel summed: against the reference's, and against its own dgates
-    summed in float64, which it must match to its dtype's rounding (the kernel sums in double)."""
+    summed in float64, which it must match within the rounding of its row tiles' sums and of
+    the result."""
     np.testing.assert_allclose(_np(got), expected, **_tolerance(dtype))
     rows = dgates.reshape(-1, dgates.shape[-1])
     sums, magnitudes = rows.sum(0), np.abs(rows).sum(0)
@@ -162,7 +163,6 @@ def test_lstm_kernels_match_reference(isa, dtype, threads, shape):
     np.testing.assert_allclose(_np(out["c_n"]), c_n, **tol)
     dgates = _np(out["dgates"]).reshape(T * B, 4 * H)
     _assert_column_sums(out["db"], dgates, grads["b_ih"], dtype)
-    np.testing.assert_allclose(grads["b_hh"], grads["b_ih"])
     np.testing.assert_allclose((dgates @ _np(p["w_ih"])).reshape(T, B, I), grads["x"], **tol)
     np.testing.assert_allclose(_np(out["dh0"]), grads["h0"], **tol)
     np.testing.assert_allclose(_np(out["dc0"]), grads["c0"], **tol)
