@@ -5,7 +5,8 @@ x [T, B, I] padded, or [N, I] packed with ``batch_sizes`` (torch's PackedSequenc
 on the CPU); w_ih [3H, I], w_hh [3H, H], b_ih / b_hh [3H] or None, h0 [B, H]. ``reverse`` runs
 the sequence backwards (within each sequence when packed). The input projection runs inside
 the forward kernel; every weight / input gradient is a large GEMM (torch's, or fastgates' own:
-``_common.matmul``); the kernels in ``fastgates._C`` run the sequential part.
+``_common.matmul``); the kernels in ``fastgates._C`` run the sequential part and sum the bias
+gradients (on CUDA a torch sum does).
 """
 
 from __future__ import annotations

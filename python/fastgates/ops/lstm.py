@@ -6,7 +6,7 @@ b_ih / b_hh [4H] or None, w_hr [P, H] or None (a projection: K = P, else K = H),
 c0 [B, H]. ``reverse`` runs the sequence backwards (within each sequence when packed). The
 input projection runs inside the forward kernel; every weight / input gradient is a large
 GEMM (torch's, or fastgates' own: ``_common.matmul``); the kernels in ``fastgates._C`` run the
-sequential part.
+sequential part and sum the bias gradient (on CUDA a torch sum does).
 """
 
 from __future__ import annotations
