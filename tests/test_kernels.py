@@ -552,6 +552,102 @@ def test_backward_bindings_check_the_bias_gradients():
         assert message in str(info.value)
 
 
+def _sequence_gradients(layer, x, packed, dy_of, dh_of):
+    """The gradients of x and of every parameter, for gradients dy_of(y) (None: y not in the
+    loss) and dh_of(h_n) of the layer's output (PackedSequence.data when packed) and final
+    hidden state."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    x = x.detach().requires_grad_(True)
+    lengths = torch.tensor([x.shape[0] - i % x.shape[0] for i in range(x.shape[1])])
+    out, states = layer(pack_padded_sequence(x, lengths, enforce_sorted=False) if packed else x)
+    y = out.data if packed else out
+    h_n = states[0] if isinstance(states, tuple) else states
+    inputs = [x, *layer.parameters()]
+    dy = dy_of(y)
+    if dy is None:  # y not in the loss
+        return torch.autograd.grad([h_n], inputs, [dh_of(h_n)])
+    return torch.autograd.grad([y, h_n], inputs, [dy, dh_of(h_n)])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+@pytest.mark.parametrize("mode, kwargs", [("LSTM", {}), ("LSTM", {"proj_size": 7}), ("GRU", {})],
+                         ids=["lstm", "lstm-proj", "gru"])
+def test_backward_reads_a_shared_gradient_row_in_place(isa, threads, dtype, packed, mode, kwargs):
+    # A dy whose rows are all one row in memory (the gradient of y.sum() or y.mean(), expanded)
+    # reaches the kernels as that row (dy_one_row); a missing one as a row of zeros. Every
+    # gradient is the one of the same values in a dense dy, bit for bit: both directions,
+    # several unit blocks per thread, sequences of different lengths.
+    import fastgates
+
+    torch.manual_seed(0)
+    layer = fastgates.from_torch(getattr(torch.nn, mode)(11, 37, bidirectional=True, dtype=dtype, **kwargs))
+    x = torch.randn(6, 5, 11, dtype=dtype)
+    row = torch.randn(2 * kwargs.get("proj_size", 37), dtype=dtype)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for dy_of, dense_dy_of in [(lambda y: row.expand(y.shape), lambda y: row.expand(y.shape).contiguous()),
+                                   (lambda y: torch.ones((), dtype=dtype).expand(y.shape), torch.ones_like),
+                                   (lambda y: None, torch.zeros_like)]:
+            shared = _sequence_gradients(layer, x, packed, dy_of, torch.ones_like)
+            dense = _sequence_gradients(layer, x, packed, dense_dy_of, torch.ones_like)
+            for got, expected in zip(shared, dense, strict=True):
+                assert torch.equal(got, expected)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_sequence_gradients_reach_the_kernels_as_one_row_where_they_can():
+    from fastgates import _reused_arrays
+    from fastgates.ops._common import grad_or_zeros, kernel_sequence_gradient
+
+    row = torch.arange(5.0)
+    for expanded in (row.expand(3, 2, 5), torch.ones(()).expand(3, 2, 5), grad_or_zeros(None, torch.empty(3, 2, 5)),
+                     row.expand(4, 5), torch.arange(10.0).expand(3, 2, 10)[:, :, 5:]):
+        one = kernel_sequence_gradient(expanded)
+        assert one.shape == (5,) and one.is_contiguous() and torch.equal(one.expand(expanded.shape), expanded)
+    dense = torch.randn(3, 2, 5)
+    assert kernel_sequence_gradient(dense) is dense
+    for strided in (torch.randn(3, 2, 10)[:, :, ::2], torch.randn(2, 3, 5).transpose(0, 1),
+                    torch.randn(3, 1, 5).expand(3, 2, 5)):
+        got = kernel_sequence_gradient(strided)
+        assert got.shape == strided.shape and got.is_contiguous() and torch.equal(got, strided)
+    large = torch.randn(300, 2, 2048)[:, :, ::2]  # a copy of at least _reused_arrays.MIN_BYTES
+    assert _reused_arrays.is_large(large.shape, large)
+    assert torch.equal(kernel_sequence_gradient(large), large)
+
+
+def test_backward_bindings_check_a_shared_gradient_row():
+    T, B, I, H = 3, 2, 4, 5
+    p = _lstm_problem(T, B, I, H, torch.float32)
+    full = _run_lstm(p, 1)
+    q = _gru_problem(T, B, I, H, torch.float32)
+    gru = _run_gru(q, 1)
+
+    def lstm(dy):
+        _C.lstm_backward(p["w_hh"], None, full["saved_gates"], full["saved_c"], p["c0"], None, False, dy,
+                         p["dh_n"], p["dc_n"], torch.empty_like(full["dgates"]), None, None, None,
+                         _workspace("lstm_backward", torch.float32, T, B, 0, H, 1), 1)
+
+    def gru_(dy):
+        _C.gru_backward(q["w_hh"], gru["saved"], q["h0"], gru["y"], None, False, dy, q["dh_n"],
+                        torch.empty_like(gru["dgates_x"]), torch.empty_like(gru["dgates_h"]), None,
+                        _workspace("gru_backward", torch.float32, T, B, 0, H, 1), 1)
+
+    for run in (lstm, gru_):
+        run(torch.zeros(H))  # one row for every row of the sequence
+        for dy, message in [(torch.zeros(H + 1), "argument 'dy' has shape (6,), expected (5,)"),
+                            (torch.zeros(B, H), "argument 'dy' has shape (2, 5), expected (3, 2, 5)"),
+                            (torch.zeros(2 * H)[::2], "argument 'dy' with shape (5,) is not contiguous"),
+                            (torch.zeros(H, dtype=torch.float64), "argument 'dy' has dtype float64")]:
+            with pytest.raises(ValueError) as info:
+                run(dy)
+            assert message in str(info.value)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])

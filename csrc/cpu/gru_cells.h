@@ -130,7 +130,7 @@ struct GruBackwardCell {
     const T* saved = a.saved + n0 * 4 * H + j0;
     auto saved_gate = [&](int g) { return load_rows<R, T>(strided_rows(saved + g * H, 4 * H), units); };
     cell::GruSaved<V> s{saved_gate(0), saved_gate(1), saved_gate(2), saved_gate(3)};
-    const V dy = load_rows<R, T>(strided_rows(a.dy + n0 * H + j0, H), units);
+    const V dy = load_rows<R, T>(strided_rows(a.dy + n0 * a.dy_stride(H) + j0, a.dy_stride(H)), units);
     // dL/dh_t = dy + later: for rows at or past `carried`, which end at step t, later = dh_n;
     // for the others, the gradient from step t+1 through W_hh (rec) plus the part that
     // bypassed it.

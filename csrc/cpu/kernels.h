@@ -111,7 +111,7 @@ struct LstmBackward {
   const T* saved_gates;  // [N, 4H]  from LstmForward
   const T* saved_c;      // [N, H]   from LstmForward
   const T* c0;           // [B, H]
-  const T* dy;           // [N, K]   gradient of the loss w.r.t. y
+  const T* dy;           // [N, K]   gradient of the loss w.r.t. y; or [K] with dy_one_row
   const T* dh_n;         // [B, K]   gradient w.r.t. h_n
   const T* dc_n;         // [B, H]   gradient w.r.t. c_n
   T* dgates;             // [N, 4H]  out: gradient w.r.t. the gate pre-activations (= d gates_x)
@@ -126,6 +126,10 @@ struct LstmBackward {
                          //          added in double, the result rounded to T
   void* workspace;
   int num_threads;
+  bool dy_one_row = false;  // dy is one [K] row that is the gradient of every row of y (as from
+                            // y.sum() or y.mean(), or zeros when y has none), read in place of
+                            // an [N, K] array of equal rows
+  int64_t dy_stride(int64_t width) const { return dy_one_row ? 0 : width; }
 };
 
 template <typename T>
@@ -153,7 +157,7 @@ struct GruBackward {
   const T* saved;  // [N, 4H]  from GruForward
   const T* h0;     // [B, H]
   const T* y;      // [N, H]   from GruForward (h_{t-1} of each row)
-  const T* dy;     // [N, H]
+  const T* dy;     // [N, H], or [H] with dy_one_row
   const T* dh_n;   // [B, H]
   T* dgates_x;     // [N, 3H]  out: gradient w.r.t. gates_x (= d b_ih summed, d(x W_ihᵀ))
   T* dgates_h;     // [N, 3H]  out: gradient w.r.t. h_{t-1} W_hhᵀ + b_hh
@@ -163,6 +167,8 @@ struct GruBackward {
   T* db_hh;        // [3H]     out or null: dgates_h summed the same way
   void* workspace;
   int num_threads;
+  bool dy_one_row = false;  // as LstmBackward's
+  int64_t dy_stride(int64_t width) const { return dy_one_row ? 0 : width; }
 };
 
 // c = op(a) · b, or c += op(a) · b: the backward's time-parallel products (dx = dgates · W_ih,

@@ -159,7 +159,7 @@ struct LstmBackwardCell {
     } else {
       dh = load_rows<R, T>([&](int r) { return ending(r) ? a.dh_n + (row0 + r) * H + j0 : rec[r]; },
                            units) +
-           load_rows<R, T>(strided_rows(a.dy + n0 * H + j0, H), units);
+           load_rows<R, T>(strided_rows(a.dy + n0 * a.dy_stride(H) + j0, a.dy_stride(H)), units);
     }
     const V c = load_rows<R, T>(strided_rows(a.saved_c + n0 * H + j0, H), units);
     const V c_prev =
@@ -203,7 +203,7 @@ struct LstmBackwardCell {
       const int64_t row = row0 + r;
       const int64_t n = steps->offset(t) + row;
       const T* later = row >= carried ? a.dh_n + row * P + p0 : rec[r];
-      const T* dy = a.dy + n * P + p0;
+      const T* dy = a.dy + n * a.dy_stride(P) + p0;
       T* dh = dh_state + row * P + p0;
       for (int l = 0; l < units; ++l) dh[l] = dy[l] + later[l];
       std::memcpy(a.dh + n * P + p0, dh, units * sizeof(T));

@@ -145,7 +145,7 @@ def gru_backward_impl(
             y.contiguous(),
             batch_sizes,
             reverse,
-            dy.contiguous(),
+            dy,
             dh_n.contiguous(),
             dgates_x,
             dgates_h,

@@ -186,7 +186,7 @@ def lstm_backward_impl(
             c0.contiguous(),
             batch_sizes,
             reverse,
-            dy.contiguous(),
+            dy,
             dh_n.contiguous(),
             dc_n.contiguous(),
             dgates,
