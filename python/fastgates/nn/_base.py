@@ -299,10 +299,12 @@ class RNNLayerBase(Module):
         return PackedSequence(y, batch_sizes, sorted_indices, unsorted_indices), states
 
     def _sequence_first(self, input: Tensor, batched: bool) -> Tensor:
-        """input as [T, B, I] (a view)."""
+        """input as [T, B, I]: a view, or with batch_first a contiguous copy, made once here for
+        the forward kernels and the backward's weight-gradient GEMM (a transposed view was
+        copied by each of them)."""
         if not batched:
             return input.unsqueeze(1)
-        return input.transpose(0, 1) if self.batch_first else input
+        return input.transpose(0, 1).contiguous() if self.batch_first else input
 
     def _output_layout(self, y: Tensor, batched: bool) -> Tensor:
         """y [T, B, H] back in the input's layout (a view), as torch.nn returns it."""
