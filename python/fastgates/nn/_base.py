@@ -19,8 +19,10 @@ from torch import Tensor
 from torch.nn import Module, Parameter, init
 from torch.nn.utils.rnn import PackedSequence
 
+from .. import _reused_arrays
 from .._module_attributes import module_attribute
 from .._validation import check_layer_input, check_packed_input
+from ..ops._common import plain_eager
 
 
 class RNNLayerBase(Module):
@@ -301,10 +303,18 @@ class RNNLayerBase(Module):
     def _sequence_first(self, input: Tensor, batched: bool) -> Tensor:
         """input as [T, B, I]: a view, or with batch_first a contiguous copy, made once here for
         the forward kernels and the backward's weight-gradient GEMM (a transposed view was
-        copied by each of them)."""
+        copied by each of them), in reused memory when large: glibc maps a new array of that
+        size afresh in some processes, a page fault per 4 KiB (_reused_arrays)."""
         if not batched:
             return input.unsqueeze(1)
-        return input.transpose(0, 1).contiguous() if self.batch_first else input
+        if not self.batch_first:
+            return input
+        x = input.transpose(0, 1)
+        if x.is_contiguous():
+            return x
+        if _reused_arrays.is_large(x.shape, x) and plain_eager(x):
+            return _reused_arrays.empty(x.shape, x).copy_(x)  # autograd records the copy
+        return x.contiguous()
 
     def _output_layout(self, y: Tensor, batched: bool) -> Tensor:
         """y [T, B, H] back in the input's layout (a view), as torch.nn returns it."""
