@@ -283,3 +283,34 @@ def assert_gradients_with_halved(ours, ref, grads_ours, grads_ref, name: str) ->
     assert named_ours.keys() == named_ref.keys()
     for key in named_ref:
         assert_close(named_ours[key], named_ref[key], f"gradient of {key}")
+
+
+def sequence_gradients(layer, x, packed, dy_of, dh_of):
+    """The gradients of x and of every parameter, for gradients dy_of(y) (None: y not in the
+    loss) and dh_of(h_n) of the layer's output (PackedSequence.data when packed) and final
+    hidden state; sequences of different lengths when packed."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    x = x.detach().requires_grad_(True)
+    lengths = torch.tensor([x.shape[0] - i % x.shape[0] for i in range(x.shape[1])])
+    out, states = layer(pack_padded_sequence(x, lengths, enforce_sorted=False) if packed else x)
+    y = out.data if packed else out
+    h_n = states[0] if isinstance(states, tuple) else states
+    inputs = [x, *layer.parameters()]
+    dy = dy_of(y)
+    if dy is None:  # y not in the loss
+        return torch.autograd.grad([h_n], inputs, [dh_of(h_n)])
+    return torch.autograd.grad([y, h_n], inputs, [dy, dh_of(h_n)])
+
+
+def assert_shared_gradient_rows_act_as_dense(layer, x, packed, row):
+    """A dy whose rows are all one row in memory (``row`` expanded, a scalar expanded as from
+    y.sum(), or no dy at all) gives, bit for bit, the gradients of the same values made dense."""
+    one = torch.ones((), dtype=row.dtype, device=row.device)
+    for dy_of, dense_dy_of in [(lambda y: row.expand(y.shape), lambda y: row.expand(y.shape).contiguous()),
+                               (lambda y: one.expand(y.shape), torch.ones_like),
+                               (lambda y: None, torch.zeros_like)]:
+        shared = sequence_gradients(layer, x, packed, dy_of, torch.ones_like)
+        dense = sequence_gradients(layer, x, packed, dense_dy_of, torch.ones_like)
+        for got, expected in zip(shared, dense, strict=True):
+            assert torch.equal(got, expected)

@@ -13,6 +13,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import fastgates
 from fastgates.ops._external_projection import emulate_cuda_on_cpu
+from rnn_helpers import assert_shared_gradient_rows_act_as_dense
 
 # (mode, constructor arguments, packed lengths or None); small: every emulated CUDA thread is
 # a CPU thread.
@@ -65,6 +66,27 @@ def test_layers_on_the_emulated_cuda_path_match_torch_nn(mode, kwargs, lengths):
 @pytest.mark.parametrize("mode, kwargs, lengths", CONFIGS, ids=IDS)
 def test_layers_on_cuda_match_torch_nn(mode, kwargs, lengths):
     _compare(mode, kwargs, lengths, "cuda", contextlib.nullcontext)
+
+
+def _shared_gradient_rows(device, run_fastgates):
+    # As on the CPU kernels (test_kernels): an expanded dy reaches the CUDA kernels as one row.
+    for mode, kwargs, packed in [("LSTM", {}, True), ("GRU", {}, False), ("LSTM", {"proj_size": 3}, True)]:
+        torch.manual_seed(0)
+        layer = getattr(fastgates, mode)(3, 5, bidirectional=True, dtype=torch.float64, device=device, **kwargs)
+        x = torch.randn(4, 3, 3, dtype=torch.float64, device=device)
+        row = torch.randn(2 * kwargs.get("proj_size", 5), dtype=torch.float64, device=device)
+        with run_fastgates():
+            assert_shared_gradient_rows_act_as_dense(layer, x, packed, row)
+
+
+@pytest.mark.cuda_emulated
+def test_shared_gradient_rows_on_the_emulated_cuda_path():
+    _shared_gradient_rows("cpu", emulate_cuda_on_cpu)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_shared_gradient_rows_on_cuda():
+    _shared_gradient_rows("cuda", contextlib.nullcontext)
 
 
 def _gradcheck_projected_lstm(device):

@@ -14,7 +14,7 @@ import torch
 import fastgates
 from fastgates import _C
 from fastgates import reference as ref
-from rnn_helpers import outputs_flat
+from rnn_helpers import assert_shared_gradient_rows_act_as_dense, outputs_flat
 
 pytestmark = pytest.mark.usefixtures("split_small_shapes_across_threads")  # conftest.py
 
@@ -552,24 +552,6 @@ def test_backward_bindings_check_the_bias_gradients():
         assert message in str(info.value)
 
 
-def _sequence_gradients(layer, x, packed, dy_of, dh_of):
-    """The gradients of x and of every parameter, for gradients dy_of(y) (None: y not in the
-    loss) and dh_of(h_n) of the layer's output (PackedSequence.data when packed) and final
-    hidden state."""
-    from torch.nn.utils.rnn import pack_padded_sequence
-
-    x = x.detach().requires_grad_(True)
-    lengths = torch.tensor([x.shape[0] - i % x.shape[0] for i in range(x.shape[1])])
-    out, states = layer(pack_padded_sequence(x, lengths, enforce_sorted=False) if packed else x)
-    y = out.data if packed else out
-    h_n = states[0] if isinstance(states, tuple) else states
-    inputs = [x, *layer.parameters()]
-    dy = dy_of(y)
-    if dy is None:  # y not in the loss
-        return torch.autograd.grad([h_n], inputs, [dh_of(h_n)])
-    return torch.autograd.grad([y, h_n], inputs, [dy, dh_of(h_n)])
-
-
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
@@ -589,13 +571,7 @@ def test_backward_reads_a_shared_gradient_row_in_place(isa, threads, dtype, pack
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        for dy_of, dense_dy_of in [(lambda y: row.expand(y.shape), lambda y: row.expand(y.shape).contiguous()),
-                                   (lambda y: torch.ones((), dtype=dtype).expand(y.shape), torch.ones_like),
-                                   (lambda y: None, torch.zeros_like)]:
-            shared = _sequence_gradients(layer, x, packed, dy_of, torch.ones_like)
-            dense = _sequence_gradients(layer, x, packed, dense_dy_of, torch.ones_like)
-            for got, expected in zip(shared, dense, strict=True):
-                assert torch.equal(got, expected)
+        assert_shared_gradient_rows_act_as_dense(layer, x, packed, row)
     finally:
         torch.set_num_threads(before)
 

@@ -367,7 +367,8 @@ void lstm_backward(py::handle w_hh, py::handle saved_gates, py::handle saved_c, 
   const int bytes = dtype_bytes(op, dtype);
   const Dims cell{B, H}, state{B, K}, gates = rows.shape(4 * H), cells = rows.shape(H),
                  sequence = rows.shape(K);
-  const std::vector<Dims> shapes{{4 * H, K}, gates, cells, cell,     sequence, state,
+  const bool dy_one_row = a.view(4).shape.size() == 1;  // one row for every row (kernels.h)
+  const std::vector<Dims> shapes{{4 * H, K}, gates, cells, cell,     dy_one_row ? Dims{K} : sequence, state,
                                   cell,       gates, state, cell, {P, H},   sequence};
   for (size_t i = 0; i < shapes.size(); ++i) a.expect(i, dtype, shapes[i]);
   const cuda::LaunchConfig config = config_for(op, strategy, B, H, 4, bytes, Backend::properties(device));
@@ -389,7 +390,8 @@ void lstm_backward(py::handle w_hh, py::handle saved_gates, py::handle saved_c, 
                                       a.template ptr<T_>(11),
                                       a.template ptr<T_>(8),
                                       a.template ptr<T_>(9),
-                                      a.template ptr<void>(ws)};
+                                      a.template ptr<void>(ws),
+                                      dy_one_row};
     run_kernel<Backend>(args, config, device, stream);
   });
 }
@@ -457,7 +459,8 @@ void gru_backward(py::handle w_hh, py::handle saved, py::handle h0, py::handle y
   const std::string dtype = a.view(0).dtype;
   const int bytes = dtype_bytes(op, dtype);
   const Dims state{B, H}, sequence = rows.shape(H), gates = rows.shape(3 * H);
-  const std::vector<Dims> shapes{{3 * H, H}, rows.shape(4 * H), state, sequence, sequence,
+  const bool dy_one_row = a.view(4).shape.size() == 1;  // one row for every row (kernels.h)
+  const std::vector<Dims> shapes{{3 * H, H}, rows.shape(4 * H), state, sequence, dy_one_row ? Dims{H} : sequence,
                                   state,      gates,             gates, state};
   for (size_t i = 0; i < shapes.size(); ++i) a.expect(i, dtype, shapes[i]);
   const cuda::LaunchConfig config = config_for(op, strategy, B, H, 3, bytes, Backend::properties(device));
@@ -476,7 +479,8 @@ void gru_backward(py::handle w_hh, py::handle saved, py::handle h0, py::handle y
                                      a.template ptr<T_>(6),
                                      a.template ptr<T_>(7),
                                      a.template ptr<T_>(8),
-                                     a.template ptr<void>(ws)};
+                                     a.template ptr<void>(ws),
+                                     dy_one_row};
     run_kernel<Backend>(args, config, device, stream);
   });
 }

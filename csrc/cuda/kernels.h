@@ -189,7 +189,7 @@ struct LstmBackward {
   const T* saved_gates;  // [N, 4H]  from LstmForward
   const T* saved_c;      // [N, H]   from LstmForward
   const T* c0;           // [B, H]
-  const T* dy;           // [N, K]   gradient of the loss w.r.t. y
+  const T* dy;           // [N, K]   gradient of the loss w.r.t. y; or [K] with dy_one_row
   const T* dh_n;         // [B, K]   gradient w.r.t. h_n
   const T* dc_n;         // [B, H]   gradient w.r.t. c_n
   T* dgates;             // [N, 4H]  out: gradient w.r.t. the gate pre-activations (= d gates_x)
@@ -197,6 +197,8 @@ struct LstmBackward {
   T* dh0;                // [B, K]   out
   T* dc0;                // [B, H]   out
   void* workspace;
+  bool dy_one_row = false;  // dy is one [K] row, the gradient of every row of y (as the CPU
+                            // kernels' LstmBackward::dy_one_row)
 };
 
 template <typename T>
@@ -221,12 +223,13 @@ struct GruBackward {
   const T* saved;  // [N, 4H]  from GruForward
   const T* h0;     // [B, H]
   const T* y;      // [N, H]   from GruForward (h_{t-1} of each row)
-  const T* dy;     // [N, H]
+  const T* dy;     // [N, H], or [H] with dy_one_row
   const T* dh_n;   // [B, H]
   T* dgates_x;     // [N, 3H]  out: gradient w.r.t. gates_x
   T* dgates_h;     // [N, 3H]  out: gradient w.r.t. h_{t-1} W_hhᵀ + b_hh (= d b_hh summed)
   T* dh0;          // [B, H]   out
   void* workspace;
+  bool dy_one_row = false;  // as LstmBackward's
 };
 
 #if defined(FG_WITH_CUDA)

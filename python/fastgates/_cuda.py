@@ -23,7 +23,8 @@ LSTM forward::
     _cuda.lstm_forward(gates_x, w_hh, h0, c0, y, h_n, c_n, saved_gates, saved_c,
                        batch_sizes=batch_sizes, reverse=reverse)
 
-LSTM backward (dy, dh_n, dc_n: zeros where no gradient flows)::
+LSTM backward (dy, dh_n, dc_n: zeros where no gradient flows; dy may also be one [H] row, the
+gradient of every row, as from y.sum())::
 
     dgates = torch.empty_like(saved_gates); dh0, dc0 = torch.empty(B, H), torch.empty(B, H)
     _cuda.lstm_backward(w_hh, saved_gates, saved_c, c0, dy, dh_n, dc_n, dgates, dh0, dc0,

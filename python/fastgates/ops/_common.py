@@ -173,17 +173,18 @@ def is_empty(x: Tensor, *sizes: int) -> bool:
 def grad_or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
     """Autograd passes None for outputs that did not reach the loss; the kernels need tensors.
     Zeros stand in: one row of zeros expanded to like's shape, so that no array the size of a
-    sequence is filled (the CPU kernels read the row itself for every row of dy,
-    kernel_sequence_gradient; the other paths make the arrays they need contiguous)."""
+    sequence is filled (the kernels read the row itself for every row of dy,
+    kernel_sequence_gradient; dh_n and dc_n are made contiguous, small)."""
     if grad is not None:
         return grad
     return like.new_zeros(like.shape[-1:]).expand(like.shape)
 
 
 def kernel_sequence_gradient(dy: Tensor) -> Tensor:
-    """dy as the CPU backward kernels take it. Where every row of dy is the same row in memory
-    (an expanded tensor: the gradient of y.sum() or y.mean(), or grad_or_zeros' zeros), that
-    one [K] row, which the kernel reads for every row (``dy_one_row`` in csrc/cpu/kernels.h)
+    """dy as the backward kernels (CPU and CUDA) take it. Where every row of dy is the same row
+    in memory (an expanded tensor: the gradient of y.sum() or y.mean(), or grad_or_zeros'
+    zeros), that one [K] row, which the kernel reads for every row (``dy_one_row`` in
+    csrc/cpu/kernels.h and csrc/cuda/kernels.h)
     instead of a [T, B, K] copy that it would stream (README, "A gradient of y that is one
     row"). Otherwise dy with contiguous rows, a copy of a large non-contiguous one in memory of
     earlier steps (_reused_arrays)."""
