@@ -385,6 +385,15 @@ def test_backward_arguments_are_checked():
     with pytest.raises(ValueError, match="b_hh"):
         EMU.gru_forward(e(T, B, 3 * H), e(3 * H, H), e(4 * H), e(B, H), None, False, e(T, B, H), e(B, H), None,
                         torch.zeros(64, dtype=torch.uint8), "auto")
+    # dy as one row for every row (dy_one_row): [H]; another length is refused.
+    for dy, message in [(e(H + 1), r"argument 'dy' has shape \(4,\), expected \(3,\)"),
+                        (e(B, H), r"argument 'dy' has shape \(2, 3\), expected \(2, 2, 3\)")]:
+        with pytest.raises(ValueError, match=message):
+            EMU.lstm_backward(e(4 * H, H), e(T, B, 4 * H), e(T, B, H), e(B, H), None, False, dy, e(B, H), e(B, H),
+                              e(T, B, 4 * H), e(B, H), e(B, H), torch.zeros(1 << 16, dtype=torch.uint8), "auto")
+        with pytest.raises(ValueError, match=message):
+            EMU.gru_backward(e(3 * H, H), e(T, B, 4 * H), e(B, H), e(T, B, H), None, False, dy, e(B, H),
+                             e(T, B, 3 * H), e(T, B, 3 * H), e(B, H), torch.zeros(1 << 16, dtype=torch.uint8), "auto")
 
 
 def test_build_info_reports_the_emulation():
