@@ -562,8 +562,6 @@ def test_backward_reads_a_shared_gradient_row_in_place(isa, threads, dtype, pack
     # reaches the kernels as that row (dy_one_row); a missing one as a row of zeros. Every
     # gradient is the one of the same values in a dense dy, bit for bit: both directions,
     # several unit blocks per thread, sequences of different lengths.
-    import fastgates
-
     torch.manual_seed(0)
     layer = fastgates.from_torch(getattr(torch.nn, mode)(11, 37, bidirectional=True, dtype=dtype, **kwargs))
     x = torch.randn(6, 5, 11, dtype=dtype)
