@@ -367,8 +367,8 @@ void lstm_backward(py::handle w_hh, py::handle saved_gates, py::handle saved_c, 
   const int bytes = dtype_bytes(op, dtype);
   const Dims cell{B, H}, state{B, K}, gates = rows.shape(4 * H), cells = rows.shape(H),
                  sequence = rows.shape(K);
-  const bool dy_one_row = a.view(4).shape.size() == 1;  // one row for every row (kernels.h)
-  const std::vector<Dims> shapes{{4 * H, K}, gates, cells, cell,     dy_one_row ? Dims{K} : sequence, state,
+  const bool dy_one_row = SequenceRows::one_row(a.view(4));
+  const std::vector<Dims> shapes{{4 * H, K}, gates, cells, cell,     rows.gradient_shape(a.view(4), K), state,
                                   cell,       gates, state, cell, {P, H},   sequence};
   for (size_t i = 0; i < shapes.size(); ++i) a.expect(i, dtype, shapes[i]);
   const cuda::LaunchConfig config = config_for(op, strategy, B, H, 4, bytes, Backend::properties(device));
@@ -459,8 +459,8 @@ void gru_backward(py::handle w_hh, py::handle saved, py::handle h0, py::handle y
   const std::string dtype = a.view(0).dtype;
   const int bytes = dtype_bytes(op, dtype);
   const Dims state{B, H}, sequence = rows.shape(H), gates = rows.shape(3 * H);
-  const bool dy_one_row = a.view(4).shape.size() == 1;  // one row for every row (kernels.h)
-  const std::vector<Dims> shapes{{3 * H, H}, rows.shape(4 * H), state, sequence, dy_one_row ? Dims{H} : sequence,
+  const bool dy_one_row = SequenceRows::one_row(a.view(4));
+  const std::vector<Dims> shapes{{3 * H, H}, rows.shape(4 * H), state, sequence, rows.gradient_shape(a.view(4), H),
                                   state,      gates,             gates, state};
   for (size_t i = 0; i < shapes.size(); ++i) a.expect(i, dtype, shapes[i]);
   const cuda::LaunchConfig config = config_for(op, strategy, B, H, 3, bytes, Backend::properties(device));

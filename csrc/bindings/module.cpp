@@ -166,15 +166,6 @@ std::pair<int64_t, int64_t> hidden_and_projection(const char* op, const TensorVi
 
 const TensorView* optional(const Arguments& a, size_t index) { return a.present(index) ? &a[index] : nullptr; }
 
-// Checks the backward's dy (argument `index`): the gradient of every row of y, rows.shape(width),
-// or a single [width] row that every row shares (the kernels' dy_one_row). Returns whether it is
-// one row.
-bool expect_sequence_gradient(Arguments& a, size_t index, const SequenceRows& rows, int64_t width) {
-  const bool one_row = a[index].shape.size() == 1;
-  a.expect(index, one_row ? Dims{width} : rows.shape(width));
-  return one_row;
-}
-
 void lstm_forward(py::handle x, py::handle w_ih, py::handle b_ih, py::handle w_hh, py::handle b_hh, py::handle w_hr,
                   py::handle h0, py::handle c0, py::handle batch_sizes, bool reverse, py::handle gates_x,
                   py::handle y, py::handle h_n, py::handle c_n, py::handle saved_gates, py::handle saved_c,
@@ -285,7 +276,7 @@ void lstm_backward(py::handle w_hh, py::handle w_hr, py::handle saved_gates, py:
   a.expect(2, rows.shape(4 * H));
   a.expect(4, rows.shape(H));
   a.expect(5, {B, H});
-  const bool dy_one_row = expect_sequence_gradient(a, 6, rows, K);
+  a.expect(6, rows.gradient_shape(a[6], K));
   a.expect(7, {B, K});
   a.expect(8, {B, H});
   a.expect(9, rows.shape(4 * H));
@@ -311,7 +302,7 @@ void lstm_backward(py::handle w_hh, py::handle w_hr, py::handle saved_gates, py:
     args.saved_c = a.ptr<T_>(4);
     args.c0 = a.ptr<T_>(5);
     args.dy = a.ptr<T_>(6);
-    args.dy_one_row = dy_one_row;
+    args.dy_one_row = SequenceRows::one_row(a[6]);
     args.dh_n = a.ptr<T_>(7);
     args.dc_n = a.ptr<T_>(8);
     args.dgates = a.ptr<T_>(9);
@@ -409,7 +400,7 @@ void gru_backward(py::handle w_hh, py::handle saved, py::handle h0, py::handle y
   a.expect(1, rows.shape(4 * H));
   a.expect(3, {B, H});
   a.expect(4, rows.shape(H));
-  const bool dy_one_row = expect_sequence_gradient(a, 5, rows, H);
+  a.expect(5, rows.gradient_shape(a[5], H));
   a.expect(6, {B, H});
   a.expect(7, rows.shape(3 * H));
   a.expect(8, rows.shape(3 * H));
@@ -430,7 +421,7 @@ void gru_backward(py::handle w_hh, py::handle saved, py::handle h0, py::handle y
     args.h0 = a.ptr<T_>(3);
     args.y = a.ptr<T_>(4);
     args.dy = a.ptr<T_>(5);
-    args.dy_one_row = dy_one_row;
+    args.dy_one_row = SequenceRows::one_row(a[5]);
     args.dh_n = a.ptr<T_>(6);
     args.dgates_x = a.ptr<T_>(7);
     args.dgates_h = a.ptr<T_>(8);

@@ -27,6 +27,10 @@ class SequenceRows {
   const int64_t* batch_sizes() const { return sizes_; }
   // Shape of a sequence array of `width` features.
   Dims shape(int64_t width) const;
+  // Shape a backward's dy must have: shape(width), or [width] when dy is one row that every row
+  // shares (one_row; the kernels' dy_one_row).
+  Dims gradient_shape(const TensorView& dy, int64_t width) const { return one_row(dy) ? Dims{width} : shape(width); }
+  static bool one_row(const TensorView& dy) { return dy.shape.size() == 1; }
   // Features of the sequence array `t` (its last dimension), after checking its rank.
   int64_t width(const TensorView& t) const;
 

@@ -575,7 +575,7 @@ void run_forward(const Cell& cell, const SequenceLayout& layout, void* workspace
   run_team(team, &forward_thread<Cell>, &job);
 }
 
-// Count per-unit sums over all rows of a backward's gate gradients (the bias gradients), kept
+// Count sums per unit over all rows of a backward's gate gradients (the bias gradients), kept
 // in double in the workspace, each array padded to whole blocks of units. The thread that runs
 // a unit block's gate math adds each tile's rows (summed in T: at most 8 of them) as it goes,
 // in the order the steps and row tiles are visited, so the sums are bit-identical for every

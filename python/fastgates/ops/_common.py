@@ -184,10 +184,9 @@ def kernel_sequence_gradient(dy: Tensor) -> Tensor:
     """dy as the backward kernels (CPU and CUDA) take it. Where every row of dy is the same row
     in memory (an expanded tensor: the gradient of y.sum() or y.mean(), or grad_or_zeros'
     zeros), that one [K] row, which the kernel reads for every row (``dy_one_row`` in
-    csrc/cpu/kernels.h and csrc/cuda/kernels.h)
-    instead of a [T, B, K] copy that it would stream (README, "A gradient of y that is one
-    row"). Otherwise dy with contiguous rows, a copy of a large non-contiguous one in memory of
-    earlier steps (_reused_arrays)."""
+    csrc/cpu/kernels.h and csrc/cuda/kernels.h) instead of a [T, B, K] copy that it would
+    stream (README, "A gradient of y that is one row"). Otherwise dy with contiguous rows, a
+    copy of a large non-contiguous one in memory of earlier steps (_reused_arrays)."""
     if dy.dim() > 1 and dy.numel() > 0 and not any(dy.stride()[:-1]):
         return dy[(0,) * (dy.dim() - 1)].contiguous()
     if dy.is_contiguous():

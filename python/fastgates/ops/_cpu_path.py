@@ -1,13 +1,12 @@
 """The ops' path for CPU tensors: ``fastgates._C``'s kernels, which compute the input
 projection themselves, with their scratch buffers and thread count. Same signatures as
 ``_external_projection`` (the CUDA path): the CPU kernels' arguments (``csrc/cpu/kernels.h``)
-without gates_x, workspace and num_threads; the backward's dy as the op has it (any strides),
-every other tensor contiguous."""
+without gates_x, workspace and num_threads."""
 
 from __future__ import annotations
 
 from .. import _backend
-from ._common import kernel_sequence_gradient, steps
+from ._common import steps
 
 
 def lstm_forward(x, w_ih, b_ih, w_hh, b_hh, w_hr, h0, c0, batch_sizes, reverse, y, h_n, c_n, saved_gates, saved_c,
@@ -28,8 +27,8 @@ def lstm_backward(w_hh, w_hr, saved_gates, saved_c, c0, batch_sizes, reverse, dy
     threads = _backend.num_threads()
     workspace = _backend.workspace("lstm_backward", w_hh.dtype, steps(saved_c, batch_sizes), c0.shape[0], 0,
                                    c0.shape[1], threads, 0 if w_hr is None else w_hr.shape[0])
-    _backend.C().lstm_backward(w_hh, w_hr, saved_gates, saved_c, c0, batch_sizes, reverse,
-                               kernel_sequence_gradient(dy), dh_n, dc_n, dgates, dh, dh0, dc0, workspace, threads, db)
+    _backend.C().lstm_backward(w_hh, w_hr, saved_gates, saved_c, c0, batch_sizes, reverse, dy, dh_n, dc_n, dgates,
+                               dh, dh0, dc0, workspace, threads, db)
 
 
 def gru_forward(x, w_ih, b_ih, w_hh, b_hh, h0, batch_sizes, reverse, y, h_n, saved) -> None:
@@ -48,5 +47,5 @@ def gru_backward(w_hh, saved, h0, y, batch_sizes, reverse, dy, dh_n, dgates_x, d
     threads = _backend.num_threads()
     workspace = _backend.workspace("gru_backward", w_hh.dtype, steps(y, batch_sizes), h0.shape[0], 0, h0.shape[1],
                                    threads)
-    _backend.C().gru_backward(w_hh, saved, h0, y, batch_sizes, reverse, kernel_sequence_gradient(dy), dh_n,
-                              dgates_x, dgates_h, dh0, workspace, threads, db_ih, db_hh)
+    _backend.C().gru_backward(w_hh, saved, h0, y, batch_sizes, reverse, dy, dh_n, dgates_x, dgates_h, dh0, workspace,
+                              threads, db_ih, db_hh)
