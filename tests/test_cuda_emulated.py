@@ -108,11 +108,13 @@ def lstm_emulated(p, strategy, *, save=True, batch_sizes=None, reverse=False):
     return {"y": y, "h_n": h_n, "c_n": c_n, "saved_gates": saved_gates, "saved_c": saved_c}
 
 
-def lstm_emulated_backward(p, fwd, strategy, *, batch_sizes=None, reverse=False):
+def lstm_emulated_backward(p, fwd, strategy, *, batch_sizes=None, reverse=False, want_h0=True, want_c0=True):
+    """want_h0 / want_c0 False: the kernel gets None for dh0 / dc0 (not wanted)."""
     lead, B, H = sizes(p)
     dtype = p["x"].dtype
     dgates = torch.empty(*lead, 4 * H, dtype=dtype)
-    dh0, dc0 = torch.empty(B, H, dtype=dtype), torch.empty(B, H, dtype=dtype)
+    dh0 = torch.empty(B, H, dtype=dtype) if want_h0 else None
+    dc0 = torch.empty(B, H, dtype=dtype) if want_c0 else None
     EMU.lstm_backward(p["w_hh"], fwd["saved_gates"], fwd["saved_c"], p["c0"], batch_sizes, reverse, p["dy"],
                       p["dh_n"], p["dc_n"], dgates, dh0, dc0,
                       workspace("lstm_backward", dtype, B, H, strategy, batch_sizes), strategy)
@@ -143,11 +145,11 @@ def gru_emulated(p, strategy, *, save=True, bias_hh=True, batch_sizes=None, reve
     return {"y": y, "h_n": h_n, "saved": saved}
 
 
-def gru_emulated_backward(p, fwd, strategy, *, batch_sizes=None, reverse=False):
+def gru_emulated_backward(p, fwd, strategy, *, batch_sizes=None, reverse=False, want_h0=True):
     lead, B, H = sizes(p)
     dtype = p["x"].dtype
     dgx, dgh = torch.empty(*lead, 3 * H, dtype=dtype), torch.empty(*lead, 3 * H, dtype=dtype)
-    dh0 = torch.empty(B, H, dtype=dtype)
+    dh0 = torch.empty(B, H, dtype=dtype) if want_h0 else None
     EMU.gru_backward(p["w_hh"], fwd["saved"], p["h0"], fwd["y"], batch_sizes, reverse, p["dy"], p["dh_n"], dgx, dgh,
                      dh0, workspace("gru_backward", dtype, B, H, strategy, batch_sizes), strategy)
     return {"dgates_x": dgx, "dgates_h": dgh, "h0": dh0}
@@ -479,6 +481,30 @@ def test_gru_packed_and_reverse_match_the_cpu_kernels(padded, lengths, reverse, 
         fwd = gru_emulated(p, strategy, batch_sizes=batch_sizes, reverse=reverse)
         results.append({**fwd, **gru_emulated_backward(p, fwd, strategy, batch_sizes=batch_sizes, reverse=reverse)})
     compare_strategies_with_cpu(results, cpu, ("y", "h_n", "saved", "dgates_x", "dgates_h", "h0"), dtype)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("padded, lengths, reverse, dtype", LAYOUT_CASES)
+def test_backward_without_initial_state_gradients_changes_no_other_output(padded, lengths, reverse, dtype, strategy):
+    """dh0 (and dc0) None: the kernels skip the products only dh0 needs (and the pass after the
+    last step); every output still asked for is bit-identical to a call that wants them all."""
+    p, batch_sizes = layout_problem(4, padded, lengths, dtype, seed=15)
+    fwd = lstm_emulated(p, strategy, batch_sizes=batch_sizes, reverse=reverse)
+    full = lstm_emulated_backward(p, fwd, strategy, batch_sizes=batch_sizes, reverse=reverse)
+    for want_h0, want_c0 in ((False, True), (True, False), (False, False)):
+        part = lstm_emulated_backward(p, fwd, strategy, batch_sizes=batch_sizes, reverse=reverse, want_h0=want_h0,
+                                      want_c0=want_c0)
+        assert (part["h0"] is None) != want_h0 and (part["c0"] is None) != want_c0
+        for name in ("dgates", "h0", "c0"):
+            if part[name] is not None:
+                assert torch.equal(part[name], full[name]), (name, want_h0, want_c0)
+    p, batch_sizes = layout_problem(3, padded, lengths, dtype, seed=16)
+    fwd = gru_emulated(p, strategy, batch_sizes=batch_sizes, reverse=reverse)
+    full = gru_emulated_backward(p, fwd, strategy, batch_sizes=batch_sizes, reverse=reverse)
+    part = gru_emulated_backward(p, fwd, strategy, batch_sizes=batch_sizes, reverse=reverse, want_h0=False)
+    assert part["h0"] is None
+    for name in ("dgates_x", "dgates_h"):
+        assert torch.equal(part[name], full[name]), name
 
 
 def test_long_packed_sequences_fill_the_step_table_in_several_launches():

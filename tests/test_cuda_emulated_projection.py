@@ -25,8 +25,9 @@ def projected_problem(T, B, H, P, dtype, seed, lengths=None):
     return problem(4, T, B, I_SIZE, H, dtype, seed, lengths=lengths, proj_size=P)
 
 
-def emulated_projected(p, strategy, batch_sizes, reverse, save=True):
-    """Forward and backward of the emulated CUDA kernels."""
+def emulated_projected(p, strategy, batch_sizes, reverse, save=True, want_states=True):
+    """Forward and backward of the emulated CUDA kernels; want_states False: the backward gets
+    None for dh0 and dc0 (not wanted)."""
     lead, B = p["x"].shape[:-1], p["h0"].shape[0]
     P, H = p["w_hr"].shape
     dtype = p["x"].dtype
@@ -39,7 +40,8 @@ def emulated_projected(p, strategy, batch_sizes, reverse, save=True):
                      strategy, w_hr=p["w_hr"], saved_m=out["saved_m"])
     if not save:
         return out
-    out.update(dgates=e(*lead, 4 * H), dh=e(*lead, P), h0=e(B, P), c0=e(B, H))
+    out.update(dgates=e(*lead, 4 * H), dh=e(*lead, P), h0=e(B, P) if want_states else None,
+               c0=e(B, H) if want_states else None)
     EMU.lstm_backward(p["w_hh"], out["saved_gates"], out["saved_c"], p["c0"], batch_sizes, reverse, p["dy"],
                       p["dh_n"], p["dc_n"], out["dgates"], out["h0"], out["c0"],
                       workspace("lstm_backward", dtype, B, H, strategy, batch_sizes), strategy, w_hr=p["w_hr"],
@@ -99,6 +101,18 @@ def test_projected_lstm_matches_the_cpu_kernels_and_strategies_agree_bitwise(pad
         close(results[0][name], cpu[name], dtype, name)
         # The same sums in the same order whether W_hh comes from global or shared memory.
         assert torch.equal(results[0][name], results[1][name]), name
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("padded, lengths, reverse, H, P", LAYOUTS)
+def test_projected_backward_without_initial_state_gradients_changes_no_other_output(padded, lengths, reverse, H, P,
+                                                                                    strategy):
+    p, batch_sizes = run_layout(padded, lengths, H, P, torch.float64, seed=9)
+    full = emulated_projected(p, strategy, batch_sizes, reverse)
+    part = emulated_projected(p, strategy, batch_sizes, reverse, want_states=False)
+    assert part["h0"] is None and part["c0"] is None
+    for name in ("dgates", "dh"):
+        assert torch.equal(part[name], full[name]), name
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

@@ -112,3 +112,50 @@ def test_projected_lstm_gradcheck_on_the_emulated_cuda_path():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_projected_lstm_gradcheck_on_cuda():
     _gradcheck_projected_lstm("cuda")
+
+
+# Which initial states require a gradient: the op asks the kernels for dh0 / dc0 only then, and
+# without dh0 they skip the products that only dh0 needs.
+STATE_GRADIENTS = [("LSTM", (True, True)), ("LSTM", (True, False)), ("LSTM", (False, True)), ("LSTM", (False, False)),
+                   ("GRU", (True,)), ("GRU", (False,))]
+
+
+def _initial_state_gradients(device, run_fastgates):
+    for mode, wanted in STATE_GRADIENTS:
+        for kwargs, lengths in [({}, None), ({"bidirectional": True}, [4, 1, 3]), ({"proj_size": 2}, None)]:
+            if mode == "GRU" and "proj_size" in kwargs:
+                continue
+            torch.manual_seed(2)
+            twin = getattr(torch.nn, mode)(3, 5, dtype=torch.float64, device=device, **kwargs)
+            layer = fastgates.from_torch(twin)
+            x = torch.randn(4, 3, 3, dtype=torch.float64, device=device)
+            directions = 2 if kwargs.get("bidirectional") else 1
+            sizes = (kwargs.get("proj_size", 5), 5)[:len(wanted)]
+            states = [torch.randn(directions, 3, size, dtype=torch.float64, device=device) for size in sizes]
+
+            def outputs_and_grads(module):
+                leaves = [s.clone().requires_grad_(w) for s, w in zip(states, wanted)]
+                inp = pack_padded_sequence(x, torch.tensor(lengths), enforce_sorted=False) if lengths else x
+                out, final = module(inp, tuple(leaves) if mode == "LSTM" else leaves[0])
+                out = pad_packed_sequence(out)[0] if lengths else out
+                final = final if isinstance(final, tuple) else (final,)
+                loss = (out * out).sum() + sum((s * s).sum() for s in final)
+                wrt = [*module.parameters(), *(s for s in leaves if s.requires_grad)]
+                return [out, *final, *torch.autograd.grad(loss, wrt)]
+
+            expected = outputs_and_grads(twin)
+            with run_fastgates():
+                got = outputs_and_grads(layer)
+            assert len(got) == len(expected)
+            for e, g in zip(expected, got, strict=True):
+                torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.cuda_emulated
+def test_initial_state_gradients_on_the_emulated_cuda_path():
+    _initial_state_gradients("cpu", emulate_cuda_on_cpu)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_initial_state_gradients_on_cuda():
+    _initial_state_gradients("cuda", contextlib.nullcontext)

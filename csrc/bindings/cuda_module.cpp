@@ -353,8 +353,8 @@ void lstm_backward(py::handle w_hh, py::handle saved_gates, py::handle saved_c, 
   a.add(dh_n, "dh_n", false);
   a.add(dc_n, "dc_n", false);
   a.add(dgates, "dgates", true);
-  a.add(dh0, "dh0", true);
-  a.add(dc0, "dc0", true);
+  a.add(dh0, "dh0", true, true);
+  a.add(dc0, "dc0", true, true);
   a.add(w_hr, "w_hr", false, true);
   a.add(dh, "dh", true, true);
   const size_t ws = a.add(workspace, "workspace", true);
@@ -451,7 +451,7 @@ void gru_backward(py::handle w_hh, py::handle saved, py::handle h0, py::handle y
   a.add(dh_n, "dh_n", false);
   a.add(dgates_x, "dgates_x", true);
   a.add(dgates_h, "dgates_h", true);
-  a.add(dh0, "dh0", true);
+  a.add(dh0, "dh0", true, true);
   const size_t ws = a.add(workspace, "workspace", true);
   const size_t bs = a.add(batch_sizes, "batch_sizes", false, true, true);
   const SequenceRows rows(op, a.view(1), a.present(bs) ? &a.view(bs) : nullptr);
@@ -524,14 +524,14 @@ void bind_emulated(py::module_& m) {
         py::arg("saved_m").none(true) = py::none());
   m.def("lstm_backward", lstm_b, py::arg("w_hh"), py::arg("saved_gates"), py::arg("saved_c"), py::arg("c0"),
         py::arg("batch_sizes").none(true), py::arg("reverse"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"),
-        py::arg("dgates"), py::arg("dh0"), py::arg("dc0"), py::arg("workspace"), py::arg("strategy") = "auto",
-        py::arg("w_hr").none(true) = py::none(), py::arg("dh").none(true) = py::none());
+        py::arg("dgates"), py::arg("dh0").none(true), py::arg("dc0").none(true), py::arg("workspace"),
+        py::arg("strategy") = "auto", py::arg("w_hr").none(true) = py::none(), py::arg("dh").none(true) = py::none());
   m.def("gru_forward", gru_f, py::arg("gates_x"), py::arg("w_hh"), py::arg("b_hh").none(true), py::arg("h0"),
         py::arg("batch_sizes").none(true), py::arg("reverse"), py::arg("y"), py::arg("h_n"),
         py::arg("saved").none(true), py::arg("workspace"), py::arg("strategy") = "auto");
   m.def("gru_backward", gru_b, py::arg("w_hh"), py::arg("saved"), py::arg("h0"), py::arg("y"),
         py::arg("batch_sizes").none(true), py::arg("reverse"), py::arg("dy"), py::arg("dh_n"), py::arg("dgates_x"),
-        py::arg("dgates_h"), py::arg("dh0"), py::arg("workspace"), py::arg("strategy") = "auto");
+        py::arg("dgates_h"), py::arg("dh0").none(true), py::arg("workspace"), py::arg("strategy") = "auto");
   m.def("launch_config", [](const std::string& k, const std::string& d, int64_t b, int64_t h, const std::string& s,
                             int64_t packed_steps) { return launch_config<Emulated>(k, d, b, h, s, 0, packed_steps); },
         py::arg("kernel"), py::arg("dtype"), py::arg("batch"), py::arg("hidden_size"), py::arg("strategy") = "auto",
@@ -555,7 +555,7 @@ void bind_gpu(py::module_& m) {
         py::arg("saved_m").none(true) = py::none());
   m.def("lstm_backward", &lstm_backward<Gpu>, py::arg("w_hh"), py::arg("saved_gates"), py::arg("saved_c"),
         py::arg("c0"), py::arg("batch_sizes").none(true), py::arg("reverse"), py::arg("dy"), py::arg("dh_n"),
-        py::arg("dc_n"), py::arg("dgates"), py::arg("dh0"), py::arg("dc0"), py::arg("workspace"),
+        py::arg("dc_n"), py::arg("dgates"), py::arg("dh0").none(true), py::arg("dc0").none(true), py::arg("workspace"),
         py::arg("strategy"), py::arg("device"), py::arg("stream"), py::arg("w_hr").none(true) = py::none(),
         py::arg("dh").none(true) = py::none());
   m.def("gru_forward", &gru_forward<Gpu>, py::arg("gates_x"), py::arg("w_hh"), py::arg("b_hh").none(true),
@@ -564,7 +564,7 @@ void bind_gpu(py::module_& m) {
         py::arg("stream"));
   m.def("gru_backward", &gru_backward<Gpu>, py::arg("w_hh"), py::arg("saved"), py::arg("h0"), py::arg("y"),
         py::arg("batch_sizes").none(true), py::arg("reverse"), py::arg("dy"), py::arg("dh_n"), py::arg("dgates_x"),
-        py::arg("dgates_h"), py::arg("dh0"), py::arg("workspace"), py::arg("strategy"), py::arg("device"),
+        py::arg("dgates_h"), py::arg("dh0").none(true), py::arg("workspace"), py::arg("strategy"), py::arg("device"),
         py::arg("stream"));
   m.def("launch_config", &launch_config<Gpu>, py::arg("kernel"), py::arg("dtype"), py::arg("batch"),
         py::arg("hidden_size"), py::arg("strategy"), py::arg("device"), py::arg("packed_steps") = 0);

@@ -155,10 +155,11 @@ void run_backward(const char* op, const typename Cell::template Backward<T>& a, 
   const Tiling tiling{c.units_per_block, c.reduction_lanes};
   const dim3 block(c.threads);
   if (c.strategy == cuda::Strategy::per_step) {
-    for (int64_t k = 0; k <= a.shape.steps; ++k) {
+    const int64_t passes = backward_passes(a.shape.steps, a.dh0 != nullptr);
+    for (int64_t k = 0; k < passes; ++k) {
       const StepRows s = schedule.host().backward_step(k), later = schedule.host().backward_later(k);
       const unsigned columns = Cell::kProjected ? blocks_for(a.shape.proj_size, c) : c.grid_x;
-      const dim3 grid(columns, tiles_for(s.rows > later.rows ? s.rows : later.rows));
+      const dim3 grid(columns, tiles_for(backward_pass_rows(s, later, a.dh0 != nullptr)));
       launch(op, backward_step_kernel<Cell, T>, grid, block, c.shared_bytes, false, stream, a, tiling, s, later);
       if constexpr (Cell::kProjected) {
         if (s.rows > 0) {

@@ -63,7 +63,7 @@ struct BFloat16 {
 };
 
 enum class Strategy {
-  // One launch per step (backward: per step plus one for dh0). Any size.
+  // One launch per step (backward: per step, plus one for dh0 when it is wanted). Any size.
   per_step,
   // One cooperative launch for the whole sequence; each block keeps its G·S·H slice of W_hh
   // in shared memory and the blocks meet at a grid barrier per step. Needs every block
@@ -194,8 +194,10 @@ struct LstmBackward {
   const T* dc_n;         // [B, H]   gradient w.r.t. c_n
   T* dgates;             // [N, 4H]  out: gradient w.r.t. the gate pre-activations (= d gates_x)
   T* dh;                 // [N, K]   out, iff w_hr: dL/dh_t of every step (for dW_hr)
-  T* dh0;                // [B, K]   out
-  T* dc0;                // [B, H]   out
+  T* dh0;                // [B, K]   out, or null when not wanted: the products with W_hh of the
+                         //          rows that start from their initial state are then skipped
+                         //          (as the CPU kernels' LstmBackward::dh0)
+  T* dc0;                // [B, H]   out or null
   void* workspace;
   bool dy_one_row = false;  // dy is one [K] row, the gradient of every row of y (as the CPU
                             // kernels' LstmBackward::dy_one_row)
@@ -227,7 +229,7 @@ struct GruBackward {
   const T* dh_n;   // [B, H]
   T* dgates_x;     // [N, 3H]  out: gradient w.r.t. gates_x
   T* dgates_h;     // [N, 3H]  out: gradient w.r.t. h_{t-1} W_hhᵀ + b_hh (= d b_hh summed)
-  T* dh0;          // [B, H]   out
+  T* dh0;          // [B, H]   out, or null when not wanted (as LstmBackward's)
   void* workspace;
   bool dy_one_row = false;  // as LstmBackward's
 };

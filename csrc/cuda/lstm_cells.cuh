@@ -144,7 +144,7 @@ struct LstmCellOf {
     out[2 * H] = N::store(d.g);
     out[3 * H] = N::store(d.o);
     *dc_state = dc_prev;
-    if (starts) a.dc0[state] = N::store(dc_prev);
+    if (starts && a.dc0 != nullptr) a.dc0[state] = N::store(dc_prev);
   }
 };
 

@@ -79,6 +79,17 @@ struct Schedule {
   }
 };
 
+// The backward's passes: one per step, and with dh0 (wanted) one more for the dh0 of the
+// sequences that started at the step visited last.
+__host__ __device__ __forceinline__ int64_t backward_passes(int64_t steps, bool wants_dh0) {
+  return wants_dh0 ? steps + 1 : steps;
+}
+// The batch rows of a backward pass: step s's, and with dh0 those of `later` that started there.
+__host__ __device__ __forceinline__ int64_t backward_pass_rows(const StepRows& s, const StepRows& later,
+                                                               bool wants_dh0) {
+  return wants_dh0 && later.rows > s.rows ? later.rows : s.rows;
+}
+
 // The workspace (kernels.h): the grid barrier's two counters, then the running state [B, H].
 __device__ __forceinline__ unsigned* barrier_counters(void* workspace) { return static_cast<unsigned*>(workspace); }
 template <typename Acc>
@@ -186,8 +197,10 @@ __device__ __forceinline__ void forward_step(const typename Cell::template Forwa
 // One pass of the backward: the cell's backward of step s (none after the last pass) and
 // dh0 of the rows that started at step `later`, the step visited before. Both need
 // dgates_later W_hh: rows [0, s.carried) as the recurrent part of their dh_t, rows
-// [s.carried, later.rows) (which started at `later`) as their dh0. The block's units are
-// columns j < K of W_hh (with a projection, the cell's backward is phase A: it writes dh).
+// [s.carried, later.rows) (which started at `later`) as their dh0. Without dh0 (null: not
+// wanted) the product covers only the rows of both steps, and a pass with no rows of step s
+// has nothing to do. The block's units are columns j < K of W_hh (with a projection, the
+// cell's backward is phase A: it writes dh).
 template <class Cell, typename T, class Weights>
 __device__ __forceinline__ void backward_step(const typename Cell::template Backward<T>& a, const StepRows& s,
                                               const StepRows& later, Tiling tiling, const Weights& weights,
@@ -196,7 +209,9 @@ __device__ __forceinline__ void backward_step(const typename Cell::template Back
   using Acc = typename N::Acc;
   constexpr int G = Cell::kGates;
   const int64_t H = a.shape.hidden_size, K = state_width(a.shape);
-  const int64_t B = s.rows > later.rows ? s.rows : later.rows;
+  const int64_t B = backward_pass_rows(s, later, a.dh0 != nullptr);
+  // Rows of `later` whose product is used: all of them, or only those that continue into s.
+  const int64_t product_rows = later.rows < B ? later.rows : B;
   const int S = tiling.units, L = G * tiling.lanes;
   const int unit = static_cast<int>(threadIdx.x) % S;
   const int lane = static_cast<int>(threadIdx.x) / S;
@@ -205,11 +220,11 @@ __device__ __forceinline__ void backward_step(const typename Cell::template Back
   // A tile past both steps' rows has nothing to do (the same for the whole block).
   if (b0 >= B) return;
   Acc acc[cuda::kBatchTile] = {};
-  if (later.rows > 0 && j < K) {
+  if (product_rows > 0 && j < K) {
     const T* d = Cell::recurrent_gradient(a) + later.offset * G * H;
     const T* d_row[cuda::kBatchTile];
     for (int bb = 0; bb < cuda::kBatchTile; ++bb) {
-      d_row[bb] = d + (b0 + bb < later.rows ? b0 + bb : later.rows - 1) * G * H;
+      d_row[bb] = d + (b0 + bb < product_rows ? b0 + bb : product_rows - 1) * G * H;
     }
     for (int64_t row = lane; row < G * H; row += L) {
       const Acc w = N::load(weights(row, j, unit));
@@ -225,7 +240,7 @@ __device__ __forceinline__ void backward_step(const typename Cell::template Back
     const Acc* p = partials + (bb * S + u) * L;
     Acc sum = 0;
     for (int r = 0; r < L; ++r) sum += p[r];
-    // Rows past later.rows summed a repeated row: they end at step s and get no recurrent part.
+    // Rows past product_rows summed a repeated row: they end at step s and get no recurrent part.
     if (b < s.rows) {
       Cell::backward_cell(a, s, b, jj, b < later.rows ? sum : Acc(0));
     } else {
@@ -372,7 +387,8 @@ __global__ void __launch_bounds__(cuda::kMaxPersistentThreads, 1)
   __syncthreads();
   unsigned* barrier = barrier_counters(a.workspace);
   auto* partials = partials_after<T, typename Numeric<T>::Acc>(slice, slice_size);
-  for (int64_t k = 0; k <= a.shape.steps; ++k) {
+  const int64_t passes = backward_passes(a.shape.steps, a.dh0 != nullptr);
+  for (int64_t k = 0; k < passes; ++k) {
     if (k > 0) grid_barrier(barrier);
     const StepRows s = schedule.backward_step(k);
     backward_step<Cell, T>(a, s, schedule.backward_later(k), tiling, SharedColumns<T>{slice, S}, partials);

@@ -24,7 +24,8 @@ LSTM forward::
                        batch_sizes=batch_sizes, reverse=reverse)
 
 LSTM backward (dy, dh_n, dc_n: zeros where no gradient flows; dy may also be one [H] row, the
-gradient of every row, as from y.sum())::
+gradient of every row, as from y.sum(); dh0 and dc0 may be None where they are not wanted,
+and without dh0 the kernel skips the products with W_hh that only dh0 needs)::
 
     dgates = torch.empty_like(saved_gates); dh0, dc0 = torch.empty(B, H), torch.empty(B, H)
     _cuda.lstm_backward(w_hh, saved_gates, saved_c, c0, dy, dh_n, dc_n, dgates, dh0, dc0,
@@ -47,7 +48,7 @@ GRU forward (b_hh may be None)::
     _cuda.gru_forward(gates_x, w_hh, b_hh, h0, y, h_n, saved,   # saved: [N, 4H] or None
                       batch_sizes=batch_sizes, reverse=reverse)
 
-GRU backward::
+GRU backward (dh0 may be None, as the LSTM's)::
 
     _cuda.gru_backward(w_hh, saved, h0, y, dy, dh_n, dgates_x, dgates_h, dh0,
                        batch_sizes=batch_sizes, reverse=reverse)

@@ -103,9 +103,7 @@ def lstm_forward(x, w_ih, b_ih, w_hh, b_hh, w_hr, h0, c0, batch_sizes, reverse, 
 
 def lstm_backward(w_hh, w_hr, saved_gates, saved_c, c0, batch_sizes, reverse, dy, dh_n, dc_n, dgates, dh, dh0,
                   dc0, db) -> None:
-    # These kernels always write the state gradients; None (not wanted) gets a scratch array.
-    dh0 = torch.empty_like(dh_n) if dh0 is None else dh0
-    dc0 = torch.empty_like(dc_n) if dc0 is None else dc0
+    # dh0 / dc0 None: not wanted (the kernels then skip the products only dh0 needs).
     _kernels_for(w_hh).lstm_backward(
         w_hh=w_hh, saved_gates=saved_gates, saved_c=saved_c, c0=c0, dy=dy, dh_n=dh_n, dc_n=dc_n, dgates=dgates,
         dh0=dh0, dc0=dc0, batch_sizes=batch_sizes, reverse=reverse, w_hr=w_hr, dh=dh)
@@ -119,7 +117,6 @@ def gru_forward(x, w_ih, b_ih, w_hh, b_hh, h0, batch_sizes, reverse, y, h_n, sav
 
 
 def gru_backward(w_hh, saved, h0, y, batch_sizes, reverse, dy, dh_n, dgates_x, dgates_h, dh0, db_ih, db_hh) -> None:
-    dh0 = torch.empty_like(dh_n) if dh0 is None else dh0  # as in lstm_backward
     _kernels_for(w_hh).gru_backward(
         w_hh=w_hh, saved=saved, h0=h0, y=y, dy=dy, dh_n=dh_n, dgates_x=dgates_x, dgates_h=dgates_h, dh0=dh0,
         batch_sizes=batch_sizes, reverse=reverse)
