@@ -31,6 +31,14 @@ IDS = ["lstm", "gru-no_bias", "lstm-L2-batch_first", "gru-bi", "lstm-bi-packed",
        "lstm-proj-L2-bi-packed"]
 
 
+# Where the CUDA path runs: on CPU tensors through the emulation, and on a GPU when there is one.
+PATHS = [
+    pytest.param("cpu", emulate_cuda_on_cpu, marks=pytest.mark.cuda_emulated, id="emulated"),
+    pytest.param("cuda", contextlib.nullcontext, id="gpu",
+                 marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")),
+]
+
+
 def _outputs_and_grads(module, x, lengths, batch_first):
     x = x.detach().requires_grad_(True)
     inp = pack_padded_sequence(x, torch.tensor(lengths), batch_first=batch_first, enforce_sorted=False) if lengths else x
@@ -56,19 +64,14 @@ def _compare(mode, kwargs, lengths, device, run_fastgates):
         torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.cuda_emulated
+@pytest.mark.parametrize("device, run_fastgates", PATHS)
 @pytest.mark.parametrize("mode, kwargs, lengths", CONFIGS, ids=IDS)
-def test_layers_on_the_emulated_cuda_path_match_torch_nn(mode, kwargs, lengths):
-    _compare(mode, kwargs, lengths, "cpu", emulate_cuda_on_cpu)
+def test_layers_on_the_cuda_path_match_torch_nn(mode, kwargs, lengths, device, run_fastgates):
+    _compare(mode, kwargs, lengths, device, run_fastgates)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("mode, kwargs, lengths", CONFIGS, ids=IDS)
-def test_layers_on_cuda_match_torch_nn(mode, kwargs, lengths):
-    _compare(mode, kwargs, lengths, "cuda", contextlib.nullcontext)
-
-
-def _shared_gradient_rows(device, run_fastgates):
+@pytest.mark.parametrize("device, run_fastgates", PATHS)
+def test_shared_gradient_rows_on_the_cuda_path(device, run_fastgates):
     # As on the CPU kernels (test_kernels): an expanded dy reaches the CUDA kernels as one row.
     for mode, kwargs, packed in [("LSTM", {}, True), ("GRU", {}, False), ("LSTM", {"proj_size": 3}, True)]:
         torch.manual_seed(0)
@@ -79,17 +82,8 @@ def _shared_gradient_rows(device, run_fastgates):
             assert_shared_gradient_rows_act_as_dense(layer, x, packed, row)
 
 
-@pytest.mark.cuda_emulated
-def test_shared_gradient_rows_on_the_emulated_cuda_path():
-    _shared_gradient_rows("cpu", emulate_cuda_on_cpu)
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_shared_gradient_rows_on_cuda():
-    _shared_gradient_rows("cuda", contextlib.nullcontext)
-
-
-def _gradcheck_projected_lstm(device):
+@pytest.mark.parametrize("device, run_fastgates", PATHS)
+def test_projected_lstm_gradcheck_on_the_cuda_path(device, run_fastgates):
     torch.manual_seed(1)
     layer = fastgates.LSTM(3, 5, proj_size=2, bidirectional=True, dtype=torch.float64, device=device)
     names = [name for name, _ in layer.named_parameters()]
@@ -100,18 +94,8 @@ def _gradcheck_projected_lstm(device):
         out, (h_n, c_n) = torch.func.functional_call(layer, dict(zip(names, w)), (x,))
         return out, h_n, c_n
 
-    assert torch.autograd.gradcheck(run, (x, *weights), eps=1e-6, atol=1e-7)
-
-
-@pytest.mark.cuda_emulated
-def test_projected_lstm_gradcheck_on_the_emulated_cuda_path():
-    with emulate_cuda_on_cpu():
-        _gradcheck_projected_lstm("cpu")
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_projected_lstm_gradcheck_on_cuda():
-    _gradcheck_projected_lstm("cuda")
+    with run_fastgates():
+        assert torch.autograd.gradcheck(run, (x, *weights), eps=1e-6, atol=1e-7)
 
 
 # Which initial states require a gradient: the op asks the kernels for dh0 / dc0 only then, and
@@ -120,7 +104,8 @@ STATE_GRADIENTS = [("LSTM", (True, True)), ("LSTM", (True, False)), ("LSTM", (Fa
                    ("GRU", (True,)), ("GRU", (False,))]
 
 
-def _initial_state_gradients(device, run_fastgates):
+@pytest.mark.parametrize("device, run_fastgates", PATHS)
+def test_initial_state_gradients_on_the_cuda_path(device, run_fastgates):
     for mode, wanted in STATE_GRADIENTS:
         for kwargs, lengths in [({}, None), ({"bidirectional": True}, [4, 1, 3]), ({"proj_size": 2}, None)]:
             if mode == "GRU" and "proj_size" in kwargs:
@@ -149,13 +134,3 @@ def _initial_state_gradients(device, run_fastgates):
             assert len(got) == len(expected)
             for e, g in zip(expected, got, strict=True):
                 torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-12)
-
-
-@pytest.mark.cuda_emulated
-def test_initial_state_gradients_on_the_emulated_cuda_path():
-    _initial_state_gradients("cpu", emulate_cuda_on_cpu)
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_initial_state_gradients_on_cuda():
-    _initial_state_gradients("cuda", contextlib.nullcontext)
