@@ -201,11 +201,17 @@ def test_gru_kernels_match_reference(isa, dtype, threads, shape):
 # float64: 7; LSTM float32: 10), the third one step each. Batches that the row tiles (3 rows
 # for the LSTM, 4 for the GRU on AVX2) do not divide, so that chunks end in partial tiles.
 INFERENCE_SHAPES = [(6, 5, 7, 37), (12, 301, 9, 40), (3, 1102, 5, 80), (65, 3, 5, 64)]
+# Calls at B = 1 of at most 2·kLanes steps (8 to 32 by build and dtype) whose input rows take
+# 1 KiB or more project the inputs from W_ih's rows instead of panels (recurrence.h,
+# direct_projection): I = 256 is 1 KiB in float32, I = 128 in float64; I = 255 is just under in
+# float32. Steps on both sides of each build's limit.
+SHORT_B1_SHAPES = [(5, 1, 256, 40), (8, 1, 128, 24), (9, 1, 128, 24), (16, 1, 256, 33), (17, 1, 256, 33),
+                   (32, 1, 256, 20), (33, 1, 256, 17), (12, 1, 255, 24)]
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("shape", INFERENCE_SHAPES)
+@pytest.mark.parametrize("shape", INFERENCE_SHAPES + SHORT_B1_SHAPES)
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_training_forward_by_chunks_matches_reference(isa, cell, shape, threads, dtype):
     """The training forward, whose projection goes into gates_x chunk by chunk, against the
@@ -259,7 +265,7 @@ def test_kernels_do_not_depend_on_the_l2_size(isa, cell, shape, threads, dtype):
 @pytest.mark.parametrize("given_gates_x", [False, True], ids=["chunked", "gates_x"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("shape", INFERENCE_SHAPES)
+@pytest.mark.parametrize("shape", INFERENCE_SHAPES + SHORT_B1_SHAPES)
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_inference_forward_matches_training_forward(isa, cell, shape, threads, dtype, given_gates_x):
     """Without saved tensors (inference) the forward gives the same outputs as the training
@@ -308,9 +314,10 @@ def test_inference_matches_training_by_chunks_in_every_layout(mode, packed):
         assert torch.equal(a, b.detach())
 
 
+@pytest.mark.parametrize("shape", [(20, 11, 9, 70), (24, 1, 256, 70)], ids=["packed", "short-B1"])
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_results_are_bit_identical_across_runs_and_thread_counts(cell):
-    T, B, I, H = 20, 11, 9, 70
+def test_results_are_bit_identical_across_runs_and_thread_counts(cell, shape):
+    T, B, I, H = shape
     problem, run = (_lstm_problem, _run_lstm) if cell == "lstm" else (_gru_problem, _run_gru)
     p = problem(T, B, I, H, torch.float32)
     first = run(p, 2)

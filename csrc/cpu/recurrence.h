@@ -303,7 +303,7 @@ void project_inputs(const InputProjection<T>& p, BlockRange rows, int64_t input_
 //   each weight is read once either way;
 // - with one row per step (B = 1), the recurrent products of any call whose hidden (and
 //   projected) size spans 8 vectors (direct_recurrent_products): per step they read W_hh once
-//   either way.
+//   either way; and the input projection of short calls (direct_projection, below).
 // Measured on whole layers in inference (Intel Xeon, AVX-512, 2 threads, I = H, direct /
 // packed time). Up to 4 rows, best of 3 rounds alternating two builds: 1 row 0.30 (LSTM,
 // H = 1024), 0.36 (GRU, H = 512), 0.45 (LSTM, H = 256); 4 rows 0.81, 0.49, 0.65 (T = 4) and
@@ -323,6 +323,26 @@ bool direct_products(const SequenceShape& s) {
   const int64_t wide = 8 * kLanes<T>;
   return s.steps * s.batch <= kDirectRows ||
          (s.steps == 1 && s.batch <= kDirectBatch && s.input_size >= wide && s.hidden_size >= wide && K >= wide);
+}
+
+// The input projection of a call with one row per step (B = 1) and at most
+// kDirectProjectionSteps steps, with input rows of 1 KiB or more, also multiplies from W_ih's
+// rows (project_inputs without panels): packing W_ih costs a call a fixed read and write of it,
+// which a few rows do not repay. Measured on the forward kernels in inference (Intel Xeon,
+// 2 threads, I = H, both rules alternated in one process, 9 rounds, median packed / direct
+// time): AVX-512, float: LSTM 1.68, 1.47, 1.20 and 1.14 at T = 5, 8, 16 and 32 (H = 256), 1.02
+// at T = 64 and 0.95 at T = 200; 1.48–1.07 (H = 512) and 1.71–1.18 (H = 1024) at T = 5 to 32;
+// GRU 1.25–1.08 (H = 256). AVX2, float: LSTM 1.49, 1.16, 1.02 and 0.93 at T = 5, 8, 16 and 32
+// (H = 256), 1.34 and 1.07 at T = 5 and 16 (H = 512); GRU 1.25–1.01. At H = 128 (512-byte rows)
+// 0.94–1.07 with AVX-512 and 0.84–0.99 with AVX2: packing stays. float64: 1.21–2.54 with
+// AVX-512 (T = 5 to 32), 1.11–1.58 with AVX2 (T = 5 to 16) at H = 256; 1.03–1.35 at H = 128.
+template <typename T>
+constexpr int64_t kDirectProjectionSteps = 2 * kLanes<T>;
+
+template <typename T>
+bool direct_projection(const SequenceShape& s) {
+  return direct_products<T>(s) ||
+         (s.batch == 1 && s.steps <= kDirectProjectionSteps<T> && s.input_size * int64_t(sizeof(T)) >= 1024);
 }
 
 template <typename T>
@@ -397,7 +417,7 @@ struct ForwardJob {
   using T = typename Cell::Scalar;
   Cell cell;
   bool chunk_buffer;  // the projection goes into a buffer of the workspace that holds one chunk
-  bool direct;   // products straight from the weights' rows, no panels (direct_products)
+  bool direct;   // the input projection straight from W_ih's rows, no panels (direct_projection)
   bool direct_recurrence;  // W_hh's and W_hr's products straight from their rows (direct_recurrent_products)
   StepSchedule schedule;
   T* panels = nullptr;             // W_hh, per block of hidden units
@@ -408,7 +428,7 @@ struct ForwardJob {
   ForwardJob(const Cell& c, const SequenceLayout& layout, WorkspaceCarver& w, int team)
       : cell(c),
         chunk_buffer(cell.input().gates_x == nullptr),
-        direct(direct_products<T>(c.shape)),
+        direct(direct_projection<T>(c.shape)),
         direct_recurrence(direct_recurrent_products<T>(c.shape)),
         schedule(c.shape, layout, projection_chunk_steps<T, Cell::kGates>(c.shape, team), chunk_buffer) {
     constexpr int G = Cell::kGates;
