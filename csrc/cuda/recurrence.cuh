@@ -217,7 +217,7 @@ __device__ __forceinline__ void backward_step(const typename Cell::template Back
   const int lane = static_cast<int>(threadIdx.x) / S;
   const int64_t j = int64_t(blockIdx.x) * S + unit;
   const int64_t b0 = int64_t(blockIdx.y) * cuda::kBatchTile;
-  // A tile past both steps' rows has nothing to do (the same for the whole block).
+  // A tile past the pass's rows has nothing to do (the same for the whole block).
   if (b0 >= B) return;
   Acc acc[cuda::kBatchTile] = {};
   if (product_rows > 0 && j < K) {
