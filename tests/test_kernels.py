@@ -201,17 +201,18 @@ def test_gru_kernels_match_reference(isa, dtype, threads, shape):
 # float64: 7; LSTM float32: 10), the third one step each. Batches that the row tiles (3 rows
 # for the LSTM, 4 for the GRU on AVX2) do not divide, so that chunks end in partial tiles.
 INFERENCE_SHAPES = [(6, 5, 7, 37), (12, 301, 9, 40), (3, 1102, 5, 80), (65, 3, 5, 64)]
-# Calls at B = 1 of at most 2·kLanes steps (8 to 32 by build and dtype) whose input rows take
-# 1 KiB or more project the inputs from W_ih's rows instead of panels (recurrence.h,
-# direct_projection): I = 256 is 1 KiB in float32, I = 128 in float64; I = 255 is just under in
-# float32. Steps on both sides of each build's limit.
-SHORT_B1_SHAPES = [(5, 1, 256, 40), (8, 1, 128, 24), (9, 1, 128, 24), (16, 1, 256, 33), (17, 1, 256, 33),
-                   (32, 1, 256, 20), (33, 1, 256, 17), (12, 1, 255, 24)]
+# Calls of at most 2·kLanes rows in all (8 to 32 by build and dtype) multiply from the rows of
+# each weight whose rows take 1 KiB or more instead of packing it (recurrence.h,
+# short_call_reads_rows): I (or H) = 256 is 1 KiB in float32, 128 in float64; 255 is just under
+# in float32. Rows on both sides of each build's limit; at B = 1 only W_ih's rule changes.
+SHORT_SHAPES = [(5, 1, 256, 40), (8, 1, 128, 24), (9, 1, 128, 24), (16, 1, 256, 33), (17, 1, 256, 33),
+                (32, 1, 256, 20), (33, 1, 256, 17), (12, 1, 255, 24), (4, 2, 256, 256), (8, 4, 256, 260),
+                (11, 3, 256, 256), (2, 8, 128, 128), (3, 5, 9, 300)]
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("shape", INFERENCE_SHAPES + SHORT_B1_SHAPES)
+@pytest.mark.parametrize("shape", INFERENCE_SHAPES + SHORT_SHAPES)
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_training_forward_by_chunks_matches_reference(isa, cell, shape, threads, dtype):
     """The training forward, whose projection goes into gates_x chunk by chunk, against the
@@ -265,7 +266,7 @@ def test_kernels_do_not_depend_on_the_l2_size(isa, cell, shape, threads, dtype):
 @pytest.mark.parametrize("given_gates_x", [False, True], ids=["chunked", "gates_x"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("shape", INFERENCE_SHAPES + SHORT_B1_SHAPES)
+@pytest.mark.parametrize("shape", INFERENCE_SHAPES + SHORT_SHAPES)
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_inference_forward_matches_training_forward(isa, cell, shape, threads, dtype, given_gates_x):
     """Without saved tensors (inference) the forward gives the same outputs as the training
@@ -398,14 +399,23 @@ def _layer_outputs(module, x, lengths, packed):
     return [out, *states, *torch.autograd.grad(loss, [x, *module.parameters()])]
 
 
+# (T, B, I, H, lengths, proj_size when the layout has one). "short": 16 rows with weight rows of
+# 1 KiB or more, which read the weights' rows in place instead of packing them (recurrence.h,
+# short_call_reads_rows) in float32 on every build and in float64 with AVX-512.
+SIZES = {"small": (7, 5, 11, 37, [7, 3, 6, 1, 3], None), "short": (4, 4, 256, 300, [4, 2, 3, 1], 256)}
+
+
+@pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("mode, kwargs, packed", LAYOUTS, ids=["lstm-packed-bi", "gru-packed-bi",
                                                                "lstm-proj-packed-bi", "lstm-proj"])
-def test_sequence_layouts_every_isa_and_thread_count(isa, mode, kwargs, packed):
+def test_sequence_layouts_every_isa_and_thread_count(isa, mode, kwargs, packed, size):
     # Several unit blocks per thread, tails in every dimension, sequences of different lengths.
     import fastgates
 
-    T, B, I, H = 7, 5, 11, 37
-    lengths = torch.tensor([7, 3, 6, 1, 3])
+    T, B, I, H, lengths, proj_size = SIZES[size]
+    lengths = torch.tensor(lengths)
+    if "proj_size" in kwargs and proj_size is not None:
+        kwargs = {**kwargs, "proj_size": proj_size}
     torch.manual_seed(0)
     twin = getattr(torch.nn, mode)(I, H, dtype=torch.float64, **kwargs)
     layer = fastgates.from_torch(twin)

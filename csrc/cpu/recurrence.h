@@ -303,7 +303,8 @@ void project_inputs(const InputProjection<T>& p, BlockRange rows, int64_t input_
 //   each weight is read once either way;
 // - with one row per step (B = 1), the recurrent products of any call whose hidden (and
 //   projected) size spans 8 vectors (direct_recurrent_products): per step they read W_hh once
-//   either way; and the input projection of short calls (direct_projection, below).
+//   either way;
+// - short calls of few rows with long weight rows (short_call_reads_rows, below).
 // Measured on whole layers in inference (Intel Xeon, AVX-512, 2 threads, I = H, direct /
 // packed time). Up to 4 rows, best of 3 rounds alternating two builds: 1 row 0.30 (LSTM,
 // H = 1024), 0.36 (GRU, H = 512), 0.45 (LSTM, H = 256); 4 rows 0.81, 0.49, 0.65 (T = 4) and
@@ -325,30 +326,40 @@ bool direct_products(const SequenceShape& s) {
          (s.steps == 1 && s.batch <= kDirectBatch && s.input_size >= wide && s.hidden_size >= wide && K >= wide);
 }
 
-// The input projection of a call with one row per step (B = 1) and at most
-// kDirectProjectionSteps steps, with input rows of 1 KiB or more, also multiplies from W_ih's
-// rows (project_inputs without panels): packing W_ih costs a call a fixed read and write of it,
-// which a few rows do not repay. Measured on the forward kernels in inference (Intel Xeon,
-// 2 threads, I = H, both rules alternated in one process, 9 rounds, median packed / direct
-// time): AVX-512, float: LSTM 1.68, 1.47, 1.20 and 1.14 at T = 5, 8, 16 and 32 (H = 256), 1.02
-// at T = 64 and 0.95 at T = 200; 1.48–1.07 (H = 512) and 1.71–1.18 (H = 1024) at T = 5 to 32;
-// GRU 1.25–1.08 (H = 256). AVX2, float: LSTM 1.49, 1.16, 1.02 and 0.93 at T = 5, 8, 16 and 32
-// (H = 256), 1.34 and 1.07 at T = 5 and 16 (H = 512); GRU 1.25–1.01. At H = 128 (512-byte rows)
-// 0.94–1.07 with AVX-512 and 0.84–0.99 with AVX2: packing stays. float64: 1.21–2.54 with
-// AVX-512 (T = 5 to 32), 1.11–1.58 with AVX2 (T = 5 to 16) at H = 256; 1.03–1.35 at H = 128.
+// Short calls: at most kShortCallRows = 2·kLanes rows in all (steps × batch) multiply from the
+// rows of each weight matrix whose rows take 1 KiB or more (direct_projection for W_ih; in
+// direct_recurrent_products W_hh's, and W_hr's with a projection): packing costs a call a fixed
+// read and write of the weights, which a few rows do not repay. Measured on the forward kernels
+// in inference (Intel Xeon, 2 threads, I = H, both rules alternated in one process, 9 rounds,
+// median packed / direct time). B = 1, the projection only (the recurrent products were direct
+// already), AVX-512, float: LSTM 1.68, 1.47, 1.20 and 1.14 at T = 5, 8, 16 and 32 (H = 256),
+// 1.02 at T = 64 and 0.95 at T = 200; 1.48–1.07 (H = 512) and 1.71–1.18 (H = 1024) at T = 5 to
+// 32; GRU 1.25–1.08 (H = 256). AVX2: LSTM 1.49, 1.16, 1.02 and 0.93 at T = 5, 8, 16 and 32
+// (H = 256); GRU 1.25–1.01. At H = 128 (512-byte rows) 0.94–1.07 with AVX-512 and 0.84–0.99 with
+// AVX2: packing stays. float64: 1.21–2.54 with AVX-512 (T = 5 to 32), 1.11–1.58 with AVX2 (T = 5
+// to 16) at H = 256. B = 2 to 8, every product: AVX-512, LSTM H = 256: 1.95–1.23 (B = 2,
+// T = 4 to 16), 2.25–1.36 (B = 4, T = 2 to 8), 1.79–1.41 (B = 8, T = 2 and 4); 64 rows 1.10–1.14,
+// 128 rows 0.96; H = 512: 1.75–1.08 up to 32 rows, 1.09 at 64, 0.94 at 128; H = 1024 1.42–3.19;
+// GRU H = 256: 2.06–1.19. AVX2, LSTM H = 256: 1.38–1.63 at 8 rows, 1.28–1.40 at 16, 1.05–1.07 at
+// 32, 0.93 at 64.
 template <typename T>
-constexpr int64_t kDirectProjectionSteps = 2 * kLanes<T>;
+constexpr int64_t kShortCallRows = 2 * kLanes<T>;
+
+template <typename T>
+bool short_call_reads_rows(const SequenceShape& s, int64_t row_length) {
+  return s.steps * s.batch <= kShortCallRows<T> && row_length * int64_t(sizeof(T)) >= 1024;
+}
 
 template <typename T>
 bool direct_projection(const SequenceShape& s) {
-  return direct_products<T>(s) ||
-         (s.batch == 1 && s.steps <= kDirectProjectionSteps<T> && s.input_size * int64_t(sizeof(T)) >= 1024);
+  return direct_products<T>(s) || short_call_reads_rows<T>(s, s.input_size);
 }
 
 template <typename T>
 bool direct_recurrent_products(const SequenceShape& s) {
   const int64_t K = s.proj_size > 0 ? s.proj_size : s.hidden_size;
-  return direct_products<T>(s) || (s.batch == 1 && K >= 8 * kLanes<T> && s.hidden_size >= 8 * kLanes<T>);
+  return direct_products<T>(s) || (s.batch == 1 && K >= 8 * kLanes<T> && s.hidden_size >= 8 * kLanes<T>) ||
+         (short_call_reads_rows<T>(s, K) && (s.proj_size == 0 || short_call_reads_rows<T>(s, s.hidden_size)));
 }
 
 // Bytes of the buffer that takes the input projection chunk by chunk when the caller gives no
