@@ -339,9 +339,9 @@ bool direct_products(const SequenceShape& s) {
 // AVX2: packing stays. float64: 1.21–2.54 with AVX-512 (T = 5 to 32), 1.11–1.58 with AVX2 (T = 5
 // to 16) at H = 256. B = 2 to 8, every product: AVX-512, LSTM H = 256: 1.95–1.23 (B = 2,
 // T = 4 to 16), 2.25–1.36 (B = 4, T = 2 to 8), 1.79–1.41 (B = 8, T = 2 and 4); 64 rows 1.10–1.14,
-// 128 rows 0.96; H = 512: 1.75–1.08 up to 32 rows, 1.09 at 64, 0.94 at 128; H = 1024 1.42–3.19;
-// GRU H = 256: 2.06–1.19. AVX2, LSTM H = 256: 1.38–1.63 at 8 rows, 1.28–1.40 at 16, 1.05–1.07 at
-// 32, 0.93 at 64.
+// 128 rows 0.96; H = 512: 1.19–1.75 up to 32 rows, 1.08–1.09 at 64, 0.94 at 128; H = 1024
+// 1.42–3.19 up to 32 rows; GRU H = 256: 1.26–2.06 up to 32 rows, 1.19 at 64. AVX2, LSTM
+// H = 256: 1.45–1.63 at 8 rows, 1.28–1.40 at 16, 1.05–1.07 at 32, 0.93 at 64.
 template <typename T>
 constexpr int64_t kShortCallRows = 2 * kLanes<T>;
 
