@@ -65,7 +65,7 @@ struct GruCell {
     // The running state: z·dh of the step after, the part of dh_t that bypasses W_hh (same
     // thread for each (b, j)); where sequence b ends, dh_n instead.
     Acc* bypass = running_state<Acc>(a.workspace) + state;
-    const Acc dh = N::load(a.dy[(a.dy_one_row ? 0 : row * H) + j]) + (b >= step.carried ? N::load(a.dh_n[state]) : *bypass) + recurrent;
+    const Acc dh = N::load(dy_row(a, row, H)[j]) + (b >= step.carried ? N::load(a.dh_n[state]) : *bypass) + recurrent;
     const T* s = a.saved + row * 4 * H + j;
     const cell::GruSaved<Acc> saved{N::load(s[0]), N::load(s[H]), N::load(s[2 * H]), N::load(s[3 * H])};
     const Acc h_prev = N::load(previous_h(a, step, b)[j]);

@@ -91,7 +91,7 @@ struct LstmCellOf {
     const int64_t K = state_width(a.shape);
     const int64_t row = step.offset + b;
     const bool ends = b >= step.carried;
-    const Acc dh = N::load(a.dy[(a.dy_one_row ? 0 : row * K) + j]) + (ends ? N::load(a.dh_n[b * K + j]) : Acc(0)) + recurrent;
+    const Acc dh = N::load(dy_row(a, row, K)[j]) + (ends ? N::load(a.dh_n[b * K + j]) : Acc(0)) + recurrent;
     if constexpr (Projected) {
       a.dh[row * K + j] = N::store(dh);
     } else {

@@ -141,6 +141,12 @@ struct SharedColumns {
   }
 };
 
+// Row `row` of the backward's dy, `width` wide: the one row every row shares with dy_one_row.
+template <class Args>
+__device__ __forceinline__ auto dy_row(const Args& a, int64_t row, int64_t width) {
+  return a.dy + (a.dy_one_row ? 0 : row * width);
+}
+
 // The h_{t-1} of row b of step s: its row of the step before in y, or row b of h0.
 template <class Args>
 __device__ __forceinline__ auto previous_h(const Args& a, const StepRows& s, int64_t b) {
