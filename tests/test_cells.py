@@ -216,3 +216,135 @@ def test_compile_matches_eager(mode):
     out = compiled(x.clone().requires_grad_(True), hx)
     (out[0] if mode == "LSTMCell" else out).sum().backward()
     assert ours.weight_hh.grad is not None
+
+
+# -- the cells' own training step (ops/_cell_step.py) against the sequence ops -------------------
+
+# (batch, input, hidden): tiny; weight gradients of 1 MiB and more (reused blocks, products that
+# read the weights in place); a batch beyond the short-call rows (packed weights).
+STEP_SIZES = [(3, 4, 5), (2, 300, 256), (40, 33, 70)]
+REQUIRES_GRAD = {
+    "all": (True, True, True),
+    "parameters": (False, False, True),
+    "input_and_states": (True, True, False),
+    "states": (False, True, False),
+}
+
+
+def _step_gradients(mode, module, x, states, requires, outputs, through_op):
+    """Outputs and gradients of one cell step (through the module, or through the sequence op
+    ``fastgates.ops.lstm/gru`` with T = 1 and the module's weights), for a linear functional of
+    the outputs chosen by ``outputs`` (indices); inputs that require grad per ``requires``."""
+    x_grad, states_grad, params_grad = requires
+    x = x.detach().clone().requires_grad_(x_grad)
+    states = [s.detach().clone().requires_grad_(states_grad) for s in states]
+    params = list(module.parameters())
+    for p in params:
+        p.requires_grad_(params_grad)
+    if through_op:
+        op = fastgates.ops.lstm if mode == "LSTMCell" else fastgates.ops.gru
+        _, finals = op(x.unsqueeze(0), *params, *states)
+        outs = list(finals) if mode == "LSTMCell" else [finals]
+    else:
+        out = module(x, tuple(states) if mode == "LSTMCell" else states[0])
+        outs = list(out) if mode == "LSTMCell" else [out]
+    g = torch.Generator().manual_seed(5)
+    loss = sum((outs[i] * torch.randn(outs[i].shape, generator=g, dtype=x.dtype)).sum() for i in outputs)
+    wrt = [t for t in [x, *states, *params] if t.requires_grad]
+    return [o.detach() for o in outs], list(torch.autograd.grad(loss, wrt))
+
+
+@pytest.mark.parametrize("requires", list(REQUIRES_GRAD))
+@pytest.mark.parametrize("size", STEP_SIZES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("mode", CELLS)
+def test_training_step_equals_sequence_op(mode, dtype, size, requires):
+    """A cell's training step runs its own autograd Function (ops/_cell_step.py): outputs and
+    every gradient bit for bit those of the sequence op with T = 1."""
+    batch, input_size, hidden = size
+    torch.manual_seed(0)
+    module = getattr(fastgates, mode)(input_size, hidden, dtype=dtype)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, input_size, generator=g, dtype=dtype)
+    states = [torch.randn(batch, hidden, generator=g, dtype=dtype) for _ in range(2 if mode == "LSTMCell" else 1)]
+    for outputs in ([0, 1], [0], [1]) if mode == "LSTMCell" else ([0],):
+        args = (mode, module, x, states, REQUIRES_GRAD[requires], outputs)
+        out_step, grads_step = _step_gradients(*args, through_op=False)
+        out_op, grads_op = _step_gradients(*args, through_op=True)
+        assert len(grads_step) == len(grads_op) > 0
+        for a, b in zip(out_step + grads_step, out_op + grads_op, strict=True):
+            assert torch.equal(a, b), f"outputs {outputs}: differs from the sequence op by {(a - b).abs().max()}"
+
+
+@pytest.mark.parametrize("mode", CELLS)
+def test_training_step_gradcheck(mode):
+    """Gradients of the input, the states and every parameter of one step (float64)."""
+    module, _ = _pair(mode)
+    x, hx = _inputs(mode, torch.float64)
+    states = list(hx) if mode == "LSTMCell" else [hx]
+    count = len(states)
+    names = [n for n, _ in module.named_parameters()]
+
+    def step(x, *tensors):
+        hx = tuple(tensors[:count]) if mode == "LSTMCell" else tensors[0]
+        return torch.func.functional_call(module, dict(zip(names, tensors[count:], strict=True)), (x, hx))
+
+    inputs = [t.detach().clone().requires_grad_(True) for t in [x, *states, *module.parameters()]]
+    assert torch.autograd.gradcheck(step, inputs)
+
+
+@pytest.mark.parametrize("mode", CELLS)
+def test_training_step_bias_gradients_are_separate_tensors(mode):
+    """b_ih and b_hh get equal gradients in separate tensors: accumulating a second step into one
+    .grad must not change the other."""
+    module, _ = _pair(mode)
+    x, hx = _inputs(mode, torch.float64)
+    for _ in range(2):
+        out = module(x, hx)
+        (out[0] if mode == "LSTMCell" else out).sum().backward()
+    assert module.bias_ih.grad.data_ptr() != module.bias_hh.grad.data_ptr()
+    if mode == "LSTMCell":
+        assert torch.equal(module.bias_ih.grad, module.bias_hh.grad)
+    module.bias_ih.grad.zero_()
+    assert module.bias_hh.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("mode", CELLS)
+def test_training_step_refuses_double_backward(mode):
+    """With create_graph the step's first gradient is the backward op's (the same values), and
+    differentiating it again raises instead of treating the saved activations as constants."""
+    module, _ = _pair(mode)
+    x, hx = _inputs(mode, torch.float64)
+    x.requires_grad_(True)
+
+    def first_gradient(create_graph):
+        out = module(x, hx)
+        h = out[0] if mode == "LSTMCell" else out
+        return torch.autograd.grad(h.pow(2).sum(), x, create_graph=create_graph)[0]
+
+    plain, graphed = first_gradient(False), first_gradient(True)
+    assert torch.equal(plain, graphed)
+    assert graphed.requires_grad
+    with pytest.raises(RuntimeError, match="fastgates does not support double backward"):
+        graphed.sum().backward()
+
+
+@pytest.mark.parametrize("mode", CELLS)
+def test_training_step_outputs_may_change_in_place(mode):
+    """As with torch.nn's cells, the returned states may be changed in place before the backward
+    (masking a state between steps): the step keeps no output for its backward."""
+    ours, ref = _pair(mode)
+    x, hx = _inputs(mode, torch.float64)
+    mask = (torch.arange(BATCH) % 2).to(torch.float64).unsqueeze(1)
+    grads = []
+    for module in (ours, ref):
+        module.zero_grad()
+        out = module(x, hx)
+        outs = list(out) if mode == "LSTMCell" else [out]
+        for o in outs:
+            o.mul_(mask)
+        out = module(x, tuple(outs) if mode == "LSTMCell" else outs[0])
+        (out[0] if mode == "LSTMCell" else out).pow(2).sum().backward()
+        grads.append([p.grad.clone() for p in module.parameters()])
+    for name, a, b in zip([n for n, _ in ref.named_parameters()], *grads, strict=True):
+        assert_close(a, b, f"grad of {name} through masked states")

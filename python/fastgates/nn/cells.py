@@ -26,7 +26,7 @@ from .._validation import (
     cpu_tensor_of,
     require_tensor,
 )
-from ..ops.functional import _gru, _lstm
+from ..ops._cell_step import gru_cell_step, lstm_cell_step
 
 
 class RNNCellLayerBase(Module):
@@ -179,8 +179,7 @@ class LSTMCell(RNNCellLayerBase):
                 ) -> tuple[Tensor, Tensor]:
         weights = self._weights()
         if type(hx) is tuple and len(hx) == 2 and self._is_common_step(input, hx, weights):
-            _, states = _lstm(input.unsqueeze(0), *weights, *hx)
-            return states
+            return lstm_cell_step(input, *weights, *hx)
         batched = self._check_input(input)
         where = self._get_name()
         if hx is not None:
@@ -206,7 +205,7 @@ class LSTMCell(RNNCellLayerBase):
         else:
             h0, c0 = hx if batched else (hx[0].unsqueeze(0), hx[1].unsqueeze(0))
         self._check_step(x, [("hx[0]", h0), ("hx[1]", c0)], weights)
-        _, (h1, c1) = _lstm(x.unsqueeze(0), *weights, h0, c0)
+        h1, c1 = lstm_cell_step(x, *weights, h0, c0)
         if not batched:
             return h1.squeeze(0), c1.squeeze(0)
         return h1, c1
@@ -230,7 +229,7 @@ class GRUCell(RNNCellLayerBase):
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         weights = self._weights()
         if hx is not None and self._is_common_step(input, (hx,), weights):
-            return _gru(input.unsqueeze(0), *weights, hx)[1]
+            return gru_cell_step(input, *weights, hx)
         batched = self._check_input(input)
         where = self._get_name()
         if hx is not None:
@@ -245,5 +244,5 @@ class GRUCell(RNNCellLayerBase):
         else:
             h0 = hx if batched else hx.unsqueeze(0)
         self._check_step(x, [("hx", h0)], weights)
-        _, h1 = _gru(x.unsqueeze(0), *weights, h0)
+        h1 = gru_cell_step(x, *weights, h0)
         return h1 if batched else h1.squeeze(0)
