@@ -3,13 +3,14 @@
 In plain eager training on the CPU (_runs_own_step) a step runs as an autograd Function of its
 own instead of the sequence ops' eager formula (``lstm_forward_eager``): the same kernels
 with T = 1 and the same weight-gradient products, so the same numbers bit for bit, but two
-outputs instead of six, no 0-sized placeholders, no grad masks or sequence layouts. A cell runs
-one step per call, so that Python path was most of a training step: an LSTMCell at B = 1,
-H = 256 took 425 µs a step (forward and backward) through the ops, 306 through torch.nn, and a
-minimal Function around the same kernels 276 (Intel Xeon VM, 2 threads). Everywhere else
-(inference, torch.compile, export, dispatch modes, double backward) the step is a call of the
-sequence ops, as before.
-"""
+outputs instead of six, no 0-sized placeholders, no grad masks or sequence layouts, and one
+array saved for the backward. A cell runs one step per call, so that Python path was most of a
+training step: an LSTMCell at B = 1, H = 256 took 425 µs a step (forward and backward) through
+the ops, 306 through torch.nn, a minimal Function around the same kernels 276, and this one
+about 375 (Intel Xeon VM, 2 threads; README, "The cells' own training step"). Everywhere else
+(inference, torch.compile, export, dispatch modes, the CUDA path) the step is a call of the
+sequence ops; with create_graph the Function's backward calls the backward op, which refuses a
+double backward."""
 
 from __future__ import annotations
 
