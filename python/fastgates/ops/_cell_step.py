@@ -19,7 +19,7 @@ from torch import Tensor
 
 from .. import _backend, _reused_arrays
 from . import _cpu_path
-from ._common import kernels, matmul, plain_eager, saved_array
+from ._common import grad_or_zeros, kernels, matmul, plain_eager, saved_array
 from .functional import _grad_needed, _gru, _lstm
 from .gru import GATES as GRU_GATES
 from .gru import SAVED_PER_UNIT as GRU_SAVED_PER_UNIT
@@ -31,24 +31,26 @@ from .lstm import lstm_backward
 def lstm_cell_step(x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
                    h0: Tensor, c0: Tensor) -> tuple[Tensor, Tensor]:
     """(h1, c1) of one LSTM step from x [B, I] and (h0, c0) [B, H], arguments checked."""
-    if _runs_own_step(x, w_ih, w_hh, b_ih, b_hh, h0, c0):
+    save = _grad_needed(x, w_ih, w_hh, b_ih, b_hh, h0, c0)
+    if save and _runs_own_step(x, w_ih, w_hh, b_ih, b_hh, h0, c0):
         return _LSTMCellStep.apply(x, w_ih, w_hh, b_ih, b_hh, h0, c0)
-    return _lstm(x.unsqueeze(0), w_ih, w_hh, b_ih, b_hh, h0, c0)[1]
+    return _lstm(x.unsqueeze(0), w_ih, w_hh, b_ih, b_hh, h0, c0, save=save)[1]
 
 
 def gru_cell_step(x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
                   h0: Tensor) -> Tensor:
     """h1 of one GRU step from x [B, I] and h0 [B, H], arguments checked."""
-    if _runs_own_step(x, w_ih, w_hh, b_ih, b_hh, h0):
+    save = _grad_needed(x, w_ih, w_hh, b_ih, b_hh, h0)
+    if save and _runs_own_step(x, w_ih, w_hh, b_ih, b_hh, h0):
         return _GRUCellStep.apply(x, w_ih, w_hh, b_ih, b_hh, h0)
-    return _gru(x.unsqueeze(0), w_ih, w_hh, b_ih, b_hh, h0)[1]
+    return _gru(x.unsqueeze(0), w_ih, w_hh, b_ih, b_hh, h0, save=save)[1]
 
 
 def _runs_own_step(x: Tensor, *tensors: Tensor | None) -> bool:
-    """Whether the step runs its own Function: plain eager execution (tested first, so that
-    torch.compile sees a constant), a gradient to record, and the CPU kernels (not the CUDA
-    path, nor its emulation in tests)."""
-    return plain_eager(x, *tensors) and _grad_needed(x, *tensors) and kernels(x) is _cpu_path
+    """Whether a step that needs a gradient runs its own Function: in plain eager execution and
+    on the CPU kernels (not the CUDA path, nor its emulation in tests). Asked only in training,
+    so that inference pays for no test the sequence ops make again."""
+    return plain_eager(x, *tensors) and kernels(x) is _cpu_path
 
 
 def _optional(t: Tensor | None) -> Tensor | None:
@@ -116,7 +118,7 @@ class _LSTMCellStep(torch.autograd.Function):
             y = _unread_y(h0)
             dx, dw_ih, dw_hh, db, _, dh0, dc0 = lstm_backward(
                 x.unsqueeze(0), w_ih, w_hh, None, h0, c0, y, saved_gates, saved_c, x.new_empty((0,)), None, False,
-                _zero_row(h0).expand(y.shape), dh1, dc1,
+                grad_or_zeros(None, y), dh1, dc1,
                 [need_x, need_w_ih, need_w_hh, need_b_ih or need_b_hh, False, need_h0, need_c0])
             dx = dx[0] if need_x else None
         else:
@@ -160,7 +162,7 @@ class _GRUCellStep(torch.autograd.Function):
         if torch.is_grad_enabled():
             # create_graph: the backward op itself, whose formula refuses a double backward.
             dx, dw_ih, dw_hh, db_ih, db_hh, dh0 = gru_backward(
-                x.unsqueeze(0), w_ih, w_hh, h0, y, saved, None, False, _zero_row(h0).expand(y.shape), dh1,
+                x.unsqueeze(0), w_ih, w_hh, h0, y, saved, None, False, grad_or_zeros(None, y), dh1,
                 [need_x, need_w_ih, need_w_hh, need_b_ih, need_b_hh, need_h0])
             dx = dx[0] if need_x else None
         else:

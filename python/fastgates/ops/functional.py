@@ -66,11 +66,12 @@ def gru(
     return _gru(x, w_ih, w_hh, b_ih, b_hh, h0)
 
 
-def _lstm(x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr=None, batch_sizes=None, reverse=False):
+def _lstm(x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr=None, batch_sizes=None, reverse=False, save=None):
     """``lstm`` without the checks, for callers that have checked already (the layers); also
-    takes a projection ``w_hr`` [P, H], packed x [N, I] with ``batch_sizes``, and ``reverse``
-    (see ops/lstm.py)."""
-    save = _grad_needed(x, w_ih, w_hh, b_ih, b_hh, w_hr, h0, c0)
+    takes a projection ``w_hr`` [P, H], packed x [N, I] with ``batch_sizes``, ``reverse`` (see
+    ops/lstm.py), and ``save``: _grad_needed of the arguments when the caller knows it."""
+    if save is None:
+        save = _grad_needed(x, w_ih, w_hh, b_ih, b_hh, w_hr, h0, c0)
     tensors = (x, w_ih, w_hh, b_ih, b_hh, w_hr, h0, c0)
     op = _eager(save, lstm_run, lstm_forward_eager, *tensors) or lstm_forward
     if op is lstm_run:
@@ -80,10 +81,12 @@ def _lstm(x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr=None, batch_sizes=None, revers
     return y, (h_n, c_n)
 
 
-def _gru(x, w_ih, w_hh, b_ih, b_hh, h0, batch_sizes=None, reverse=False):
+def _gru(x, w_ih, w_hh, b_ih, b_hh, h0, batch_sizes=None, reverse=False, save=None):
     """``gru`` without the checks, for callers that have checked already (the layers); also
-    takes packed x [N, I] with ``batch_sizes``, and ``reverse`` (see ops/gru.py)."""
-    save = _grad_needed(x, w_ih, w_hh, b_ih, b_hh, h0)
+    takes packed x [N, I] with ``batch_sizes``, ``reverse`` (see ops/gru.py), and ``save`` as
+    ``_lstm`` does."""
+    if save is None:
+        save = _grad_needed(x, w_ih, w_hh, b_ih, b_hh, h0)
     tensors = (x, w_ih, w_hh, b_ih, b_hh, h0)
     op = _eager(save, gru_run, gru_forward_eager, *tensors) or gru_forward
     if op is gru_run:
